@@ -1,0 +1,81 @@
+"""cffi builder of popper's native module, popper._cpopper (API mode).
+
+setup.py names it in cffi_modules; `python _native/build_native.py` builds
+the module in place for a checkout.  The declarations come in one fragment
+per subsystem; each C function has a pure-Python twin (see _native/popper.h).
+"""
+
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SCANNER_CDEF = """
+#define PN_SEEN 1
+#define PN_HAS_STATUS 2
+#define PN_HAS_UIDL 4
+#define PN_EMPTY 0
+#define PN_MBOX 1
+#define PN_MMDF 2
+#define PN_OK 0
+#define PN_NOT_A_MAILBOX 1
+#define PN_IO_ERROR 2
+#define PN_NO_MEMORY 3
+
+typedef struct {
+    int64_t start;
+    int64_t header;
+    int64_t body;
+    int64_t content_end;
+    int64_t end;
+    int64_t octets;
+    int32_t flags;
+    int32_t uid_len;
+    char uid[72];
+} pn_message;
+
+typedef struct {
+    pn_message *messages;
+    size_t count;
+    int format;
+    int error;
+    size_t separator_len;
+    char separator[1024];
+} pn_scan_result;
+
+int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time,
+            int salted, int old_style, pn_scan_result *result);
+void pn_scan_free(pn_scan_result *result);
+int pn_is_from_line(const char *line, size_t n);
+void pn_encode_uid(const unsigned char digest[16], char out[20]);
+"""
+
+WIRE_CDEF = """
+#define PN_AT_LINE_START 1
+#define PN_AFTER_CR 2
+size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
+"""
+
+CRYPT_CDEF = """
+struct crypt_data { ...; };
+char *crypt_r(const char *phrase, const char *setting, struct crypt_data *data);
+"""
+
+ffibuilder = FFI()
+for fragment in (SCANNER_CDEF, WIRE_CDEF, CRYPT_CDEF):
+    ffibuilder.cdef(fragment)
+
+ffibuilder.set_source(
+    "popper._cpopper",
+    '#include "popper.h"\n#include <crypt.h>\n',
+    sources=[os.path.relpath(os.path.join(HERE, name))
+             for name in ("scanner.c", "wire.c", "md5.c")],
+    include_dirs=[os.path.relpath(HERE)],
+    libraries=["crypt"],
+    extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+)
+
+if __name__ == "__main__":
+    os.chdir(os.path.dirname(HERE))
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,550 @@
+/* scanner.c -- the mailbox scanner.
+ *
+ * Twin of popper/maildrop/scan.py, which states the rules; this file follows
+ * it function by function so that the two can be read side by side.  The
+ * file is read through a window with pread, never whole. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "md5.h"
+#include "popper.h"
+
+#define WINDOW (1 << 20)
+#define LINE_WINDOW (1 << 16)
+#define BACK 4                  /* bytes kept before pos when the window moves */
+
+typedef struct {
+    int fd;
+    int64_t limit;
+    char *buf;
+    int64_t base;               /* file offset of buf[0] */
+    size_t len;                 /* bytes valid in buf */
+    int error;                  /* errno of a failed read */
+} reader;
+
+/* Make [pos, pos+need) visible (or up to the limit); return a pointer to pos
+ * and the bytes available from it, or NULL after a read error. */
+static const char *at(reader *r, int64_t pos, size_t need, size_t *avail)
+{
+    int64_t end = r->base + (int64_t)r->len;
+    if (!(r->base <= pos && (pos + (int64_t)need <= end || end >= r->limit))) {
+        int64_t start = pos - BACK > 0 ? pos - BACK : 0;
+        size_t size = need + (size_t)(pos - start);
+        if (size < WINDOW)
+            size = WINDOW;
+        if ((int64_t)size > r->limit - start)
+            size = (size_t)(r->limit - start);
+        size_t got = 0;
+        while (got < size) {
+            ssize_t n = pread(r->fd, r->buf + got, size - got, start + (off_t)got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                r->error = n < 0 ? errno : EIO;     /* EIO: the file shrank */
+                r->len = 0;
+                return NULL;
+            }
+            got += (size_t)n;
+        }
+        r->base = start;
+        r->len = size;
+    }
+    *avail = r->len - (size_t)(pos - r->base);
+    return r->buf + (pos - r->base);
+}
+
+/* Offset just past the LF ending the line at pos (or the limit); -1 on error. */
+static int64_t line_end(reader *r, int64_t pos)
+{
+    while (pos < r->limit) {
+        size_t avail;
+        const char *p = at(r, pos, LINE_WINDOW, &avail);
+        if (!p)
+            return -1;
+        const char *lf = memchr(p, '\n', avail);
+        if (lf)
+            return pos + (lf - p) + 1;
+        pos += (int64_t)avail;
+    }
+    return r->limit;
+}
+
+static int byte_at(reader *r, int64_t pos)
+{
+    size_t avail;
+    const char *p = at(r, pos, 1, &avail);
+    return p ? (unsigned char)*p : -1;
+}
+
+static int has_prefix_ci(const char *p, size_t n, const char *lower)
+{
+    size_t k = strlen(lower);
+    if (n < k)
+        return 0;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* --- the From-line test: c-client's VALID() --- */
+
+int pn_is_from_line(const char *line, size_t n)
+{
+    if (n < 5 || memcmp(line, "From ", 5) != 0)
+        return 0;
+    if (line[n - 1] == '\n') {
+        n--;
+        if (n && line[n - 1] == '\r')
+            n--;
+    }
+    const unsigned char *s = (const unsigned char *)line;
+    long len = (long)n, x = len;
+#define AT(i) ((x + (i)) >= 0 && (x + (i)) < len ? s[x + (i)] : -1)
+    if (x >= 41) {
+        long zn = -1;
+        while (AT(zn) != ' ')
+            zn--;
+        if (x + zn - 12 >= 0 && memcmp(s + x + zn - 12, " remote from", 12) == 0)
+            x += zn - 12;
+    }
+    if (x < 27)
+        return 0;
+    long ti = 0;
+    if (AT(-5) == ' ') {
+        if (AT(-8) == ':')
+            ti = -5;
+        else if (AT(-9) == ' ')
+            ti = -9;
+        else if (AT(-11) == ' ' && (AT(-10) == '+' || AT(-10) == '-'))
+            ti = -11;
+    } else if (AT(-4) == ' ') {
+        if (AT(-9) == ' ')
+            ti = -9;
+    } else if (AT(-6) == ' ') {
+        if (AT(-11) == ' ' && (AT(-5) == '+' || AT(-5) == '-'))
+            ti = -11;
+    }
+    if (!ti || AT(ti - 3) != ':')
+        return 0;
+    ti -= AT(ti - 6) == ':' ? 9 : 6;
+    return AT(ti) == ' ' && AT(ti - 3) == ' ' && AT(ti - 7) == ' ' && AT(ti - 11) == ' ';
+#undef AT
+}
+
+/* --- UIDs --- */
+
+void pn_encode_uid(const unsigned char digest[16], char out[20])
+{
+    int k = 0;
+    for (int group = 0; group < 16; group += 4) {
+        unsigned long v = 0;
+        for (int i = 0; i < 4; i++)
+            v = (v << 4) + digest[group + i];      /* Qpopper's overlapping fold */
+        for (int i = 0; i < 5; i++) {
+            char c = (char)(0x21 + v % 80);
+            out[k++] = c == '.' ? '~' : c;
+            v /= 80;
+        }
+    }
+}
+
+/* The UID an X-UIDL: header line carries; 0 if it is not valid. */
+static int uid_from_header(const char *line, size_t n, char *uid, int32_t *uid_len)
+{
+    size_t a = 7, b = n;
+    while (a < b && (line[a] == ' ' || line[a] == '\t' || line[a] == '\r' || line[a] == '\n'))
+        a++;
+    while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\t' || line[b - 1] == '\r' ||
+                     line[b - 1] == '\n'))
+        b--;
+    if (b - a < 1 || b - a > PN_MAX_UID)
+        return 0;
+    for (size_t i = a; i < b; i++)
+        if ((unsigned char)line[i] < 0x21 || (unsigned char)line[i] > 0x7E)
+            return 0;
+    memcpy(uid, line + a, b - a);
+    uid[b - a] = 0;
+    *uid_len = (int32_t)(b - a);
+    return 1;
+}
+
+/* Wire octets of one header line (see _line_octets in scan.py). */
+static int64_t line_octets(int64_t len, int last, int before_last)
+{
+    if (last == '\n')
+        return len + (before_last == '\r' ? 0 : 1);
+    return len + (last == '\r' ? 1 : 2);
+}
+
+static int64_t body_octets(reader *r, int64_t start, int64_t end)
+{
+    if (start >= end)
+        return 0;
+    int64_t bare_lf = 0;
+    int prev_cr = 0;
+    for (int64_t pos = start; pos < end;) {
+        size_t avail;
+        size_t want = end - pos < WINDOW ? (size_t)(end - pos) : WINDOW;
+        const unsigned char *p = (const unsigned char *)at(r, pos, want, &avail);
+        if (!p)
+            return -1;
+        size_t n = avail < want ? avail : want;
+        size_t lf = 0, crlf = 0;
+        for (size_t i = 0; i < n; i++)
+            lf += p[i] == '\n';
+        for (size_t i = 1; i < n; i++)
+            crlf += (p[i] == '\n') & (p[i - 1] == '\r');
+        if (prev_cr && p[0] == '\n')
+            crlf++;
+        prev_cr = p[n - 1] == '\r';
+        bare_lf += (int64_t)(lf - crlf);
+        pos += (int64_t)n;
+    }
+    int64_t octets = (end - start) + bare_lf;
+    int last = byte_at(r, end - 1);
+    if (last < 0)
+        return -1;
+    if (last != '\n')
+        octets += last == '\r' ? 1 : 2;
+    return octets;
+}
+
+/* MMDF: the offset of the next separator after the trailer at `trailer`. */
+static int64_t after_trailer(reader *r, const char *sep, size_t seplen, int64_t trailer)
+{
+    int64_t pos = trailer + (int64_t)seplen;
+    while (pos < r->limit) {
+        int64_t le = line_end(r, pos);
+        if (le < 0)
+            return -1;
+        size_t avail;
+        const char *p = at(r, pos, seplen + 1, &avail);
+        if (!p)
+            return -1;
+        if ((size_t)(le - pos) == seplen && memcmp(p, sep, seplen) == 0)
+            return pos;
+        pos = le;
+    }
+    return r->limit;
+}
+
+/* Sets *content_end and *end of the message whose body starts at body. */
+static int find_end(reader *r, int format, const char *sep, size_t seplen, int64_t body,
+                    int64_t *content_end, int64_t *end)
+{
+    char pattern[PN_MAX_SEPARATOR + 2];
+    size_t patlen;
+    pattern[0] = '\n';
+    if (format == PN_MMDF) {
+        memcpy(pattern + 1, sep, seplen);
+        patlen = seplen + 1;
+    } else {
+        memcpy(pattern + 1, "From ", 5);
+        patlen = 6;
+    }
+    int64_t limit = r->limit, pos = body;
+    while (pos < limit) {
+        size_t avail;
+        const char *p = at(r, pos, WINDOW, &avail);
+        if (!p)
+            return -1;
+        const char *hit = memmem(p, avail, pattern, patlen);
+        if (!hit) {
+            if (pos + (int64_t)avail >= limit)
+                break;
+            pos += avail > patlen ? (int64_t)(avail - patlen + 1) : 1;
+            continue;
+        }
+        int64_t lf = pos + (hit - p), candidate = lf + 1;
+        if (format == PN_MMDF) {
+            *content_end = candidate;
+            *end = after_trailer(r, sep, seplen, candidate);
+            return *end < 0 ? -1 : 0;
+        }
+        int b1 = byte_at(r, lf - 1), blank = -1;
+        int64_t blank_at = 0;
+        if (b1 == '\n') {
+            blank = 1;
+            blank_at = lf;
+        } else if (b1 == '\r' && byte_at(r, lf - 2) == '\n') {
+            blank = 1;
+            blank_at = lf - 1;
+        }
+        if (r->error)
+            return -1;
+        if (blank > 0 && blank_at >= body) {
+            int64_t le = line_end(r, candidate);
+            if (le < 0)
+                return -1;
+            if (le - candidate <= PN_MAX_SEPARATOR) {
+                const char *line = at(r, candidate, (size_t)(le - candidate), &avail);
+                if (!line)
+                    return -1;
+                if (pn_is_from_line(line, (size_t)(le - candidate))) {
+                    *content_end = blank_at;
+                    *end = candidate;
+                    return 0;
+                }
+            }
+        }
+        pos = candidate;
+    }
+    /* The last message: a blank line at the very end belongs to no message. */
+    *content_end = *end = limit;
+    if (format == PN_MBOX && limit - 1 >= body && byte_at(r, limit - 1) == '\n') {
+        if (byte_at(r, limit - 2) == '\n')
+            *content_end = limit - 1;
+        else if (limit - 2 >= body && byte_at(r, limit - 2) == '\r' &&
+                 byte_at(r, limit - 3) == '\n')
+            *content_end = limit - 2;
+    }
+    return r->error ? -1 : 0;
+}
+
+/* Scan the message whose separator line spans [start, header). */
+static int scan_message(reader *r, int format, const char *sep, size_t seplen,
+                        int64_t start, int64_t header, pn_message *m)
+{
+    int64_t limit = r->limit, pos = header, body = -1, content_end = -1, end = -1;
+    memset(m, 0, sizeof *m);
+    int have_uid = 0;
+    while (pos < limit) {
+        int64_t le = line_end(r, pos);
+        if (le < 0)
+            return -1;
+        int64_t len = le - pos;
+        size_t avail, seen = len < LINE_WINDOW ? (size_t)len : LINE_WINDOW;
+        const char *p = at(r, pos, seen, &avail);
+        if (!p)
+            return -1;
+        if ((len == 1 && p[0] == '\n') || (len == 2 && p[0] == '\r' && p[1] == '\n')) {
+            body = pos;
+            break;
+        }
+        if (format == PN_MMDF && (size_t)len == seplen && memcmp(p, sep, seplen) == 0) {
+            body = content_end = pos;
+            break;
+        }
+        if (has_prefix_ci(p, seen, "status:")) {
+            m->flags |= PN_HAS_STATUS;
+            for (int64_t q = pos; q < le;) {
+                size_t want = le - q < WINDOW ? (size_t)(le - q) : WINDOW;
+                const char *c = at(r, q, want, &avail);
+                if (!c)
+                    return -1;
+                size_t n = avail < want ? avail : want;
+                if (memchr(c, 'R', n)) {
+                    m->flags |= PN_SEEN;
+                    break;
+                }
+                q += (int64_t)n;
+            }
+            p = at(r, pos, seen, &avail);
+            if (!p)
+                return -1;
+        }
+        int is_uidl = has_prefix_ci(p, seen, "x-uidl:");
+        if (is_uidl || has_prefix_ci(p, seen, "content-length:")) {
+            if (!have_uid && is_uidl && len <= LINE_WINDOW)
+                have_uid = uid_from_header(p, (size_t)len, m->uid, &m->uid_len);
+        } else {
+            int last, before_last;
+            if (len <= LINE_WINDOW) {
+                last = (unsigned char)p[len - 1];
+                before_last = len >= 2 ? (unsigned char)p[len - 2] : -1;
+            } else {
+                last = byte_at(r, le - 1);
+                before_last = byte_at(r, le - 2);
+                if (r->error)
+                    return -1;
+            }
+            m->octets += line_octets(len, last, before_last);
+        }
+        pos = le;
+    }
+    if (body < 0)
+        body = content_end = end = limit;       /* the header runs to the end */
+    if (end < 0) {
+        if (content_end < 0) {
+            if (find_end(r, format, sep, seplen, body, &content_end, &end) < 0)
+                return -1;
+        } else if (format == PN_MMDF && content_end < limit) {
+            end = after_trailer(r, sep, seplen, content_end);
+            if (end < 0)
+                return -1;
+        } else {
+            end = limit;
+        }
+    }
+    int64_t octets = body_octets(r, body, content_end);
+    if (octets < 0)
+        return -1;
+    m->octets += octets;
+    m->start = start;
+    m->header = header;
+    m->body = body;
+    m->content_end = content_end;
+    m->end = end;
+    if (have_uid)
+        m->flags |= PN_HAS_UIDL;
+    return 0;
+}
+
+/* Hash the separator line, the salt and the UID headers (make_uid in scan.py). */
+static int make_uid(reader *r, pn_message *m, const char *sepline, size_t seplen,
+                    long counter, int salted, int old_style)
+{
+    pn_md5 md5;
+    unsigned char digest[16];
+    pn_md5_init(&md5);
+    pn_md5_update(&md5, sepline, seplen);
+    if (salted && !old_style)
+        pn_md5_update(&md5, &counter, sizeof counter);
+    for (int64_t pos = m->header; pos < m->body;) {
+        int64_t le = line_end(r, pos);
+        if (le < 0)
+            return -1;
+        size_t avail;
+        const char *p = at(r, pos, 16, &avail);
+        if (!p)
+            return -1;
+        size_t seen = avail < 16 ? avail : 16;
+        if (has_prefix_ci(p, seen, "received:") || has_prefix_ci(p, seen, "date:") ||
+            has_prefix_ci(p, seen, "message-id:") || has_prefix_ci(p, seen, "subject:")) {
+            for (int64_t q = pos; q < le;) {
+                size_t want = le - q < WINDOW ? (size_t)(le - q) : WINDOW;
+                const char *c = at(r, q, want, &avail);
+                if (!c)
+                    return -1;
+                size_t n = avail < want ? avail : want;
+                pn_md5_update(&md5, c, n);
+                q += (int64_t)n;
+            }
+        }
+        pos = le;
+    }
+    if (old_style) {
+        static const char hex[] = "0123456789abcdef";
+        pn_md5_final(&md5, digest);
+        for (int i = 0; i < 16; i++) {
+            m->uid[2 * i] = hex[digest[i] >> 4];
+            m->uid[2 * i + 1] = hex[digest[i] & 15];
+        }
+        m->uid_len = 32;
+    } else {
+        pn_md5_update(&md5, sepline, seplen);
+        pn_md5_final(&md5, digest);
+        pn_encode_uid(digest, m->uid);
+        m->uid_len = 20;
+    }
+    m->uid[m->uid_len] = 0;
+    return 0;
+}
+
+void pn_scan_free(pn_scan_result *result)
+{
+    free(result->messages);
+    result->messages = NULL;
+    result->count = 0;
+}
+
+int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time, int salted,
+            int old_style, pn_scan_result *result)
+{
+    memset(result, 0, sizeof *result);
+    if (limit < 0) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            result->error = errno;
+            return PN_IO_ERROR;
+        }
+        limit = st.st_size;
+    }
+    if (start >= limit)
+        return PN_OK;
+    reader r = {fd, limit, NULL, 0, 0, 0};
+    r.buf = malloc(WINDOW + LINE_WINDOW + BACK);
+    if (!r.buf)
+        return PN_NO_MEMORY;
+    int rc = PN_OK;
+    size_t cap = 0, avail;
+    char sepline[PN_MAX_SEPARATOR + 1];
+
+    int64_t first_end = line_end(&r, start);
+    if (first_end < 0)
+        goto io_error;
+    size_t first_len = (size_t)(first_end - start);
+    const char *first = at(&r, start, first_len, &avail);
+    if (!first)
+        goto io_error;
+    if (first[0] == '\x01') {
+        if (first[first_len - 1] != '\n' || first_len > PN_MAX_SEPARATOR) {
+            rc = PN_NOT_A_MAILBOX;
+            goto done;
+        }
+        result->format = PN_MMDF;
+        memcpy(result->separator, first, first_len);
+        result->separator_len = first_len;
+    } else if (first_len <= PN_MAX_SEPARATOR && pn_is_from_line(first, first_len)) {
+        result->format = PN_MBOX;
+    } else {
+        rc = PN_NOT_A_MAILBOX;
+        goto done;
+    }
+
+    for (int64_t pos = start; pos < limit;) {
+        int64_t sep_end = line_end(&r, pos);
+        if (sep_end < 0)
+            goto io_error;
+        /* A separator line is at most PN_MAX_SEPARATOR octets: both formats
+         * check that before they accept one. */
+        size_t seplen = (size_t)(sep_end - pos);
+        if (seplen > PN_MAX_SEPARATOR) {
+            r.error = EINVAL;
+            goto io_error;
+        }
+        const char *p = at(&r, pos, seplen, &avail);
+        if (!p)
+            goto io_error;
+        memcpy(sepline, p, seplen);
+        if (result->count == cap) {
+            size_t grown = cap ? 2 * cap : 256;
+            pn_message *more = realloc(result->messages, grown * sizeof *more);
+            if (!more) {
+                rc = PN_NO_MEMORY;
+                goto done;
+            }
+            result->messages = more;
+            cap = grown;
+        }
+        pn_message *m = &result->messages[result->count];
+        if (scan_message(&r, result->format, result->separator, result->separator_len,
+                         pos, sep_end, m) < 0)
+            goto io_error;
+        result->count++;
+        if (!(m->flags & PN_HAS_UIDL) &&
+            make_uid(&r, m, sepline, seplen, (long)(base_time + (int64_t)result->count),
+                     salted, old_style) < 0)
+            goto io_error;
+        m->octets += 10 + m->uid_len;           /* "X-UIDL: " uid CRLF */
+        pos = m->end;
+    }
+    goto done;
+io_error:
+    rc = PN_IO_ERROR;
+    result->error = r.error ? r.error : EIO;
+done:
+    free(r.buf);
+    if (rc != PN_OK)
+        pn_scan_free(result);
+    return rc;
+}

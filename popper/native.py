@@ -1,0 +1,92 @@
+"""The one importer of the compiled module popper._cpopper.
+
+Every native function has a pure-Python twin; this module hands out the
+native one when the extension is built and POPPER_PUREPYTHON is not set,
+the twin otherwise.  Callers use only the names defined here:
+
+  scan(fd, ...)             the mailbox scanner      (maildrop/scan.py)
+  wire_encode(data, state)  mail to wire bytes       (maildrop/wire.py)
+  crypt(password, setting)  crypt_r                  (auth/cryptpw.py)
+"""
+
+from __future__ import annotations
+
+import os
+
+from popper.auth import cryptpw
+from popper.maildrop import scan as pure_scan
+from popper.maildrop import wire as pure_wire
+
+try:
+    if os.environ.get("POPPER_PUREPYTHON"):
+        raise ImportError("POPPER_PUREPYTHON is set")
+    from popper._cpopper import ffi, lib
+except ImportError:
+    ffi = lib = None
+
+NATIVE = lib is not None
+
+_FORMATS = {0: pure_scan.EMPTY, 1: pure_scan.MBOX, 2: pure_scan.MMDF}
+
+
+def _native_scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
+                 salted: bool = True, old_style: bool = False) -> pure_scan.ScanResult:
+    result = ffi.new("pn_scan_result *")
+    rc = lib.pn_scan(fd, start, -1 if limit is None else limit, base_time,
+                     int(salted), int(old_style), result)
+    try:
+        if rc == lib.PN_NOT_A_MAILBOX:
+            raise pure_scan.NotAMailbox("the first line is not a separator line")
+        if rc == lib.PN_IO_ERROR:
+            raise OSError(result.error, os.strerror(result.error))
+        if rc == lib.PN_NO_MEMORY:
+            raise MemoryError("scanning the mailbox")
+        Message = pure_scan.Message
+        messages = [Message(m.start, m.header, m.body, m.content_end, m.end, m.octets,
+                            m.flags, ffi.unpack(m.uid, m.uid_len))
+                    for m in result.messages[0:result.count]]
+        separator = ffi.unpack(result.separator, result.separator_len)
+        return pure_scan.ScanResult(_FORMATS[result.format], separator, messages)
+    finally:
+        lib.pn_scan_free(result)
+
+
+class _WireBuffer:
+    """A reusable output buffer for pn_wire_encode."""
+    size = 0
+    buf = None
+
+
+_wire_buffer = _WireBuffer()
+
+
+def _native_wire_encode(data: bytes, state: int):
+    need = 2 * len(data) + 2
+    if _wire_buffer.size < need:
+        _wire_buffer.size = max(need, 1 << 20)
+        _wire_buffer.buf = ffi.new("char[]", _wire_buffer.size)
+    st = ffi.new("int *", state)
+    n = lib.pn_wire_encode(data, len(data), _wire_buffer.buf, st)
+    return ffi.buffer(_wire_buffer.buf, n)[:], st[0]
+
+
+def _native_crypt(password: bytes, setting: bytes):
+    if b"\0" in password or b"\0" in setting:
+        return None
+    data = ffi.new("struct crypt_data *")
+    result = lib.crypt_r(password, setting, data)
+    if result == ffi.NULL:
+        return None
+    return cryptpw._checked(ffi.string(result))
+
+
+if NATIVE:
+    scan = _native_scan
+    wire_encode = _native_wire_encode
+    crypt = _native_crypt
+else:
+    scan = pure_scan.scan
+    wire_encode = pure_wire.wire_encode
+    crypt = cryptpw.crypt
+
+NotAMailbox = pure_scan.NotAMailbox

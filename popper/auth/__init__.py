@@ -1,0 +1,40 @@
+"""Authenticators: who may log in, and as which Unix account.
+
+A back-end has one method, ``authenticate(user, password, client)``; it
+returns an Account or raises AuthError.  The session applies the rules that
+are the same for every back-end (the UID floor, the failure delay, the log
+lines); a back-end only checks the password.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+
+class Account:
+    """A user who may log in.  uid/gid None: serve as the running process."""
+
+    __slots__ = ("name", "uid", "gid", "home", "shell")
+
+    def __init__(self, name: str, uid=None, gid=None, home=None, shell=None):
+        self.name, self.uid, self.gid, self.home, self.shell = name, uid, gid, home, shell
+
+    def __repr__(self):
+        return "Account(%r, uid=%r, gid=%r)" % (self.name, self.uid, self.gid)
+
+
+class AuthError(Exception):
+    """A failed login: the reply template and its fields (protocol/replies.py).
+
+    delay: the client waits auth-fail-delay seconds before the reply.
+    log: the reason for syslog, which the client does not see.
+    """
+
+    def __init__(self, template: str, delay: bool = True, log: str = "", **fields):
+        super().__init__(template)
+        self.template, self.delay, self.log, self.fields = template, delay, log, fields
+
+
+def same_hash(a: bytes, b: bytes) -> bool:
+    """Compare two password hashes in constant time."""
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,5 @@
+import sys
+
+from popper.cli import main
+
+sys.exit(main())

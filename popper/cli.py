@@ -1,0 +1,188 @@
+"""popper's command line: Qpopper 4's options, the SCO manual page's -a
+and -M, and an optional listen address for standalone mode.
+
+    popper [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host]
+           [-e login_delay=nn,expire=nn] [-f config-file] [-F] [-k]
+           [-K service] [-l 0-2] [-L lock-refresh] [-M] [-p 0-4] [-R] [-s]
+           [-S] [-t trace-file] [-T timeout] [-u] [-U] [-v] [-y facility]
+           [[ip][:port]]
+
+Options apply left to right: a later option overrides an earlier one and
+the values a -f file before it set.  Without an address popper serves the
+connection on fd 0/1 (inetd); with one it listens itself.
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+
+from popper import __version__
+from popper.log import Log
+from popper.settings import ConfigError, Settings, clear_text, facility, load_config_file
+
+OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
+
+USAGE = ("Usage: {prog} [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host] "
+         "[-e login_delay=nn,expire=nn] [-f config-file] [-F] [-k] [-K service] [-l 0-2] "
+         "[-L lock refresh] [-M] [-p 0-4] [-R] [-s] [-S] [-t trace-file] [-T timeout] "
+         "[-u] [-U] [-v] [-y facility] [[ip][:port]] ")
+
+P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback); "
+            "3 = local only; 4 = TLS/SSL only")
+L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
+
+
+class UsageError(Exception):
+    """A bad command line; args[0] (if any) says what, then comes the usage text."""
+
+
+def _number(option: str, value: str, low: int = 0) -> int:
+    if not (value.isdigit() and value.isascii()) or int(value) < low:
+        raise UsageError("%s needs a whole number%s, not %r"
+                         % (option, " of at least %d" % low if low else "", value))
+    return int(value)
+
+
+def _extensions(settings: Settings, value: str) -> None:
+    """-e login_delay=nn,expire=nn (a name without =nn means never: -1)."""
+    for item in value.split(","):
+        name, eq, number = item.partition("=")
+        name = name.strip().lower()
+        seconds = _number("-e " + name, number.strip()) if eq else -1
+        if name == "login_delay":
+            settings.announce_login_delay = seconds
+        elif name == "expire":
+            settings.announce_expire = seconds
+        else:
+            raise UsageError("-e: unknown extension %r (login_delay, expire)" % name)
+
+
+def parse(args: list):
+    """(Settings, listen address or None) from the arguments after argv[0]."""
+    settings = Settings()
+    try:
+        options, rest = getopt.gnu_getopt(args, OPTSTRING)
+    except getopt.GetoptError as exc:
+        raise UsageError(str(exc)) from None
+    for option, value in options:
+        if option == "-a":
+            settings.allow_low_uid = True
+        elif option == "-b":
+            settings.bulldir = value
+        elif option == "-B":
+            settings.bulldb_nonfatal = True
+        elif option == "-c":
+            settings.downcase_user = True
+        elif option == "-C":
+            settings.trim_domain = True
+        elif option == "-d":
+            settings.debug = True
+        elif option == "-D":
+            settings.drac_host = value
+        elif option == "-e":
+            _extensions(settings, value)
+        elif option == "-f":
+            load_config_file(settings, value)
+        elif option == "-F":
+            settings.fast_update = True
+        elif option == "-k":
+            settings.kerberos = True
+        elif option == "-K":
+            settings.kerberos_service = value
+        elif option == "-l":
+            if value not in ("0", "1", "2"):
+                raise UsageError(L_VALUES)
+            settings.tls_mode = int(value)
+        elif option == "-L":
+            settings.lock_refresh = _number("-L", value, 1)
+        elif option == "-M":
+            pass        # SCO: "Ignored without error", for 5.0.0 and 5.0.2 compatibility
+        elif option == "-p":
+            if value not in ("0", "1", "2", "3", "4"):
+                raise UsageError(P_VALUES)
+            settings.clear_text_password = int(value)
+        elif option == "-R":
+            settings.reverse_lookup = False
+        elif option == "-s":
+            settings.statistics = True
+        elif option == "-S":
+            settings.server_mode = True
+        elif option == "-t":
+            settings.tracefile = value
+        elif option == "-T":
+            settings.timeout = _number("-T", value)
+        elif option == "-u":
+            settings.user_options = True
+        elif option == "-U":
+            settings.spool_options = True
+        elif option == "-v":
+            pass        # reserved, as in Qpopper; "popper -v" alone prints the version
+        elif option == "-y":
+            try:
+                settings.log_facility = facility(value)
+            except ConfigError as exc:
+                raise UsageError("-y %s" % exc) from None
+    if len(rest) > 1:
+        raise UsageError("only one listen address, not %s" % " ".join(rest))
+    return settings, (rest[0] if rest else None)
+
+
+def check(settings: Settings) -> list:
+    """Start-up refusals: what these settings ask for that cannot work."""
+    problems = settings.not_built()
+    if settings.auto_delete and settings.announce_expire not in (None, 0):
+        problems.append("EXPIRE must be 0 when AUTO_DELETE defined.")
+    if not settings.userdb:
+        problems.append("no user database: give one with 'set userdb = FILE' in a -f "
+                        "config file (Unix passwords come with a later version)")
+    return problems
+
+
+def main(argv: list = None) -> int:
+    argv = sys.argv if argv is None else argv
+    prog = os.path.basename(argv[0]) or "popper"
+    args = argv[1:]
+    if args[:1] in (["-v"], ["--v"]):
+        print("Qpopper version %s (popper, inetd and standalone)" % __version__)
+        return 0
+    try:
+        settings, address = parse(args)
+    except UsageError as exc:
+        if exc.args and exc.args[0]:
+            print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
+        print(USAGE.format(prog=prog), file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print("%s: %s" % (prog, exc), file=sys.stderr)
+        return 1
+    problems = check(settings)
+    if problems:
+        for problem in problems:
+            print("%s: %s" % (prog, problem), file=sys.stderr)
+        return 1
+    os.umask(0o077)
+    try:
+        log = Log(prog, settings.log_facility, settings.debug, settings.tracefile,
+                  settings.debug_build)
+    except OSError as exc:
+        print('Unable to open trace file "%s": %s (%d)'
+              % (settings.tracefile, exc.strerror, exc.errno), file=sys.stderr)
+        return 1
+    from popper.transport import inetd, standalone
+    if address is None:
+        listeners = standalone.inherited_listeners()
+        if not listeners:
+            return inetd.serve(settings, log)
+    else:
+        try:
+            listeners = [standalone.listen(*standalone.parse_address(address))]
+        except standalone.AddressError as exc:
+            print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
+            return 1
+    return standalone.serve(listeners, settings, log)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

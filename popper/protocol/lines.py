@@ -1,0 +1,62 @@
+"""Client bytes to command lines, with a bound on their length."""
+
+from __future__ import annotations
+
+# Qpopper hands its parser at most 1023 characters of a command line.
+MAX_LINE = 1023
+
+
+class TooLong:
+    """An over-long line that was thrown away: `discarded` bytes of it."""
+
+    __slots__ = ("discarded",)
+
+    def __init__(self, discarded: int):
+        self.discarded = discarded
+
+    def __repr__(self):
+        return "TooLong(%d)" % self.discarded
+
+
+class LineReader:
+    """Splits a byte stream into lines at LF (a CR before the LF is dropped).
+
+    A line longer than max_line is not kept: the bytes up to its LF are
+    discarded as they arrive and the reader yields one TooLong for it, so a
+    client sending megabytes without a newline costs no memory.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE):
+        self.max_line = max_line
+        self.pending = b""
+        self.discarding = 0       # bytes of an over-long line thrown away so far
+
+    def feed(self, data: bytes):
+        """The complete lines (bytes) and TooLong events in data, in order."""
+        out = []
+        start = 0
+        while True:
+            lf = data.find(b"\n", start)
+            if lf < 0:
+                break
+            piece = data[start:lf]
+            start = lf + 1
+            if self.discarding:
+                out.append(TooLong(self.discarding + len(piece) + 1))
+                self.discarding = 0
+                continue
+            line = self.pending + piece
+            self.pending = b""
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            out.append(line if len(line) <= self.max_line else TooLong(len(line) + 1))
+        rest = data[start:]
+        if self.discarding:
+            self.discarding += len(rest)
+        else:
+            self.pending += rest
+            # max_line + 1 leaves room for the CR of a CRLF still to come.
+            if len(self.pending) > self.max_line + 1:
+                self.discarding = len(self.pending)
+                self.pending = b""
+        return out

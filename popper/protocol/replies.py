@@ -1,0 +1,113 @@
+"""Every text popper sends to a client, in one place.
+
+The code and the tests both use these, so a wording is changed here once.
+They are Qpopper 4.0's texts (qpopper-behaviour.md section 3) unless
+docs/deviations.md says otherwise.  Each is a template for str.format with
+named fields; callers pass client or mail text only as field values, which
+str.format never interprets, and reply() strips the control characters.
+"""
+
+from __future__ import annotations
+
+OK = "+OK"
+ERR = "-ERR"
+
+# The longest reply line (without CRLF), as Qpopper's 1021-byte buffer.
+MAX_LINE = 1021
+
+# --- greeting, sign-off ---------------------------------------------------
+GREETING = "QPOP (version {version}) at {host} starting."
+GREETING_SHY = "ready"
+SIGN_OFF = "Pop server at {host} signing off."
+
+# --- parsing ----------------------------------------------------------------
+UNKNOWN_COMMAND = 'Unknown command: "{command}".'
+TOO_FEW_ARGS = "Too few arguments for the {command} command."
+TOO_MANY_ARGS = "Too many arguments for the {command} command."
+LINE_TOO_LONG = "Command line too long: discarded {count} bytes."
+
+# --- authorization ------------------------------------------------------------
+PASSWORD_REQUIRED = "Password required for {user}."
+LOGGED_IN = "{user} has {count} visible message{s} ({hidden} hidden) in {octets} octets."
+BAD_PASSWORD = '[AUTH] Password supplied for "{user}" is incorrect.'
+ACCESS_DENIED = '[AUTH] "{user}": access denied.'
+LOW_UID = "[AUTH] Access is blocked for UIDs below 10"
+CANNOT_SERVE = '[SYS/PERM] popper runs as uid {uid} and cannot serve "{user}"'
+NEED_STRONGER_AUTH = ("[AUTH] You must use stronger authentication such as APOP "
+                      "to connect to this server")
+NEED_TLS = ("[AUTH] You must use TLS/SSL or stronger authentication such as APOP "
+            "to connect to this server")
+USER_FIRST = "[AUTH] USER first, then PASS."
+APOP_UNAVAILABLE = "[AUTH] APOP is not available on this server"
+AUTH_MECHANISMS = "Supported SASL mechanisms:"
+UNKNOWN_MECHANISM = "Unknown authentication mechanism: {mechanism}"
+
+# --- transaction --------------------------------------------------------------
+STAT = "{count} {octets}"
+LIST_ALL = "{count} visible messages ({octets} octets)"
+LIST_ONE = "{number} {octets}"
+RETR = "{octets} octets"
+TOP = "Message follows"
+DELE = "Message {number} has been deleted."
+NOOP = "no big woop"
+RSET = "Maildrop has {count} messages ({octets} octets)"
+LAST = "{number} is the last read message."
+UIDL_ALL = "uidl command accepted."
+UIDL_ONE = "{number} {uid}"
+CAPA = "Capability list follows"
+NO_SUCH_MESSAGE = "Message {number} does not exist."
+MESSAGE_DELETED = "Message {number} has been deleted."
+UIDL_DELETED = "Message {number} has been marked for deletion."
+NOT_A_NUMBER = "Parameter must be a number between 1 and {count}"
+BAD_LINE_COUNT = "Number of lines must be a number, 0 or more: {arg}"
+
+# --- the maildrop ---------------------------------------------------------------
+IN_USE = "[IN-USE] {tempdrop} lock busy!  Is another session active? ({errno})"
+TEMP_NOT_OWNED = "[SYS/PERM] Temporary drop {tempdrop} not owned by {user}."
+TEMP_OPEN_TO_OTHERS = ("[SYS/PERM] Your temporary file {tempdrop} is accessible by others.  "
+                       "This must be fixed")
+TEMP_LINKED = "[SYS/PERM] Your temporary file appears to have more than one link."
+TEMP_CREATE_FAILED = ("[SYS/TEMP] Failed to create {tempdrop} with uid {uid}, gid {gid}.  "
+                      "Change permissions.")
+MAILLOCK = "[SYS/TEMP] maillock error '{text}' ({code}) on '{file}': {error} ({errno})"
+FLOCK_FAILED = "[SYS/TEMP] flock: '{file}': {error} ({errno})"
+FCNTL_FAILED = "[SYS/TEMP] fcntl lock: '{file}': {error} ({errno})"
+NOT_A_MAILBOX = ("[SYS/PERM] Unable to process From lines (envelopes) in {file}; change "
+                 "recognition mode or check for corrupted mail drop.")
+COPY_FAILED = ("[SYS/TEMP] Unable to copy mail spool file to temp pop dropbox {tempdrop}: "
+               "{error} ({errno})")
+QUOTA = "[SYS/TEMP] Unable to copy mail spool file, quota exceeded ({errno})"
+OPEN_FAILED = "[SYS/TEMP] Unable to open {file}: {error} ({errno})"
+UPDATE_FAILED = ("Error updating primary drop.  Mail left in temporary maildrop "
+                 "[{error} ({errno})]")
+INTERNAL_ERROR = "[SYS/TEMP] internal error; the session goes on"
+
+# --- abnormal ends ----------------------------------------------------------------
+HANGUP = "POP hangup from {host}"
+TIMEOUT = "POP timeout from {host}"
+EOF_OR_IO = "POP EOF or I/O Error"
+
+
+def _clean(value) -> str:
+    """Client or mail text made safe for one reply or log line."""
+    text = value if isinstance(value, str) else str(value)
+    return "".join(c if c.isprintable() or c == " " else "?" for c in text)
+
+
+def text(template: str, **fields) -> str:
+    """Fill a template; field values are data, never a template."""
+    return template.format(**{k: _clean(v) for k, v in fields.items()})
+
+
+def reply(status: str, template: str = "", **fields) -> bytes:
+    """One reply line: +OK/-ERR, a space, the text, CRLF; at most MAX_LINE."""
+    line = (status + " " + text(template, **fields)).encode("latin-1", "replace")
+    return line[:MAX_LINE] + b"\r\n"
+
+
+def ok(template: str = "", **fields) -> bytes:
+    return reply(OK, template, **fields)
+
+
+def err(template: str, **fields) -> bytes:
+    return reply(ERR, template, **fields)

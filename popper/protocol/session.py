@@ -1,0 +1,402 @@
+"""The POP3 session: RFC 1939 and 2449 with Qpopper's wording, sans-I/O.
+
+A Session takes the client's bytes and gives back what to send: bytes (one
+reply), an iterator of bytes (a long reply such as RETR, produced as it is
+sent), or Pause(seconds) (wait before going on).  It never touches a socket
+or a clock; the maildrop and the authenticator it is given do the file work.
+
+feed() is lazy: it is a generator, and each command runs only when the
+transport asks for the output after the previous one has been sent.  So
+pipelined commands run strictly in order, and a QUIT that follows a RETR
+in the same packet updates the maildrop only after the RETR was sent.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from popper import __version__
+from popper.auth import AuthError
+from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
+from popper.maildrop.drop import MaildropError
+from popper.maildrop.scan import SEEN
+from popper.protocol import replies as R
+from popper.protocol.lines import LineReader, TooLong
+
+AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
+
+MAX_USER = 64           # Qpopper truncates longer user names
+
+
+class Pause:
+    """Wait this many seconds before sending what follows."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __repr__(self):
+        return "Pause(%r)" % self.seconds
+
+
+class Client:
+    """The peer: its host name (the IP when unknown) and its IP."""
+
+    __slots__ = ("host", "ip")
+
+    def __init__(self, host: str, ip: str):
+        self.host, self.ip = host, ip
+
+    @property
+    def is_local(self) -> bool:
+        return self.ip.startswith("127.") or self.ip in ("::1", "::ffff:127.0.0.1")
+
+
+def _multiline(first: bytes, lines) -> bytes:
+    """A multi-line reply: the status line, the lines (dot-stuffed), '.'."""
+    body = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    return first + body + b".\r\n"
+
+
+class Session:
+    def __init__(self, settings, authenticator, open_maildrop, log, client: Client,
+                 hostname: str, apop_timestamp: str = None):
+        self.settings = settings
+        self.authenticator = authenticator
+        self.open_maildrop = open_maildrop
+        self.log = log
+        self.client = client
+        self.hostname = hostname
+        self.apop_timestamp = apop_timestamp
+        self.reader = LineReader()
+        self.state = AUTHORIZATION
+        self.user = None            # the name given to USER, then the logged-in user
+        self.maildrop = None
+        self.deleted = self.seen = self.seen_at_login = self.retrieved = []
+        self.commands = {
+            AUTHORIZATION: {"user": (self.do_user, 1, 1), "pass": (self.do_pass_first, 0, 1),
+                            "apop": (self.do_apop, 2, 2), "auth": (self.do_auth, 0, 2),
+                            "capa": (self.do_capa, 0, 0), "quit": (self.do_quit, 0, 0)},
+            TRANSACTION: {"stat": (self.do_stat, 0, 0), "list": (self.do_list, 0, 1),
+                          "retr": (self.do_retr, 1, 1), "top": (self.do_top, 2, 2),
+                          "dele": (self.do_dele, 1, 1), "noop": (self.do_noop, 0, 0),
+                          "rset": (self.do_rset, 0, 0), "last": (self.do_last, 0, 0),
+                          "uidl": (self.do_uidl, 0, 1), "capa": (self.do_capa, 0, 0),
+                          "quit": (self.do_quit, 0, 0)},
+        }
+        self.commands[AUTHORIZATION_PASS] = dict(self.commands[AUTHORIZATION],
+                                                 **{"pass": (self.do_pass, 1, 1)})
+
+    # --- the dispatcher -----------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.state == DONE
+
+    def greeting(self) -> bytes:
+        text = R.GREETING_SHY if self.settings.shy else R.text(
+            R.GREETING, version=__version__, host=self.hostname)
+        if self.apop_timestamp:
+            text += "  " + self.apop_timestamp
+        return R.ok("{text}", text=text)
+
+    def feed(self, data: bytes):
+        """The outputs for the client's bytes, computed as they are taken."""
+        for item in self.reader.feed(data):
+            if self.state == DONE:
+                return
+            if isinstance(item, TooLong):
+                self.log.notice("Excessive input from %s %s (%s); discarded %d bytes"
+                                % (self.user or "(null)", self.client.host, self.client.ip,
+                                   item.discarded))
+                yield self.err(R.LINE_TOO_LONG, count=item.discarded)
+            else:
+                yield from self.command(item)
+
+    def command(self, line: bytes):
+        text = line.decode("latin-1")
+        words = text.split()
+        name = words[0].lower() if words else ""
+        if name == "pass":
+            # The password is everything after one separator, spaces and all.
+            args = [text.lstrip()[5:]] if len(text.lstrip()) > 5 else []
+            self.log.debug('Received: "PASS xxxxxxxxx"')
+        else:
+            args = words[1:]
+            self.log.debug('Received: "%s"' % text)
+        entry = self.commands.get(self.state, {}).get(name)
+        if entry is None:
+            yield self.err(R.UNKNOWN_COMMAND, command=name)
+            return
+        handler, fewest, most = entry
+        if len(args) < fewest:
+            yield self.err(R.TOO_FEW_ARGS, command=name)
+            return
+        if len(args) > most:
+            yield self.err(R.TOO_MANY_ARGS, command=name)
+            return
+        try:
+            result = handler(*args)
+        except Exception:
+            self.log.error("internal error in %s: %s" % (name, traceback.format_exc()))
+            result = self.err(R.INTERNAL_ERROR)
+        if isinstance(result, list):
+            yield from result
+        else:
+            yield result
+
+    def err(self, template: str, **fields) -> bytes:
+        """An -ERR reply, logged at NOTICE as Qpopper logs every one."""
+        line = R.err(template, **fields)
+        self.log_err(line)
+        return line
+
+    def log_err(self, line: bytes) -> None:
+        self.log.notice("%s at %s (%s): %s" % (self.user or "(null)", self.client.host,
+                                               self.client.ip,
+                                               line.rstrip(b"\r\n").decode("latin-1")))
+
+    # --- authorization --------------------------------------------------------------
+
+    def clear_text_refusal(self):
+        """The -ERR text if USER/PASS may not be used here, else None (-p)."""
+        policy = self.settings.clear_text_password
+        if policy == 1 or (policy == 3 and not self.client.is_local):
+            return R.NEED_STRONGER_AUTH
+        if policy == 4:
+            return R.NEED_TLS                   # no TLS yet, so never
+        return None
+
+    def user_name(self, name: str) -> str:
+        """The name as popper uses it: -c downcases, -C cuts at @, 64 at most."""
+        if self.settings.downcase_user:
+            name = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in name)
+        if self.settings.trim_domain:
+            name = name.split("@", 1)[0]
+        if len(name) > MAX_USER:
+            self.log.warning("Excessive user name length (%d); truncated to %d: %s"
+                             % (len(name), MAX_USER, name[:MAX_USER]))
+            name = name[:MAX_USER]
+        return name
+
+    def do_user(self, name: str):
+        refusal = self.clear_text_refusal()
+        if refusal:
+            return self.err(refusal)
+        self.user = self.user_name(name)
+        self.state = AUTHORIZATION_PASS
+        return R.ok(R.PASSWORD_REQUIRED, user=self.user)
+
+    def do_pass_first(self, *password):
+        return self.err(R.USER_FIRST)
+
+    def do_pass(self, password: str):
+        user = self.user
+        self.state = AUTHORIZATION
+        try:
+            account = self.authenticator.authenticate(user, password.encode("latin-1"),
+                                                      self.client)
+        except AuthError as exc:
+            self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s%s"
+                            % (user, self.client.host, self.client.ip,
+                               " (%s)" % exc.log if exc.log else ""))
+            reply = self.err(exc.template, **exc.fields)
+            self.user = None
+            if exc.delay and self.settings.auth_fail_delay > 0:
+                return [Pause(self.settings.auth_fail_delay), reply]
+            return reply
+        if account.uid is not None and account.uid <= 10 and not self.settings.allow_low_uid:
+            reply = self.err(R.LOW_UID)
+            self.user = None
+            return reply
+        return self.login(account)
+
+    def do_apop(self, name: str, digest: str):
+        return self.err(R.APOP_UNAVAILABLE)
+
+    def do_auth(self, mechanism: str = None, initial: str = None):
+        if mechanism is None:
+            return _multiline(R.ok(R.AUTH_MECHANISMS), [])
+        return self.err(R.UNKNOWN_MECHANISM, mechanism=mechanism)
+
+    def login(self, account):
+        self.user = account.name
+        try:
+            self.maildrop = self.open_maildrop(account)
+        except MaildropError as exc:
+            self.state = DONE
+            return self.err("{text}", text=exc.args[0])
+        messages = self.maildrop.messages
+        self.deleted = [False] * len(messages)
+        self.seen = [bool(m.flags & SEEN) for m in messages]
+        self.seen_at_login = list(self.seen)
+        self.retrieved = [False] * len(messages)
+        self.state = TRANSACTION
+        if self.settings.log_login:
+            self.log.notice(log_login_line(LOG_LOGIN_TEMPLATE, self.user, self.client.host,
+                                           self.client.ip))
+        count = len(messages)
+        return R.ok(R.LOGGED_IN, user=self.user, count=count, s="" if count == 1 else "s",
+                    hidden=0, octets=sum(m.octets for m in messages))
+
+    # --- transaction ------------------------------------------------------------------
+
+    def live(self):
+        """(number, message) of each message not marked deleted."""
+        return [(i + 1, m) for i, m in enumerate(self.maildrop.messages) if not self.deleted[i]]
+
+    def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED):
+        """(index, None) for a message number argument, or (None, -ERR reply)."""
+        count = len(self.maildrop.messages)
+        if not (arg.isdigit() and arg.isascii()):
+            return None, self.err(R.NOT_A_NUMBER, count=count)
+        n = int(arg)
+        if not 1 <= n <= count:
+            return None, self.err(R.NO_SUCH_MESSAGE, number=arg)
+        if deleted_template and self.deleted[n - 1]:
+            return None, self.err(deleted_template, number=n)
+        return n - 1, None
+
+    def do_stat(self):
+        live = self.live()
+        return R.ok(R.STAT, count=len(live), octets=sum(m.octets for _, m in live))
+
+    def do_list(self, arg: str = None):
+        if arg is None:
+            live = self.live()
+            first = R.ok(R.LIST_ALL, count=len(live), octets=sum(m.octets for _, m in live))
+            return _multiline(first, [b"%d %d" % (n, m.octets) for n, m in live])
+        i, error = self.message(arg)
+        return error or R.ok(R.LIST_ONE, number=i + 1, octets=self.maildrop.messages[i].octets)
+
+    def do_retr(self, arg: str):
+        i, error = self.message(arg)
+        return error or self.send_message(i, None)
+
+    def do_top(self, arg: str, lines: str):
+        i, error = self.message(arg)
+        if error:
+            return error
+        if not (lines.isdigit() and lines.isascii()):
+            return self.err(R.BAD_LINE_COUNT, arg=lines)
+        return self.send_message(i, int(lines))
+
+    def send_message(self, i: int, top_lines):
+        msg = self.maildrop.messages[i]
+        if top_lines is None:
+            yield R.ok(R.RETR, octets=msg.octets)
+        else:
+            yield R.ok(R.TOP)
+        yield from self.maildrop.message_chunks(msg, top_lines)
+        if top_lines is None:           # sent whole: now it counts as retrieved
+            self.seen[i] = self.retrieved[i] = True
+
+    def do_dele(self, arg: str):
+        i, error = self.message(arg, deleted_template=None)
+        if error:
+            return error
+        self.deleted[i] = True
+        return R.ok(R.DELE, number=i + 1)
+
+    def do_noop(self):
+        return R.ok(R.NOOP)
+
+    def do_rset(self):
+        messages = self.maildrop.messages
+        self.deleted = [False] * len(messages)
+        self.seen = list(self.seen_at_login)
+        self.retrieved = [False] * len(messages)
+        return R.ok(R.RSET, count=len(messages), octets=sum(m.octets for m in messages))
+
+    def do_last(self):
+        last = 0
+        for i in range(len(self.seen) - 1, -1, -1):
+            if self.seen[i] and not self.deleted[i]:
+                last = i + 1
+                break
+        return R.ok(R.LAST, number=last)
+
+    def do_uidl(self, arg: str = None):
+        if arg is None:
+            return _multiline(R.ok(R.UIDL_ALL), [b"%d %s" % (n, m.uid) for n, m in self.live()])
+        i, error = self.message(arg, deleted_template=R.UIDL_DELETED)
+        return error or R.ok(R.UIDL_ONE, number=i + 1,
+                             uid=self.maildrop.messages[i].uid.decode("ascii"))
+
+    def capabilities(self) -> list:
+        s = self.settings
+        lines = ["TOP"]
+        if not self.clear_text_refusal():
+            lines.append("USER")
+        if s.announce_login_delay is not None and s.announce_login_delay >= 0:
+            lines.append("LOGIN-DELAY %d" % s.announce_login_delay)
+        expire = 0 if s.auto_delete else s.announce_expire
+        if expire is not None:
+            lines.append("EXPIRE NEVER" if expire < 0 else "EXPIRE %d" % expire)
+        lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if not s.shy or self.state == TRANSACTION:
+            lines.append("IMPLEMENTATION popper-version-%s" % __version__)
+        return lines
+
+    def do_capa(self):
+        return _multiline(R.ok(R.CAPA), [line.encode() for line in self.capabilities()])
+
+    def do_quit(self):
+        reply = R.ok(R.SIGN_OFF, host=self.hostname)
+        if self.state == TRANSACTION:
+            try:
+                self.update()
+            except MaildropError as exc:
+                reply = self.err("{text}", text=exc.args[0])
+        self.close()
+        return reply
+
+    # --- the end -------------------------------------------------------------------
+
+    def update(self, abnormal: bool = False) -> None:
+        """Apply the session to the maildrop (QUIT, or an abnormal end)."""
+        messages = self.maildrop.messages
+        deleted = list(self.deleted)
+        if self.settings.auto_delete:
+            deleted = [d or r for d, r in zip(deleted, self.retrieved)]
+        if self.settings.statistics:
+            gone = sum(m.octets for m, d in zip(messages, deleted) if d)
+            total = sum(m.octets for m in messages)
+            self.log.notice("Stats: %s %d %d %d %d %s %s"
+                            % (self.user, sum(deleted), gone, len(messages) - sum(deleted),
+                               total - gone, self.client.host, self.client.ip))
+        if abnormal and not self.settings.update_on_abort:
+            self.maildrop.restore()
+        else:
+            self.maildrop.update(deleted, self.seen)
+
+    def end(self, reason: str) -> list:
+        """The connection ended without QUIT: 'eof', 'hangup' or 'timeout'.
+        Returns what may still be sent (the timeout's -ERR)."""
+        if self.state == DONE:
+            return []
+        out = []
+        if reason == "timeout":
+            self.log.notice("(v%s) Timeout (%d secs) during nw read from %s at %s (%s)"
+                            % (__version__, self.settings.timeout, self.user or "(null)",
+                               self.client.host, self.client.ip))
+            out.append(self.err(R.TIMEOUT, host=self.client.host))
+        elif reason == "hangup":
+            self.log_err(R.err(R.HANGUP, host=self.client.host))
+        else:
+            self.log_err(R.err(R.EOF_OR_IO))
+        if self.state == TRANSACTION:
+            try:
+                self.update(abnormal=True)
+            except Exception as exc:
+                text = exc.args[0] if isinstance(exc, MaildropError) else traceback.format_exc()
+                self.log.notice("-ERR POP mailbox update for %s failed! (%s)" % (self.user, text))
+        self.close()
+        return out
+
+    def close(self) -> None:
+        self.state = DONE
+        if self.maildrop is not None:
+            self.maildrop.close()
+            self.maildrop = None

@@ -1,0 +1,77 @@
+"""Putting a session together: the authenticator, the maildrop opener, the
+client's name.  The transports call serve() for each connection."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from popper import __version__, privsep
+from popper.auth.userdb import UserDB
+from popper.maildrop.drop import Maildrop, MaildropError
+from popper.protocol.session import Client, Session
+from popper.transport import connection
+
+
+def authenticator(settings, log):
+    return UserDB(settings.userdb, log)
+
+
+def client_for(ip: str, settings, log) -> Client:
+    """The client's name as Qpopper finds it: the reverse lookup of its IP,
+    kept only if that name resolves back to the IP (unless -R)."""
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[7:]
+    if not settings.reverse_lookup:
+        return Client(ip, ip)
+    try:
+        name = socket.gethostbyaddr(ip)[0]
+    except (OSError, UnicodeError) as exc:
+        log.debug("(v%s) Unable to get canonical name of client %s: %s"
+                  % (__version__, ip, exc))
+        return Client(ip, ip)
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+    except (OSError, UnicodeError):
+        log.notice('Client at "%s" resolves to an unknown host name "%s"' % (ip, name))
+        return Client(ip, ip)
+    if ip not in addresses:
+        log.notice('Client address "%s" not listed for its host name "%s"' % (ip, name))
+        return Client(ip, ip)
+    return Client(name, ip)
+
+
+def make_session(settings, log, client: Client) -> Session:
+    def open_maildrop(account):
+        try:
+            privsep.become(account, settings.spool_dir)
+        except privsep.CannotServe as exc:
+            raise MaildropError(exc.args[0]) from None
+        drop = Maildrop(settings, account.name, log)
+        drop.open()
+        return drop
+
+    return Session(settings, authenticator(settings, log), open_maildrop, log, client,
+                   socket.gethostname())
+
+
+def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
+    """One connection, start to end."""
+    client = client_for(peer_ip, settings, log)
+    log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
+    connection.run(conn, make_session(settings, log, client), settings.timeout, log)
+
+
+def peer_of(fd: int) -> str:
+    """The IP of the peer on a socket fd; "0.0.0.0" when fd is not a socket."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return "0.0.0.0"
+    try:
+        address = sock.getpeername()
+        return address[0] if isinstance(address, tuple) else "127.0.0.1"
+    except OSError:
+        return "0.0.0.0"
+    finally:
+        sock.close()

@@ -1,0 +1,144 @@
+"""Running one session over one connection: the loop every transport shares.
+
+It reads with the idle timeout, feeds the session, and writes what comes
+back: all the replies produced by one read go out in one write, and a long
+reply (RETR) in writes of FLUSH_AT bytes.  SIGHUP, SIGTERM or a dead peer
+end the session as a hangup, but only while the loop waits for the peer:
+never in the middle of a maildrop update.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import time
+import traceback
+
+from popper.protocol.session import Pause
+
+FLUSH_AT = 256 * 1024
+READ_SIZE = 64 * 1024
+
+
+class Hangup(Exception):
+    """SIGHUP/SIGTERM arrived, or the peer went away."""
+
+
+class _Signals:
+    """Turns SIGHUP/SIGTERM into Hangup, but only inside waiting()."""
+
+    def __init__(self):
+        self.pending = False
+        self.waiting = False
+
+    def handler(self, signum, frame):
+        self.pending = True
+        if self.waiting:
+            raise Hangup()
+
+    def install(self):
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, self.handler)
+
+    def check(self):
+        if self.pending:
+            raise Hangup()
+
+
+class Connection:
+    """A byte stream to the client: a socket, or a pair of fds (inetd gives
+    fd 0 and 1; they are the same socket unless run from a pipe)."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd, self.write_fd = read_fd, write_fd
+
+    def wait_readable(self, timeout) -> bool:
+        readable, _, _ = select.select([self.read_fd], [], [], timeout)
+        return bool(readable)
+
+    def recv(self) -> bytes:
+        return os.read(self.read_fd, READ_SIZE)
+
+    def send(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.write_fd, view)
+            view = view[n:]
+
+
+def run(connection: Connection, session, timeout: int, log) -> None:
+    """Serve one session until QUIT, EOF, timeout or hangup."""
+    signals = _Signals()
+    signals.install()
+
+    def send(data):
+        signals.waiting = True
+        try:
+            signals.check()
+            connection.send(data)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout) as exc:
+            raise Hangup() from exc
+        finally:
+            signals.waiting = False
+
+    def emit(outputs):
+        buf = bytearray()
+        for out in outputs:
+            if isinstance(out, bytes):
+                buf += out
+            elif isinstance(out, Pause):
+                if buf:
+                    send(buf)
+                    buf = bytearray()
+                time.sleep(out.seconds)
+            else:
+                for chunk in out:
+                    if buf and len(buf) + len(chunk) > FLUSH_AT:
+                        send(buf)
+                        buf = bytearray()
+                    if len(chunk) >= FLUSH_AT:
+                        send(chunk)
+                    else:
+                        buf += chunk
+        if buf:
+            send(buf)
+
+    try:
+        emit([session.greeting()])
+        while not session.done:
+            signals.waiting = True
+            try:
+                signals.check()
+                if not connection.wait_readable(timeout or None):
+                    signals.waiting = False
+                    _finish(session.end("timeout"), send)
+                    return
+                data = connection.recv()
+            except OSError:
+                data = b""          # a reset connection is an end of file
+            finally:
+                signals.waiting = False
+            if not data:
+                session.end("eof")
+                return
+            emit(session.feed(data))
+    except Hangup:
+        signals.waiting = False
+        session.end("hangup")
+    except Exception:
+        # A bug or an I/O error mid-reply: the client cannot be told in band,
+        # so the connection is cut (it sees an error, never a cut-short
+        # message) and the session ends as a hangup would.
+        signals.waiting = False
+        log.error("session aborted: %s" % traceback.format_exc())
+        session.end("hangup")
+
+
+def _finish(outputs, send) -> None:
+    try:
+        for out in outputs:
+            send(out)
+    except Hangup:
+        pass

@@ -73,7 +73,7 @@ ffibuilder.set_source(
              for name in ("scanner.c", "wire.c", "md5.c")],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["crypt"],
-    extra_compile_args=["-O2", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],
 )
 
 if __name__ == "__main__":

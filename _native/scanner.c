@@ -185,37 +185,110 @@ static int64_t line_octets(int64_t len, int last, int before_last)
     return len + (last == '\r' ? 1 : 2);
 }
 
-static int64_t body_octets(reader *r, int64_t start, int64_t end)
+/* How many i < n have a[i] == x and b[i] == y.  Counted in byte lanes that
+ * the compiler vectorizes; a lane cannot overflow within one BLOCK. */
+enum { LANES = 32, BLOCK = 255 * LANES };
+
+static size_t count_pairs(const unsigned char *a, const unsigned char *b, size_t n,
+                          unsigned char x, unsigned char y)
 {
-    if (start >= end)
-        return 0;
-    int64_t bare_lf = 0;
-    int prev_cr = 0;
-    for (int64_t pos = start; pos < end;) {
+    size_t total = 0;
+    while (n) {
+        size_t m = n < BLOCK ? n : BLOCK, i = 0;
+        unsigned char acc[LANES] = {0};
+        for (; i + LANES <= m; i += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += (a[i + j] == x) & (b[i + j] == y);
+        for (int j = 0; j < LANES; j++)
+            total += acc[j];
+        for (; i < m; i++)
+            total += (a[i] == x) & (b[i] == y);
+        a += m;
+        b += m;
+        n -= m;
+    }
+    return total;
+}
+
+static size_t count_byte(const unsigned char *a, size_t n, unsigned char x)
+{
+    size_t total = 0;
+    while (n) {
+        size_t m = n < BLOCK ? n : BLOCK, i = 0;
+        unsigned char acc[LANES] = {0};
+        for (; i + LANES <= m; i += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += a[i + j] == x;
+        for (int j = 0; j < LANES; j++)
+            total += acc[j];
+        for (; i < m; i++)
+            total += a[i] == x;
+        a += m;
+        n -= m;
+    }
+    return total;
+}
+
+/* LFs, and LFs with a CR before them, in a piece whose byte before p is
+ * readable (every body starts after its separator line). */
+typedef struct {
+    int64_t lf, crlf;
+} line_ends;
+
+static void count_ends(const unsigned char *p, size_t n, line_ends *c)
+{
+    c->lf += (int64_t)count_byte(p, n, '\n');
+    if (memchr(p - 1, '\r', n))            /* most spools hold no CR at all */
+        c->crlf += (int64_t)count_pairs(p - 1, p, n, '\r', '\n');
+}
+
+/* The first i >= pos with byte i == '\n' and byte i+1 == second, or the
+ * limit; the line ends in [pos, i) are added to *c.  This one pass over the
+ * body both finds separator candidates and counts what octets needs. */
+static int64_t next_candidate(reader *r, int64_t pos, unsigned char second, line_ends *c)
+{
+    while (pos < r->limit) {
         size_t avail;
-        size_t want = end - pos < WINDOW ? (size_t)(end - pos) : WINDOW;
-        const unsigned char *p = (const unsigned char *)at(r, pos, want, &avail);
+        const unsigned char *p = (const unsigned char *)at(r, pos, 2, &avail);
         if (!p)
             return -1;
-        size_t n = avail < want ? avail : want;
-        size_t lf = 0, crlf = 0;
-        for (size_t i = 0; i < n; i++)
-            lf += p[i] == '\n';
-        for (size_t i = 1; i < n; i++)
-            crlf += (p[i] == '\n') & (p[i - 1] == '\r');
-        if (prev_cr && p[0] == '\n')
-            crlf++;
-        prev_cr = p[n - 1] == '\r';
-        bare_lf += (int64_t)(lf - crlf);
+        if (avail < 2) {                    /* the last byte of the file */
+            count_ends(p, 1, c);
+            return r->limit;
+        }
+        size_t n = avail - 1;               /* pairs (i, i+1) fully visible */
+        for (size_t off = 0; off < n; off += BLOCK) {
+            size_t m = n - off < BLOCK ? n - off : BLOCK, i = 0, lf = 0, hits = 0;
+            const unsigned char *q = p + off;
+            unsigned char acc_lf[LANES] = {0}, acc_hit[LANES] = {0};
+            for (; i + LANES <= m; i += LANES)
+                for (int j = 0; j < LANES; j++) {
+                    unsigned char is_lf = q[i + j] == '\n';
+                    acc_lf[j] += is_lf;
+                    acc_hit[j] += is_lf & (q[i + j + 1] == second);
+                }
+            for (int j = 0; j < LANES; j++) {
+                lf += acc_lf[j];
+                hits += acc_hit[j];
+            }
+            for (; i < m; i++) {
+                lf += q[i] == '\n';
+                hits += (q[i] == '\n') & (q[i + 1] == second);
+            }
+            if (hits) {
+                size_t k = 0;
+                while (!(q[k] == '\n' && q[k + 1] == second))
+                    k++;
+                count_ends(q, k, c);
+                return pos + (int64_t)(off + k);
+            }
+            c->lf += (int64_t)lf;
+            if (memchr(q - 1, '\r', m))
+                c->crlf += (int64_t)count_pairs(q - 1, q, m, '\r', '\n');
+        }
         pos += (int64_t)n;
     }
-    int64_t octets = (end - start) + bare_lf;
-    int last = byte_at(r, end - 1);
-    if (last < 0)
-        return -1;
-    if (last != '\n')
-        octets += last == '\r' ? 1 : 2;
-    return octets;
+    return r->limit;
 }
 
 /* MMDF: the offset of the next separator after the trailer at `trailer`. */
@@ -237,77 +310,88 @@ static int64_t after_trailer(reader *r, const char *sep, size_t seplen, int64_t 
     return r->limit;
 }
 
-/* Sets *content_end and *end of the message whose body starts at body. */
+/* Sets *content_end and *end of the message whose body starts at body, and
+ * adds the octets RETR sends for the body to *octets. */
 static int find_end(reader *r, int format, const char *sep, size_t seplen, int64_t body,
-                    int64_t *content_end, int64_t *end)
+                    int64_t *content_end, int64_t *end, int64_t *octets)
 {
-    char pattern[PN_MAX_SEPARATOR + 2];
-    size_t patlen;
-    pattern[0] = '\n';
-    if (format == PN_MMDF) {
-        memcpy(pattern + 1, sep, seplen);
-        patlen = seplen + 1;
-    } else {
-        memcpy(pattern + 1, "From ", 5);
-        patlen = 6;
-    }
     int64_t limit = r->limit, pos = body;
+    unsigned char second = format == PN_MMDF ? (unsigned char)sep[0] : 'F';
+    line_ends c = {0, 0};
+    *content_end = *end = -1;
     while (pos < limit) {
-        size_t avail;
-        const char *p = at(r, pos, WINDOW, &avail);
-        if (!p)
+        int64_t lf = next_candidate(r, pos, second, &c);
+        if (lf < 0)
             return -1;
-        const char *hit = memmem(p, avail, pattern, patlen);
-        if (!hit) {
-            if (pos + (int64_t)avail >= limit)
-                break;
-            pos += avail > patlen ? (int64_t)(avail - patlen + 1) : 1;
-            continue;
-        }
-        int64_t lf = pos + (hit - p), candidate = lf + 1;
+        if (lf >= limit)
+            break;
+        int64_t candidate = lf + 1, le = line_end(r, candidate);
+        if (le < 0)
+            return -1;
+        size_t avail, len = (size_t)(le - candidate);
         if (format == PN_MMDF) {
-            *content_end = candidate;
-            *end = after_trailer(r, sep, seplen, candidate);
-            return *end < 0 ? -1 : 0;
-        }
-        int b1 = byte_at(r, lf - 1), blank = -1;
-        int64_t blank_at = 0;
-        if (b1 == '\n') {
-            blank = 1;
-            blank_at = lf;
-        } else if (b1 == '\r' && byte_at(r, lf - 2) == '\n') {
-            blank = 1;
-            blank_at = lf - 1;
-        }
-        if (r->error)
-            return -1;
-        if (blank > 0 && blank_at >= body) {
-            int64_t le = line_end(r, candidate);
-            if (le < 0)
+            const char *line = at(r, candidate, seplen + 1, &avail);
+            if (!line)
                 return -1;
-            if (le - candidate <= PN_MAX_SEPARATOR) {
-                const char *line = at(r, candidate, (size_t)(le - candidate), &avail);
+            if (len == seplen && memcmp(line, sep, seplen) == 0) {
+                c.lf++;                     /* the content keeps the LF before the trailer */
+                c.crlf += byte_at(r, lf - 1) == '\r';
+                *content_end = candidate;
+                *end = after_trailer(r, sep, seplen, candidate);
+                if (*end < 0)
+                    return -1;
+                break;
+            }
+        } else {
+            int b1 = byte_at(r, lf - 1);
+            int64_t blank_at = -1;
+            if (b1 == '\n')
+                blank_at = lf;
+            else if (b1 == '\r' && byte_at(r, lf - 2) == '\n')
+                blank_at = lf - 1;
+            if (r->error)
+                return -1;
+            if (blank_at >= body && len <= PN_MAX_SEPARATOR) {
+                const char *line = at(r, candidate, len, &avail);
                 if (!line)
                     return -1;
-                if (pn_is_from_line(line, (size_t)(le - candidate))) {
-                    *content_end = blank_at;
+                if (pn_is_from_line(line, len)) {
+                    *content_end = blank_at;     /* the ends counted stop at lf */
                     *end = candidate;
-                    return 0;
+                    break;
                 }
             }
         }
+        c.lf++;                             /* not a separator: count its LF, go on */
+        c.crlf += byte_at(r, lf - 1) == '\r';
         pos = candidate;
     }
-    /* The last message: a blank line at the very end belongs to no message. */
-    *content_end = *end = limit;
-    if (format == PN_MBOX && limit - 1 >= body && byte_at(r, limit - 1) == '\n') {
-        if (byte_at(r, limit - 2) == '\n')
-            *content_end = limit - 1;
-        else if (limit - 2 >= body && byte_at(r, limit - 2) == '\r' &&
-                 byte_at(r, limit - 3) == '\n')
-            *content_end = limit - 2;
+    if (*end < 0) {
+        /* The last message: a blank line at the very end belongs to no message. */
+        *content_end = *end = limit;
+        if (format == PN_MBOX && limit - 1 >= body && byte_at(r, limit - 1) == '\n') {
+            if (byte_at(r, limit - 2) == '\n') {
+                *content_end = limit - 1;
+                c.lf--;
+            } else if (limit - 2 >= body && byte_at(r, limit - 2) == '\r' &&
+                       byte_at(r, limit - 3) == '\n') {
+                *content_end = limit - 2;
+                c.lf--;
+                c.crlf--;
+            }
+        }
     }
-    return r->error ? -1 : 0;
+    if (r->error)
+        return -1;
+    if (*content_end > body) {
+        int last = byte_at(r, *content_end - 1);
+        if (last < 0)
+            return -1;
+        *octets += (*content_end - body) + c.lf - c.crlf;
+        if (last != '\n')
+            *octets += last == '\r' ? 1 : 2;
+    }
+    return 0;
 }
 
 /* Scan the message whose separator line spans [start, header). */
@@ -375,20 +459,16 @@ static int scan_message(reader *r, int format, const char *sep, size_t seplen,
         body = content_end = end = limit;       /* the header runs to the end */
     if (end < 0) {
         if (content_end < 0) {
-            if (find_end(r, format, sep, seplen, body, &content_end, &end) < 0)
+            if (find_end(r, format, sep, seplen, body, &content_end, &end, &m->octets) < 0)
                 return -1;
         } else if (format == PN_MMDF && content_end < limit) {
-            end = after_trailer(r, sep, seplen, content_end);
+            end = after_trailer(r, sep, seplen, content_end);   /* an empty body */
             if (end < 0)
                 return -1;
         } else {
             end = limit;
         }
     }
-    int64_t octets = body_octets(r, body, content_end);
-    if (octets < 0)
-        return -1;
-    m->octets += octets;
     m->start = start;
     m->header = header;
     m->body = body;

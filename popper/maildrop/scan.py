@@ -326,7 +326,7 @@ def _find_end(reader: _Reader, fmt: str, separator: bytes, body: int):
     pattern = b"\n" + separator if fmt == MMDF else b"\nFrom "
     pos = body
     while pos < limit:
-        buf, i, avail = reader.at(pos, WINDOW)
+        buf, i, avail = reader.at(pos, len(pattern))   # search what the window holds
         j = buf.find(pattern, i, i + avail)
         if j < 0:
             if pos + avail >= limit:

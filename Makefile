@@ -1,0 +1,41 @@
+# popper: `make` builds, `make check` tests, `make demo` shows it working.
+PYTHON ?= python3
+VENV ?= .venv
+DEMO ?= /tmp/popper-demo
+PORT ?= 1110
+
+.PHONY: all build check lint demo install clean distclean
+
+all: build
+
+popper/_settings.py: configure.py
+	$(PYTHON) configure.py
+
+# The extension in place, for running from the checkout.
+build: popper/_settings.py
+	@if grep -q '^NATIVE = True' popper/_settings.py; then \
+	    $(PYTHON) _native/build_native.py >/dev/null; fi
+
+$(VENV)/bin/tox: tests/deps.sh
+	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
+
+check:
+	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
+	$(VENV)/bin/tox -e native,pure
+
+lint: $(VENV)/bin/tox
+	$(VENV)/bin/tox -e lint
+
+install: popper/_settings.py
+	$(PYTHON) -m pip install .
+
+demo: $(VENV)/bin/tox
+	$(VENV)/bin/pip install -q .
+	$(VENV)/bin/python tests/demo.py --dir $(DEMO) --port $(PORT) --popper $(VENV)/bin/popper
+
+clean:
+	rm -rf build dist *.egg-info popper/_cpopper* popper/*.o _native/*.o
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .tox popper/_settings.py config.log config.status

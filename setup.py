@@ -1,0 +1,35 @@
+"""Build and install popper: `pip install .` (or `make`, see the Makefile).
+
+configure.py's settings decide what is built: it is run here with its
+defaults when it has not been run, as a fresh clone needs.
+"""
+
+import os
+import runpy
+import subprocess
+import sys
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SETTINGS = os.path.join(HERE, "popper", "_settings.py")
+
+if not os.path.exists(SETTINGS):
+    subprocess.check_call([sys.executable, os.path.join(HERE, "configure.py")], cwd=HERE)
+native = runpy.run_path(SETTINGS)["NATIVE"]
+version = runpy.run_path(os.path.join(HERE, "popper", "__init__.py"))["__version__"]
+
+setup(
+    name="popper",
+    version=version,
+    description="A faithful Python re-implementation of Qualcomm's Qpopper POP3 server",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.9",
+    packages=find_packages(include=["popper", "popper.*"]),
+    install_requires=["cffi>=1.12"] if native else [],
+    cffi_modules=["_native/build_native.py:ffibuilder"] if native else [],
+    entry_points={"console_scripts": ["popper = popper.cli:main"]},
+    zip_safe=False,
+)

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs what the tests need: Debian packages (when root and missing) and a
+# virtual environment with tox.  Called by `make check`.
+set -e
+VENV=${1:-.venv}
+PYTHON=${PYTHON:-python3}
+
+# Debian packages the tests drive: real POP3 clients, and the C toolchain
+# the cffi extension is built with.
+PACKAGES="curl fetchmail getmail6 mpop gcc libcrypt-dev util-linux"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "deps: installing$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+        echo "deps: missing Debian packages:$missing (the tests that need them are skipped)"
+    fi
+fi
+
+if [ ! -x "$VENV/bin/tox" ]; then
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q tox
+fi

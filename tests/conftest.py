@@ -1,0 +1,336 @@
+"""Shared test machinery: a mail host in a temporary directory, and popper
+started on it in inetd mode (over a socketpair or a TCP "inetd") or in
+standalone mode.
+
+The tests import the installed popper (tox runs them from outside the
+checkout); the corpus generator is loaded from bench/corpus.py by path so
+that the checkout's popper/ never shadows the installed one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+_spec = importlib.util.spec_from_file_location("popper_corpus", ROOT / "bench" / "corpus.py")
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
+
+from popper import native  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+# As root, test users get this uid/gid (no passwd entry needed) and popper
+# must drop to it; otherwise they are the user running the tests.
+TEST_UID = 4242 if IS_ROOT else os.getuid()
+TEST_GID = 4242 if IS_ROOT else os.getgid()
+
+USERS = {"alice": "secret", "bob": "hunter2", "carol": "pass word"}
+
+
+def hashed(password: str) -> str:
+    return native.crypt(password.encode(), b"$6$testsalt$").decode()
+
+
+class MailHost:
+    """A spool directory, a user database and a config file in a temporary
+    directory that the test uid can reach."""
+
+    def __init__(self, base: pathlib.Path):
+        self.base = base
+        self.spool_dir = base / "spool"
+        self.spool_dir.mkdir()
+        os.chmod(base, 0o755)
+        os.chmod(self.spool_dir, 0o1777)
+        self.userdb = base / "users"
+        self.userdb.write_text("".join("%s:%s:%d:%d::%s:/bin/sh\n"
+                                       % (name, hashed(pw), TEST_UID, TEST_GID, base)
+                                       for name, pw in USERS.items()))
+        self.config = base / "popper.conf"
+        self.write_config()
+
+    def write_config(self, *extra: str) -> pathlib.Path:
+        lines = ["set userdb = %s" % self.userdb,
+                 "set spool-dir = %s" % self.spool_dir,
+                 "set auth-fail-delay = 0",
+                 "set reverse-lookup = false"] + list(extra)
+        self.config.write_text("\n".join(lines) + "\n")
+        return self.config
+
+    def spool(self, user: str = "alice") -> pathlib.Path:
+        return self.spool_dir / user
+
+    def temp_drop(self, user: str = "alice") -> pathlib.Path:
+        return self.spool_dir / (".%s.pop" % user)
+
+    def deliver(self, data: bytes, user: str = "alice") -> None:
+        """Write a spool as the user's MTA would have left it."""
+        path = self.spool(user)
+        with open(path, "ab") as f:
+            f.write(data)
+        os.chown(path, TEST_UID, TEST_GID)
+        os.chmod(path, 0o600)
+
+    def command(self, *args: str) -> list:
+        return [sys.executable, "-m", "popper", "-f", str(self.config), "-T", "60", *args]
+
+
+@pytest.fixture
+def mailhost():
+    base = pathlib.Path(tempfile.mkdtemp(prefix="popper-test-", dir="/tmp"))
+    try:
+        yield MailHost(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- talking to popper ---------------------------------------------------------
+
+class Conversation:
+    """A raw POP3 conversation over a connected socket."""
+
+    def __init__(self, sock: socket.socket, process: subprocess.Popen = None):
+        self.sock, self.process = sock, process
+        self.sock.settimeout(30)
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("connection closed; had %r" % self.buf)
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def multiline(self) -> list:
+        """The lines of a multi-line body up to '.', dot-unstuffed."""
+        lines = []
+        while True:
+            line = self.line()
+            if line == b".":
+                return lines
+            lines.append(line[1:] if line.startswith(b".") else line)
+
+    def cmd(self, line: str) -> bytes:
+        self.send(line.encode("latin-1") + b"\r\n")
+        return self.line()
+
+    def login(self, user: str = "alice", password: str = None) -> bytes:
+        assert self.cmd("USER " + user).startswith(b"+OK")
+        return self.cmd("PASS " + (password if password is not None else USERS[user]))
+
+    def closed(self) -> bool:
+        """True once popper closed its end (after QUIT)."""
+        try:
+            return self.sock.recv(1) == b""
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.process:
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_inetd(command: list, **popen) -> Conversation:
+    """popper in inetd mode on one end of a socketpair."""
+    ours, theirs = socket.socketpair()
+    process = subprocess.Popen(command, stdin=theirs, stdout=theirs, **popen)
+    theirs.close()
+    return Conversation(ours, process)
+
+
+@pytest.fixture
+def inetd(mailhost):
+    """inetd(*args) -> a Conversation with a fresh popper on a socketpair."""
+    conversations = []
+
+    def start(*args, **popen):
+        conv = start_inetd(mailhost.command(*args), **popen)
+        conversations.append(conv)
+        return conv
+    yield start
+    for conv in conversations:
+        conv.close()
+
+
+class TcpInetd:
+    """A tiny inetd: each connection to 127.0.0.1:port runs a new popper
+    with the connection as its fd 0 and 1."""
+
+    def __init__(self, command: list, env: dict = None):
+        self.command, self.env = command, env
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.processes = []
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.processes.append(subprocess.Popen(self.command, stdin=conn, stdout=conn,
+                                                   env=self.env))
+            conn.close()
+
+    def close(self):
+        self.running = False
+        self.listener.close()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class Standalone:
+    """popper listening on 127.0.0.1:port by itself; stopped by its pid."""
+
+    def __init__(self, command: list):
+        self.port = free_port()
+        self.process = subprocess.Popen(command + ["127.0.0.1:%d" % self.port],
+                                        stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.process)
+
+    def connect(self) -> Conversation:
+        return Conversation(socket.create_connection(("127.0.0.1", self.port)))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("popper exited: %s" % process.stderr.read().decode())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("popper did not listen on port %d" % port)
+
+
+@pytest.fixture
+def tcp_inetd(mailhost):
+    servers = []
+
+    def start(*args):
+        server = TcpInetd(mailhost.command(*args))
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def standalone(mailhost):
+    servers = []
+
+    def start(*args):
+        server = Standalone(mailhost.command(*args))
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --- syslog ---------------------------------------------------------------------------
+
+class SyslogCapture:
+    """Receives what popper sends to /dev/log.
+
+    popper runs in its own mount namespace whose /dev holds our socket as
+    /dev/log (and the real null, zero, random devices), so the real
+    glibc syslog path is exercised and the host's /dev is not touched."""
+
+    def __init__(self, base: pathlib.Path):
+        self.path = str(base / "log.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o666)
+        self.sock.settimeout(0.2)
+        self.records = []
+
+    def wrap(self, command: list) -> list:
+        script = ('d=$(mktemp -d) && for f in null zero full random urandom tty; do '
+                  'touch "$d/$f" && mount --bind "/dev/$f" "$d/$f" || exit 1; done && '
+                  'ln -s /proc/self/fd "$d/fd" && touch "$d/log" && '
+                  'mount --bind "$0" "$d/log" && mount --rbind "$d" /dev && exec "$@"')
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                self.path] + command
+
+    def collect(self, seconds: float = 0.5) -> list:
+        """Read what arrived; (facility, priority, text) tuples."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(65536).decode("utf-8", "replace")
+            except socket.timeout:
+                continue
+            pri, _, rest = data[1:].partition(">")
+            self.records.append((int(pri) // 8, int(pri) % 8, rest))
+        return self.records
+
+    def texts(self, seconds: float = 0.5) -> list:
+        return [text for _, _, text in self.collect(seconds)]
+
+    def close(self):
+        self.sock.close()
+
+
+def can_unshare() -> bool:
+    if not IS_ROOT or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def syslog(mailhost):
+    if not can_unshare():
+        pytest.skip("capturing syslog needs root (a private mount namespace)")
+    capture = SyslogCapture(mailhost.base)
+    yield capture
+    capture.close()

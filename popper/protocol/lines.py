@@ -47,9 +47,10 @@ class LineReader:
                 continue
             line = self.pending + piece
             self.pending = b""
+            raw = len(line) + 1
             if line.endswith(b"\r"):
                 line = line[:-1]
-            out.append(line if len(line) <= self.max_line else TooLong(len(line) + 1))
+            out.append(line if len(line) <= self.max_line else TooLong(raw))
         rest = data[start:]
         if self.discarding:
             self.discarding += len(rest)

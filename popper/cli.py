@@ -50,13 +50,13 @@ def _extensions(settings: Settings, value: str) -> None:
     for item in value.split(","):
         name, eq, number = item.partition("=")
         name = name.strip().lower()
+        if name not in ("login_delay", "expire"):
+            raise UsageError("-e: unknown extension %r (login_delay, expire)" % name)
         seconds = _number("-e " + name, number.strip()) if eq else -1
         if name == "login_delay":
             settings.announce_login_delay = seconds
-        elif name == "expire":
-            settings.announce_expire = seconds
         else:
-            raise UsageError("-e: unknown extension %r (login_delay, expire)" % name)
+            settings.announce_expire = seconds
 
 
 def parse(args: list):
@@ -172,7 +172,11 @@ def main(argv: list = None) -> int:
         return 1
     from popper.transport import inetd, standalone
     if address is None:
-        listeners = standalone.inherited_listeners()
+        try:
+            listeners = standalone.inherited_listeners()
+        except OSError as exc:
+            print("%s: LISTEN_FDS: %s" % (prog, exc.strerror), file=sys.stderr)
+            return 1
         if not listeners:
             return inetd.serve(settings, log)
     else:

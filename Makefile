@@ -26,12 +26,17 @@ check:
 lint: $(VENV)/bin/tox
 	$(VENV)/bin/tox -e lint
 
+# Installs under configure.py's --prefix: the program and its manual page.
+SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_settings.py')[sys.argv[1]])"
+
 install: popper/_settings.py
-	$(PYTHON) -m pip install .
+	prefix=$$($(SETTING) PREFIX) && \
+	$(PYTHON) -m pip install --prefix "$$prefix" . && \
+	install -D -m 644 docs/popper.8 "$$prefix/share/man/man8/popper.8"
 
 demo: $(VENV)/bin/tox
 	$(VENV)/bin/pip install -q .
-	$(VENV)/bin/python tests/demo.py --dir $(DEMO) --port $(PORT) --popper $(VENV)/bin/popper
+	cd /tmp && $(CURDIR)/$(VENV)/bin/python $(CURDIR)/tests/demo.py --dir $(DEMO) --port $(PORT) --popper $(CURDIR)/$(VENV)/bin/popper
 
 clean:
 	rm -rf build dist *.egg-info popper/_cpopper* popper/*.o _native/*.o

@@ -23,7 +23,7 @@ import time
 from popper import native
 from popper.maildrop import render
 from popper.maildrop.locking import LockError, SpoolLock
-from popper.maildrop.scan import MMDF, NotAMailbox
+from popper.maildrop.scan import MMDF, MessageTable, NotAMailbox
 from popper.protocol import replies
 from popper.settings import Settings, spool_path, temp_drop_path
 
@@ -111,7 +111,7 @@ class Maildrop:
         self.spool_path = spool_path(settings, user)
         self.temp_path = temp_drop_path(settings, user)
         self.temp_fd = None
-        self.messages = []
+        self.messages = MessageTable()
         self.format = None
         self.separator = b""
 
@@ -308,7 +308,8 @@ class Maildrop:
 
     def restore(self) -> None:
         """Abnormal end without update-on-abort: put every message back as it was."""
-        self.update([False] * len(self.messages), [False] * len(self.messages), rewrite=False)
+        count = len(self.messages)
+        self.update(bytearray(count), bytearray(count), rewrite=False)
 
     def _finish(self) -> None:
         """The spool is complete: empty the temp drop (and remove it)."""

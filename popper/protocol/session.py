@@ -59,6 +59,20 @@ def _multiline(first: bytes, lines) -> bytes:
     return first + body + b".\r\n"
 
 
+def _listing(first: bytes, numbers, values, line: bytes):
+    """A long LIST/UIDL reply (lines "<n> <value>", which never start with a
+    dot), produced in pieces so that it never sits whole in memory."""
+    yield first
+    piece = []
+    for n in numbers:
+        piece.append(line % (n + 1, values[n]))
+        if len(piece) == 4096:
+            yield b"".join(piece)
+            piece = []
+    piece.append(b".\r\n")
+    yield b"".join(piece)
+
+
 class Session:
     def __init__(self, settings, authenticator, open_maildrop, log, client: Client,
                  hostname: str, apop_timestamp: str = None):
@@ -73,7 +87,10 @@ class Session:
         self.state = AUTHORIZATION
         self.user = None            # the name given to USER, then the logged-in user
         self.maildrop = None
-        self.deleted = self.seen = self.seen_at_login = self.retrieved = []
+        # Per message, one byte each: marked deleted, seen (RETR'd whole, or
+        # Status: R at login), seen at login, RETR'd whole in this session.
+        self.deleted = self.seen = self.seen_at_login = self.retrieved = bytearray()
+        self.deleted_count = self.deleted_octets = self.total_octets = 0
         self.commands = {
             AUTHORIZATION: {"user": (self.do_user, 1, 1), "pass": (self.do_pass_first, 0, 1),
                             "apop": (self.do_apop, 2, 2), "auth": (self.do_auth, 0, 2),
@@ -228,23 +245,33 @@ class Session:
             self.state = DONE
             return self.err("{text}", text=exc.args[0])
         messages = self.maildrop.messages
-        self.deleted = [False] * len(messages)
-        self.seen = [bool(m.flags & SEEN) for m in messages]
-        self.seen_at_login = list(self.seen)
-        self.retrieved = [False] * len(messages)
+        self.seen_at_login = bytearray(1 if flags & SEEN else 0 for flags in messages.flags)
+        self.total_octets = sum(messages.octets)
+        self.reset_marks()
         self.state = TRANSACTION
         if self.settings.log_login:
             self.log.notice(log_login_line(LOG_LOGIN_TEMPLATE, self.user, self.client.host,
                                            self.client.ip))
         count = len(messages)
         return R.ok(R.LOGGED_IN, user=self.user, count=count, s="" if count == 1 else "s",
-                    hidden=0, octets=sum(m.octets for m in messages))
+                    hidden=0, octets=self.total_octets)
 
     # --- transaction ------------------------------------------------------------------
 
+    def reset_marks(self) -> None:
+        count = len(self.maildrop.messages)
+        self.deleted = bytearray(count)
+        self.retrieved = bytearray(count)
+        self.seen = bytearray(self.seen_at_login)
+        self.deleted_count = self.deleted_octets = 0
+
     def live(self):
-        """(number, message) of each message not marked deleted."""
-        return [(i + 1, m) for i, m in enumerate(self.maildrop.messages) if not self.deleted[i]]
+        """The indexes of the messages not marked deleted."""
+        deleted = self.deleted
+        return (i for i in range(len(deleted)) if not deleted[i])
+
+    def live_totals(self):
+        return (len(self.deleted) - self.deleted_count, self.total_octets - self.deleted_octets)
 
     def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED):
         """(index, None) for a message number argument, or (None, -ERR reply)."""
@@ -259,16 +286,17 @@ class Session:
         return n - 1, None
 
     def do_stat(self):
-        live = self.live()
-        return R.ok(R.STAT, count=len(live), octets=sum(m.octets for _, m in live))
+        count, octets = self.live_totals()
+        return R.ok(R.STAT, count=count, octets=octets)
 
     def do_list(self, arg: str = None):
+        octets = self.maildrop.messages.octets
         if arg is None:
-            live = self.live()
-            first = R.ok(R.LIST_ALL, count=len(live), octets=sum(m.octets for _, m in live))
-            return _multiline(first, [b"%d %d" % (n, m.octets) for n, m in live])
+            count, total = self.live_totals()
+            return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(), octets,
+                            b"%d %d\r\n")
         i, error = self.message(arg)
-        return error or R.ok(R.LIST_ONE, number=i + 1, octets=self.maildrop.messages[i].octets)
+        return error or R.ok(R.LIST_ONE, number=i + 1, octets=octets[i])
 
     def do_retr(self, arg: str):
         i, error = self.message(arg)
@@ -290,24 +318,24 @@ class Session:
             yield R.ok(R.TOP)
         yield from self.maildrop.message_chunks(msg, top_lines)
         if top_lines is None:           # sent whole: now it counts as retrieved
-            self.seen[i] = self.retrieved[i] = True
+            self.seen[i] = self.retrieved[i] = 1
 
     def do_dele(self, arg: str):
         i, error = self.message(arg, deleted_template=None)
         if error:
             return error
-        self.deleted[i] = True
+        if not self.deleted[i]:
+            self.deleted[i] = 1
+            self.deleted_count += 1
+            self.deleted_octets += self.maildrop.messages.octets[i]
         return R.ok(R.DELE, number=i + 1)
 
     def do_noop(self):
         return R.ok(R.NOOP)
 
     def do_rset(self):
-        messages = self.maildrop.messages
-        self.deleted = [False] * len(messages)
-        self.seen = list(self.seen_at_login)
-        self.retrieved = [False] * len(messages)
-        return R.ok(R.RSET, count=len(messages), octets=sum(m.octets for m in messages))
+        self.reset_marks()
+        return R.ok(R.RSET, count=len(self.deleted), octets=self.total_octets)
 
     def do_last(self):
         last = 0
@@ -318,11 +346,11 @@ class Session:
         return R.ok(R.LAST, number=last)
 
     def do_uidl(self, arg: str = None):
+        uids = self.maildrop.messages.uid
         if arg is None:
-            return _multiline(R.ok(R.UIDL_ALL), [b"%d %s" % (n, m.uid) for n, m in self.live()])
+            return _listing(R.ok(R.UIDL_ALL), self.live(), uids, b"%d %s\r\n")
         i, error = self.message(arg, deleted_template=R.UIDL_DELETED)
-        return error or R.ok(R.UIDL_ONE, number=i + 1,
-                             uid=self.maildrop.messages[i].uid.decode("ascii"))
+        return error or R.ok(R.UIDL_ONE, number=i + 1, uid=uids[i].decode("ascii"))
 
     def capabilities(self) -> list:
         s = self.settings
@@ -356,16 +384,16 @@ class Session:
 
     def update(self, abnormal: bool = False) -> None:
         """Apply the session to the maildrop (QUIT, or an abnormal end)."""
-        messages = self.maildrop.messages
-        deleted = list(self.deleted)
+        octets = self.maildrop.messages.octets
+        deleted = bytearray(self.deleted)
         if self.settings.auto_delete:
-            deleted = [d or r for d, r in zip(deleted, self.retrieved)]
+            deleted = bytearray(d | r for d, r in zip(deleted, self.retrieved))
         if self.settings.statistics:
-            gone = sum(m.octets for m, d in zip(messages, deleted) if d)
-            total = sum(m.octets for m in messages)
+            count = sum(deleted)
+            gone = sum(octets[i] for i in range(len(deleted)) if deleted[i])
             self.log.notice("Stats: %s %d %d %d %d %s %s"
-                            % (self.user, sum(deleted), gone, len(messages) - sum(deleted),
-                               total - gone, self.client.host, self.client.ip))
+                            % (self.user, count, gone, len(deleted) - count,
+                               self.total_octets - gone, self.client.host, self.client.ip))
         if abnormal and not self.settings.update_on_abort:
             self.maildrop.restore()
         else:

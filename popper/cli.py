@@ -20,7 +20,7 @@ import sys
 
 from popper import __version__
 from popper.log import Log
-from popper.settings import ConfigError, Settings, clear_text, facility, load_config_file
+from popper.settings import ConfigError, Settings, facility, load_config_file
 
 OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
 

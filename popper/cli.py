@@ -17,6 +17,7 @@ from __future__ import annotations
 import getopt
 import os
 import sys
+import syslog
 
 from popper import __version__
 from popper.log import Log
@@ -140,6 +141,15 @@ def check(settings: Settings) -> list:
     return problems
 
 
+def _refuse(prog: str, settings: Settings, problems: list) -> None:
+    """Say why popper will not start: on stderr, and in syslog, where an
+    administrator looks when inetd started it."""
+    syslog.openlog(prog, syslog.LOG_PID, getattr(syslog, "LOG_" + settings.log_facility.upper()))
+    for problem in problems:
+        print("%s: %s" % (prog, problem), file=sys.stderr)
+        syslog.syslog(syslog.LOG_ERR, problem)
+
+
 def main(argv: list = None) -> int:
     argv = sys.argv if argv is None else argv
     prog = os.path.basename(argv[0]) or "popper"
@@ -159,8 +169,7 @@ def main(argv: list = None) -> int:
         return 1
     problems = check(settings)
     if problems:
-        for problem in problems:
-            print("%s: %s" % (prog, problem), file=sys.stderr)
+        _refuse(prog, settings, problems)
         return 1
     os.umask(0o077)
     try:

@@ -59,3 +59,13 @@ def test_reverse_lookup_names_the_client_unless_r(mailhost, syslog):
     syslog.records.clear()
     _, _, records = session(mailhost, syslog, "-R")
     assert any("(null) at 127.0.0.1 (127.0.0.1): -ERR" in t for _, _, t in records)
+
+
+def test_refusing_to_start_is_logged_too(mailhost, syslog):
+    import subprocess
+    result = subprocess.run(syslog.wrap(mailhost.command("-S")), capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 1
+    assert any(p == 3 and t.endswith("-S / server-mode: server mode is not built")
+               for _, p, t in syslog.collect())
+

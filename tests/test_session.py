@@ -161,6 +161,7 @@ def test_every_err_is_logged(make_session):
     (b"USER %s%n%x", b"+OK Password required for %s%n%x."),
     (b"USER {user}{0}", b"+OK Password required for {user}{0}."),
     (b"USER a\x00b", b"+OK Password required for a?b."),
+    (b"USER \tal\xa0ice", b"+OK Password required for al?ice."),   # one word: split at [ \t]
     (b"AUTH", b"+OK Supported SASL mechanisms:\r\n."),
     (b"AUTH CRAM-MD5", b"-ERR Unknown authentication mechanism: CRAM-MD5"),
     (b"APOP alice 0123456789abcdef0123456789abcdef",

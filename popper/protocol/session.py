@@ -133,7 +133,9 @@ class Session:
 
     def command(self, line: bytes):
         text = line.decode("latin-1")
-        words = text.split()
+        # Words are separated by spaces and tabs only (not, say, the latin-1
+        # no-break space that str.split() would also split at).
+        words = [word for word in text.replace("\t", " ").split(" ") if word]
         name = words[0].lower() if words else ""
         if name == "pass":
             # The password is everything after one separator, spaces and all.

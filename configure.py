@@ -150,7 +150,7 @@ SWITCHES = [
            off=None, check=_facility),
     Switch("--enable-log-login", "LOG_LOGIN", "log every successful login [no]"),
     Switch("--enable-debugging", "DEBUG",
-           "append [file:line] to every log line and trace internal steps [no]"),
+           "append [file:line] to every log line [no]"),
     Switch("--enable-shy", "SHY",
            "hide the version in the greeting and in CAPA before login [no]"),
     Switch("--enable-apop[=PATH]", "APOP_DB",

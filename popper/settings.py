@@ -14,7 +14,6 @@ writes.  The config file syntax is Qpopper's (qpopper-behaviour.md 2.3):
 from __future__ import annotations
 
 import os
-import shlex
 
 try:
     from popper import _settings as compiled
@@ -87,15 +86,15 @@ class Settings:
         for wanted, what in (
                 (self.server_mode, "-S / server-mode: server mode"),
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
-                (self.bulldir, "-b / bulldir / --enable-bulletins: bulletins"),
+                (self.bulldir, "-b / bulldir / --enable-bulletins: the bulletin feature"),
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
                 (self.bulldb_nonfatal, "-B: the bulletin database"),
                 (self.apop_db, "--enable-apop: APOP"),
                 (self.pam_service, "--with-pam: PAM authentication"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
-                (self.user_options, "-u: ~/.qpopper-options"),
-                (self.spool_options, "-U: spool options files"),
+                (self.user_options, "-u: reading ~/.qpopper-options"),
+                (self.spool_options, "-U: reading the spool's .<user>.qpopper-options"),
                 (self.drac_host, "-D: DRAC")):
             if wanted:
                 missing.append(what + " is not built")
@@ -114,7 +113,10 @@ def _bool(value: str) -> bool:
 
 
 def _int(value: str) -> int:
+    """strtol(value, 0): decimal, 0x hex, or 0 octal."""
     try:
+        if len(value) > 1 and value[0] == "0" and value[1] in "01234567":
+            return int(value, 8)
         return int(value, 0)
     except ValueError:
         raise ConfigError("needs a number, not %r" % value) from None
@@ -180,29 +182,53 @@ OPTIONS = {
     "announce-login-delay": ("announce_login_delay", _announce),
     "announce-expire": ("announce_expire", _announce),
     "bulldir": ("bulldir", _path),
-    "max-bulletins": ("max_bulletins", _seconds),
-    "mail-command": ("mail_command", _path),
     "kerberos": ("kerberos", _bool),
     "kerberos-service": ("kerberos_service", str),
 }
 
 
+def words_of(line: str) -> list:
+    """A config line's words, as Qpopper reads them: quotes (" ' `) group,
+    a # that starts a word starts a comment, and = is a word of its own."""
+    words, word, quote = [], None, None
+    for c in line:
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                word += c
+        elif c in "\"'`":
+            quote, word = c, word or ""
+        elif c == "#" and word is None:
+            break
+        elif c in " \t\r\n":
+            if word is not None:
+                words.append(word)
+                word = None
+        elif c == "=":
+            if word is not None:
+                words.append(word)
+                word = None
+            words.append("=")
+        else:
+            word = (word or "") + c
+    if quote:
+        raise ConfigError("no closing %s" % quote)
+    if word is not None:
+        words.append(word)
+    return words
+
+
 def apply_line(settings: Settings, line: str) -> None:
     """Apply one config file line; raise ConfigError if it is not good."""
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    words = words_of(line)
     if not words:
         return
     verb = words[0].lower()
     if verb not in ("set", "reset"):
         raise ConfigError("lines start with set or reset, not %r" % words[0])
-    if len(words) < 2:
+    if len(words) < 2 or words[1] == "=":
         raise ConfigError("%s needs an option name" % verb)
-    if "=" in words[1]:                     # set name=value, without spaces
-        name, _, value = words[1].partition("=")
-        words = [verb, name, "="] + ([value] if value else []) + words[2:]
     name = words[1].lower()
     if name not in OPTIONS:
         raise ConfigError("unknown option %r" % words[1])

@@ -56,11 +56,11 @@ def test_bad_command_lines_print_usage_and_exit_1(args, message):
     (["-K", "pop"], "popper: -k / -K: Kerberos support is not built"),
     (["-S"], "popper: -S / server-mode: server mode is not built"),
     (["-F"], "popper: -F: fast update (a server-mode feature) is not built"),
-    (["-b", "/var/spool/bulls"], "popper: -b / bulldir / --enable-bulletins: bulletins is not built"),
+    (["-b", "/var/spool/bulls"], "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     (["-B"], "popper: -B: the bulletin database is not built"),
     (["-l", "1"], "popper: -l: TLS is not built"),
-    (["-u"], "popper: -u: ~/.qpopper-options is not built"),
-    (["-U"], "popper: -U: spool options files is not built"),
+    (["-u"], "popper: -u: reading ~/.qpopper-options is not built"),
+    (["-U"], "popper: -U: reading the spool's .<user>.qpopper-options is not built"),
     (["-D", "localhost"], "popper: -D: DRAC is not built"),
 ])
 def test_options_of_later_features_are_refused_clearly(mailhost, args, message):
@@ -73,6 +73,18 @@ def test_without_a_user_database(tmp_path):
     result = popper()
     assert result.returncode == 1
     assert "popper: no user database: give one with 'set userdb = FILE'" in result.stderr
+
+
+def test_a_user_database_others_may_change_is_refused(mailhost):
+    os.chmod(mailhost.userdb, 0o666)
+    result = popper("-f", str(mailhost.config))
+    assert result.returncode == 1
+    assert "popper: the user database %s may be changed by others (mode 0666): chmod go-w it" % (
+        mailhost.userdb) in result.stderr
+    os.unlink(mailhost.userdb)
+    result = popper("-f", str(mailhost.config))
+    assert "popper: the user database %s: No such file or directory" % mailhost.userdb \
+        in result.stderr
 
 
 def test_auto_delete_needs_expire_0(mailhost):
@@ -90,7 +102,8 @@ def test_auto_delete_needs_expire_0(mailhost):
     ("set statistics = maybe", "line 5: needs true or false, not 'maybe'"),
     ("set timeout = 1 2", "line 5: expected: set timeout = value"),
     ("bogus", "line 5: lines start with set or reset, not 'bogus'"),
-    ('set tracefile = "/tmp/x', "line 5: No closing quotation"),
+    ('set tracefile = "/tmp/x', 'line 5: no closing "'),
+    ("set = 3", "line 5: set needs an option name"),
 ])
 def test_bad_config_file_lines_name_file_and_line(mailhost, line, message):
     mailhost.write_config(line)
@@ -108,13 +121,15 @@ def test_missing_config_file():
 def test_config_file_syntax_variants(mailhost, inetd):
     mailhost.deliver(MAIL)
     mailhost.write_config("# a comment", "  set shy   # trailing comment",
-                          "set timeout=45", "reset shy", "set shy = true",
-                          "set announce-expire = 'never'")
+                          "set timeout=45", "set timeout =45", "set timeout= 045",
+                          "reset shy", "set shy = true", "set announce-expire = `never`",
+                          'set tracefile = "%s/a b#c"' % mailhost.base)
     conv = inetd()
     assert conv.greeting == b"+OK ready"
     conv.send(b"CAPA\r\n")
     assert conv.line() == b"+OK Capability list follows"
     assert b"EXPIRE NEVER" in conv.multiline()
+    assert (mailhost.base / "a b#c").exists()            # the quoted trace file
 
 
 def test_later_options_override_the_config_file(mailhost, inetd):
@@ -131,6 +146,7 @@ def test_idle_timeout(mailhost, inetd):
     start = time.monotonic()
     assert conv.line() == b"-ERR POP timeout from 127.0.0.1"
     assert time.monotonic() - start >= 0.9
+    assert conv.line().startswith(b"+OK Pop server at ")
     assert conv.closed()
 
 

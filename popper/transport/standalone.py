@@ -88,13 +88,12 @@ class _Stop(Exception):
 def serve(listeners, settings, log) -> int:
     """Accept connections until SIGTERM; one child process per session."""
     children = set()
-    reopen = []
 
     def on_term(signum, frame):
         raise _Stop()
 
     def on_hup(signum, frame):
-        reopen.append(True)
+        log.reopen()        # now: the next session must already use the new files
 
     def reap(signum=None, frame=None):
         while children:
@@ -116,9 +115,6 @@ def serve(listeners, settings, log) -> int:
         log.notice("listening on %s port %d" % (name[0], name[1]))
     try:
         while True:
-            if reopen:
-                reopen.clear()
-                log.reopen()
             ready, _, _ = select.select(listeners, [], [])
             for sock in ready:
                 try:

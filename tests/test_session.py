@@ -14,7 +14,7 @@ from popper import __version__
 from popper.auth import Account, AuthError
 from popper.maildrop.drop import Maildrop, MaildropError
 from popper.protocol import replies as R
-from popper.protocol.session import Client, Pause, Session
+from popper.protocol.session import AfterSend, Client, Pause, Session
 from popper.settings import Settings
 
 
@@ -40,14 +40,22 @@ class StubAuth:
         raise AuthError(R.BAD_PASSWORD, log="test", user=user)
 
 
+def sent(stream) -> bytes:
+    """A reply stream as the transport sends it, AfterSend called in turn."""
+    out = []
+    for chunk in stream:
+        if isinstance(chunk, AfterSend):
+            chunk.callback()
+        else:
+            out.append(chunk)
+    return b"".join(out)
+
+
 def run(session, data: bytes):
     """Everything the session answers to data, as the transport would send it."""
     out = []
     for item in session.feed(data):
-        if isinstance(item, (bytes, Pause)):
-            out.append(item)
-        else:
-            out.append(b"".join(item))
+        out.append(item if isinstance(item, (bytes, Pause)) else sent(item))
     return out
 
 
@@ -384,9 +392,21 @@ def test_pipelined_quit_runs_after_the_retr_was_sent(make_session, spool):
     assert not isinstance(stream, bytes)
     chunks = list(stream)
     events.append("retr sent")
+    chunks[-1].callback()                       # the transport says: all of it went out
     rest = list(outputs)
     assert events == ["retr sent", "update"]
     assert chunks[0].startswith(b"+OK ") and rest[-1].startswith(b"+OK Pop server")
+    assert isinstance(chunks[-1], AfterSend) and session.retrieved[0]
+
+
+def test_a_retr_not_sent_whole_is_not_retrieved(make_session):
+    session, _ = make_session(mail=MAIL)
+    login(session)
+    stream = next(session.feed(b"RETR 2\r\n"))
+    for chunk in stream:
+        if isinstance(chunk, AfterSend):
+            break                               # the connection died before the end
+    assert run(session, b"LAST\r\n") == [b"+OK 0 is the last read message.\r\n"]
 
 
 def test_statistics_and_log_login(make_session):
@@ -429,7 +449,8 @@ def test_timeout_says_so_and_logs_qpoppers_line(make_session):
     s.timeout = 33
     session, log = make_session(s, mail=MAIL)
     login(session)
-    assert session.end("timeout") == [b"-ERR POP timeout from client.example\r\n"]
+    assert session.end("timeout") == [b"-ERR POP timeout from client.example\r\n",
+                                      b"+OK Pop server at mail.example signing off.\r\n"]
     assert ("notice", "(v%s) Timeout (33 secs) during nw read from alice at client.example "
             "(192.0.2.9)" % __version__) in log.lines
 
@@ -454,6 +475,19 @@ def test_maildrop_failure_ends_the_session(make_session, spool):
     assert session.done and login_attempt
     assert (spool / "alice").read_bytes() == b"this is not a mailbox\n"
     assert not (spool / ".alice.pop").exists() or (spool / ".alice.pop").stat().st_size == 0
+
+
+def test_an_unexpected_failure_while_opening_the_maildrop_ends_the_session(make_session):
+    session, log = make_session()
+
+    def broken(account):
+        raise PermissionError(1, "Operation not permitted")
+    session.open_maildrop = broken
+    out = run(session, b"USER alice\r\nPASS secret\r\nCAPA\r\n")
+    assert out[1] == (b"-ERR [SYS/TEMP] internal error while opening your maildrop; "
+                      b"try again later\r\n")
+    assert session.done and len(out) == 2
+    assert any("PermissionError" in m for m in log.texts("error"))
 
 
 def test_internal_error_is_an_err_not_a_traceback(make_session):

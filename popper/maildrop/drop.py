@@ -202,7 +202,11 @@ class Maildrop:
                     raise
                 if size:
                     # Only now, with every byte safe in the temp drop.
-                    os.ftruncate(spool_fd, 0)
+                    try:
+                        os.ftruncate(spool_fd, 0)
+                    except OSError as exc:      # the mail stays in the spool alone
+                        os.ftruncate(self.temp_fd, temp_len)
+                        raise _error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
                     os.fsync(spool_fd)
         except LockError as exc:
             raise MaildropError(exc.args[0]) from None

@@ -81,6 +81,7 @@ OPEN_FAILED = "[SYS/TEMP] Unable to open {file}: {error} ({errno})"
 UPDATE_FAILED = ("Error updating primary drop.  Mail left in temporary maildrop "
                  "[{error} ({errno})]")
 INTERNAL_ERROR = "[SYS/TEMP] internal error; the session goes on"
+LOGIN_FAILED = "[SYS/TEMP] internal error while opening your maildrop; try again later"
 
 # --- abnormal ends ----------------------------------------------------------------
 HANGUP = "POP hangup from {host}"

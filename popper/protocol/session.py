@@ -2,7 +2,8 @@
 
 A Session takes the client's bytes and gives back what to send: bytes (one
 reply), an iterator of bytes (a long reply such as RETR, produced as it is
-sent), or Pause(seconds) (wait before going on).  It never touches a socket
+sent, which may end with an AfterSend to call once it has been sent), or
+Pause(seconds) (wait before going on).  It never touches a socket
 or a clock; the maildrop and the authenticator it is given do the file work.
 
 feed() is lazy: it is a generator, and each command runs only when the
@@ -38,6 +39,16 @@ class Pause:
 
     def __repr__(self):
         return "Pause(%r)" % self.seconds
+
+
+class AfterSend:
+    """In a reply stream: call me once everything before me has been sent
+    (so a message counts as retrieved only once the client has all of it)."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        self.callback = callback
 
 
 class Client:
@@ -243,9 +254,13 @@ class Session:
         self.user = account.name
         try:
             self.maildrop = self.open_maildrop(account)
-        except MaildropError as exc:
+        except Exception as exc:
+            # The process may already be the user, half way: it serves no one else.
             self.state = DONE
-            return self.err("{text}", text=exc.args[0])
+            if isinstance(exc, MaildropError):
+                return self.err("{text}", text=exc.args[0])
+            self.log.error("login of %s failed: %s" % (self.user, traceback.format_exc()))
+            return self.err(R.LOGIN_FAILED)
         messages = self.maildrop.messages
         self.seen_at_login = bytearray(1 if flags & SEEN else 0 for flags in messages.flags)
         self.total_octets = sum(messages.octets)
@@ -319,8 +334,11 @@ class Session:
         else:
             yield R.ok(R.TOP)
         yield from self.maildrop.message_chunks(msg, top_lines)
-        if top_lines is None:           # sent whole: now it counts as retrieved
-            self.seen[i] = self.retrieved[i] = 1
+        if top_lines is None:
+            yield AfterSend(lambda: self.mark_retrieved(i))
+
+    def mark_retrieved(self, i: int) -> None:
+        self.seen[i] = self.retrieved[i] = 1
 
     def do_dele(self, arg: str):
         i, error = self.message(arg, deleted_template=None)
@@ -422,6 +440,8 @@ class Session:
             except Exception as exc:
                 text = exc.args[0] if isinstance(exc, MaildropError) else traceback.format_exc()
                 self.log.notice("-ERR POP mailbox update for %s failed! (%s)" % (self.user, text))
+        if out:                 # the client is still there after a timeout: sign off
+            out.append(R.ok(R.SIGN_OFF, host=self.hostname))
         self.close()
         return out
 

@@ -2,7 +2,8 @@
 
 It reads with the idle timeout, feeds the session, and writes what comes
 back: all the replies produced by one read go out in one write, and a long
-reply (RETR) in writes of FLUSH_AT bytes.  SIGHUP, SIGTERM or a dead peer
+reply (RETR) in writes of FLUSH_AT bytes, its end flushed before its
+AfterSend runs.  SIGHUP, SIGTERM or a dead peer
 end the session as a hangup, but only while the loop waits for the peer:
 never in the middle of a maildrop update.
 """
@@ -16,7 +17,7 @@ import socket
 import time
 import traceback
 
-from popper.protocol.session import Pause
+from popper.protocol.session import AfterSend, Pause
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
@@ -95,6 +96,12 @@ def run(connection: Connection, session, timeout: int, log) -> None:
                 time.sleep(out.seconds)
             else:
                 for chunk in out:
+                    if isinstance(chunk, AfterSend):
+                        if buf:
+                            send(buf)
+                            buf = bytearray()
+                        chunk.callback()
+                        continue
                     if buf and len(buf) + len(chunk) > FLUSH_AT:
                         send(buf)
                         buf = bytearray()

@@ -138,6 +138,15 @@ def check(settings: Settings) -> list:
     if not settings.userdb:
         problems.append("no user database: give one with 'set userdb = FILE' in a -f "
                         "config file (Unix passwords come with a later version)")
+    else:
+        try:
+            st = os.stat(settings.userdb)
+        except OSError as exc:
+            problems.append("the user database %s: %s" % (settings.userdb, exc.strerror))
+        else:
+            if st.st_mode & 0o022:
+                problems.append("the user database %s may be changed by others (mode %04o): "
+                                "chmod go-w it" % (settings.userdb, st.st_mode & 0o7777))
     return problems
 
 

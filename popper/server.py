@@ -3,6 +3,7 @@ client's name.  The transports call serve() for each connection."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
@@ -41,6 +42,22 @@ def client_for(ip: str, settings, log) -> Client:
     return Client(name, ip)
 
 
+@functools.lru_cache(maxsize=1)
+def local_hostname() -> str:
+    """This host's name as Qpopper takes it: gethostname(), or the
+    resolver's canonical name for it when that has no domain."""
+    name = socket.gethostname()
+    if "." not in name:
+        try:
+            canonical = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM, 0,
+                                           socket.AI_CANONNAME)[0][3]
+        except (OSError, IndexError, UnicodeError):
+            canonical = ""
+        if "." in canonical:
+            name = canonical
+    return name
+
+
 def make_session(settings, log, client: Client) -> Session:
     def open_maildrop(account):
         try:
@@ -52,7 +69,7 @@ def make_session(settings, log, client: Client) -> Session:
         return drop
 
     return Session(settings, authenticator(settings, log), open_maildrop, log, client,
-                   socket.gethostname())
+                   local_hostname())
 
 
 def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:

@@ -2,7 +2,8 @@
 
 Every native function has a pure-Python twin; this module hands out the
 native one when the extension is built and POPPER_PUREPYTHON is not set,
-the twin otherwise.  Callers use only the names defined here:
+the twin otherwise.  The native functions (_native_*) stay reachable when
+the extension is built, so the parity tests compare both in either case.  Callers use only the names defined here:
 
   scan(fd, ...)             the mailbox scanner      (maildrop/scan.py)
   wire_encode(data, state)  mail to wire bytes       (maildrop/wire.py)
@@ -18,13 +19,12 @@ from popper.maildrop import scan as pure_scan
 from popper.maildrop import wire as pure_wire
 
 try:
-    if os.environ.get("POPPER_PUREPYTHON"):
-        raise ImportError("POPPER_PUREPYTHON is set")
     from popper._cpopper import ffi, lib
 except ImportError:
     ffi = lib = None
 
-NATIVE = lib is not None
+BUILT = lib is not None                                       # the extension is there
+NATIVE = BUILT and not os.environ.get("POPPER_PUREPYTHON")   # ... and in use
 
 _FORMATS = {0: pure_scan.EMPTY, 1: pure_scan.MBOX, 2: pure_scan.MMDF}
 

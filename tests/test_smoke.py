@@ -13,6 +13,7 @@ def test_native_module_matches_the_environment():
         assert native.NATIVE
     if os.environ.get("POPPER_PUREPYTHON"):
         assert not native.NATIVE
+        assert native.scan.__module__ == "popper.maildrop.scan"
 
 
 def test_login_list_retr_quit(mailhost, inetd):

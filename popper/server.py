@@ -74,9 +74,27 @@ def make_session(settings, log, client: Client) -> Session:
 
 def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
     """One connection, start to end."""
+    no_delay(conn.write_fd)
     client = client_for(peer_ip, settings, log)
     log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
     connection.run(conn, make_session(settings, log, client), settings.timeout, log)
+
+
+def no_delay(fd: int) -> None:
+    """TCP_NODELAY on a TCP connection: popper gathers its own writes (one per
+    reply), so Nagle's algorithm could only hold back a reply's last piece
+    until the client's delayed ACK, 40 ms on Linux."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def peer_of(fd: int) -> str:

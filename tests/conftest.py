@@ -30,6 +30,11 @@ corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
 from popper import native  # noqa: E402
+from popper.auth import Account, AuthError  # noqa: E402
+from popper.maildrop.drop import Maildrop  # noqa: E402
+from popper.protocol import replies as R  # noqa: E402
+from popper.protocol.session import Client, Session  # noqa: E402
+from popper.settings import Settings  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 # As root, test users get this uid/gid (no passwd entry needed) and popper
@@ -334,3 +339,60 @@ def syslog(mailhost):
     capture = SyslogCapture(mailhost.base)
     yield capture
     capture.close()
+
+
+# --- a session in-process (sans-I/O), on a real maildrop -----------------------
+
+class RecordingLog:
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, level):
+        if level in ("error", "warning", "notice", "info", "debug"):
+            return lambda message: self.lines.append((level, message))
+        raise AttributeError(level)
+
+    def texts(self, level=None):
+        return [m for lv, m in self.lines if level in (None, lv)]
+
+
+class StubAuth:
+    """Knows USERS; fails like the real ones do."""
+
+    def authenticate(self, user, password, client):
+        if USERS.get(user) == password.decode("latin-1"):
+            return Account(user, None, None)
+        raise AuthError(R.BAD_PASSWORD, log="test", user=user)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    d = tmp_path / "spool"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def make_session(spool):
+    made = []
+
+    def make(settings=None, mail: bytes = None, auth=None, user="alice", client=None):
+        s = settings or Settings()
+        s.spool_dir = str(spool)
+        if mail is not None:
+            (spool / user).write_bytes(mail)
+        log = RecordingLog()
+
+        def open_maildrop(account):
+            drop = Maildrop(s, account.name, log)
+            drop.open()
+            return drop
+        session = Session(s, auth or StubAuth(), open_maildrop, log,
+                          client or Client("client.example", "192.0.2.9"), "mail.example")
+        made.append(session)
+        return session, log
+    yield make
+    for session in made:
+        session.close()
+
+

@@ -1,9 +1,9 @@
 """Running one session over one connection: the loop every transport shares.
 
 It reads with the idle timeout, feeds the session, and writes what comes
-back: all the replies produced by one read go out in one write, and a long
-reply (RETR) in writes of FLUSH_AT bytes, its end flushed before its
-AfterSend runs.  SIGHUP, SIGTERM or a dead peer
+back: all the replies produced by one read go out in one write (a long
+reply such as RETR in writes of FLUSH_AT bytes), and an AfterSend runs
+once the bytes before it have been written.  SIGHUP, SIGTERM or a dead peer
 end the session as a hangup, but only while the loop waits for the peer:
 never in the middle of a maildrop update.
 """
@@ -17,7 +17,7 @@ import socket
 import time
 import traceback
 
-from popper.protocol.session import AfterSend, Pause
+from popper.protocol.session import FLUSH, AfterSend, Pause
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
@@ -69,6 +69,38 @@ class Connection:
             view = view[n:]
 
 
+class _Writer:
+    """Gathers replies into writes of up to FLUSH_AT bytes, and runs each
+    AfterSend once everything before it has been written."""
+
+    def __init__(self, send):
+        self.send = send
+        self.buf = bytearray()
+        self.pending = []
+
+    def add(self, data: bytes) -> None:
+        if self.buf and len(self.buf) + len(data) > FLUSH_AT:
+            self.flush()
+        if len(data) >= FLUSH_AT:
+            self.send(data)
+        else:
+            self.buf += data
+
+    def after_send(self, item: AfterSend) -> None:
+        if self.buf:
+            self.pending.append(item.callback)
+        else:
+            item.callback()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.send(self.buf)
+            self.buf = bytearray()
+        callbacks, self.pending = self.pending, []
+        for callback in callbacks:
+            callback()
+
+
 def run(connection: Connection, session, timeout: int, log) -> None:
     """Serve one session until QUIT, EOF, timeout or hangup."""
     signals = _Signals()
@@ -84,33 +116,26 @@ def run(connection: Connection, session, timeout: int, log) -> None:
         finally:
             signals.waiting = False
 
+    writer = _Writer(send)
+
     def emit(outputs):
-        buf = bytearray()
         for out in outputs:
             if isinstance(out, bytes):
-                buf += out
+                writer.add(out)
             elif isinstance(out, Pause):
-                if buf:
-                    send(buf)
-                    buf = bytearray()
+                writer.flush()
                 time.sleep(out.seconds)
+            elif isinstance(out, AfterSend):
+                writer.after_send(out)
+            elif out is FLUSH:
+                writer.flush()
             else:
                 for chunk in out:
                     if isinstance(chunk, AfterSend):
-                        if buf:
-                            send(buf)
-                            buf = bytearray()
-                        chunk.callback()
-                        continue
-                    if buf and len(buf) + len(chunk) > FLUSH_AT:
-                        send(buf)
-                        buf = bytearray()
-                    if len(chunk) >= FLUSH_AT:
-                        send(chunk)
+                        writer.after_send(chunk)
                     else:
-                        buf += chunk
-        if buf:
-            send(buf)
+                        writer.add(chunk)
+        writer.flush()
 
     try:
         emit([session.greeting()])

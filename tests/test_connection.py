@@ -1,0 +1,68 @@
+"""The per-session loop of transport/connection.py, over a scripted
+connection that records every write."""
+
+from __future__ import annotations
+
+from conftest import RecordingLog, corpus
+
+from popper.transport import connection
+
+MAIL = corpus.mbox_bytes(list(corpus.messages(30, seed=51)))
+
+
+class ScriptedConnection:
+    """Hands out the given reads, then EOF; records each write."""
+
+    def __init__(self, *reads: bytes):
+        self.reads = list(reads)
+        self.writes = []
+
+    def wait_readable(self, timeout) -> bool:
+        return True
+
+    def recv(self) -> bytes:
+        return self.reads.pop(0) if self.reads else b""
+
+    def send(self, data) -> None:
+        self.writes.append(bytes(data))
+
+
+def test_pipelined_replies_go_out_in_one_write(make_session):
+    session, _ = make_session(mail=MAIL)
+    conn = ScriptedConnection(b"USER alice\r\nPASS secret\r\n",
+                              b"".join(b"RETR %d\r\n" % n for n in range(1, 21)) + b"LAST\r\n")
+    connection.run(conn, session, 60, RecordingLog())
+    greeting, login, *retrs, last = conn.writes
+    assert greeting.startswith(b"+OK QPOP") and b"\r\n+OK alice has 30 " in login
+    sent = b"".join(retrs)
+    assert sent.count(b" octets\r\n") == 20
+    # Twenty replies, gathered into as few writes as FLUSH_AT allows.
+    assert len(retrs) <= len(sent) // connection.FLUSH_AT + 1 < 20
+    # The RETRs were written before LAST ran, so they count as read.
+    assert last == b"+OK 20 is the last read message.\r\n"
+
+
+def test_a_large_reply_is_written_in_large_pieces(make_session):
+    big = corpus.Message(1, b"From a@b Thu Nov 26 14:34:16 2026\n",
+                         b"Subject: big\n\n" + b"0123456789" * 100000 + b"\n")
+    session, _ = make_session(mail=corpus.mbox_bytes([big]))
+    conn = ScriptedConnection(b"USER alice\r\nPASS secret\r\nRETR 1\r\nNOOP\r\n")
+    connection.run(conn, session, 60, RecordingLog())
+    pieces = conn.writes[2:]
+    assert b"".join(pieces).endswith(b".\r\n+OK no big woop\r\n")
+    assert sum(len(p) for p in pieces) > 1000000 and len(pieces) <= 6
+
+
+def test_a_write_that_fails_mid_retr_is_a_hangup_and_not_a_read(make_session, spool):
+    session, log = make_session(mail=MAIL)
+
+    class Breaking(ScriptedConnection):
+        def send(self, data):
+            if b" octets\r\n" in bytes(data):
+                raise BrokenPipeError(32, "Broken pipe")
+            super().send(data)
+    conn = Breaking(b"USER alice\r\nPASS secret\r\n", b"DELE 1\r\nRETR 2\r\nQUIT\r\n")
+    connection.run(conn, session, 60, log)
+    data = (spool / "alice").read_bytes()
+    assert data.count(b"\nStatus: U\n") == 29                 # RETR 2 not counted as read
+    assert any("-ERR POP hangup from client.example" in m for m in log.texts("notice"))

@@ -316,13 +316,16 @@ class Maildrop:
         self.update(bytearray(count), bytearray(count), rewrite=False)
 
     def _finish(self) -> None:
-        """The spool is complete: empty the temp drop (and remove it)."""
-        os.ftruncate(self.temp_fd, 0)
-        if not self.settings.keep_temp_drop:
-            try:
-                os.unlink(self.temp_path)
-            except FileNotFoundError:
-                pass
+        """The spool is complete: remove the temp drop (or empty it, with
+        keep-temp-drop).  Unlinking while the file is open is quick: its
+        blocks are freed when close() runs, after the client has its reply."""
+        if self.settings.keep_temp_drop:
+            os.ftruncate(self.temp_fd, 0)
+            return
+        try:
+            os.unlink(self.temp_path)
+        except FileNotFoundError:
+            pass
 
     def close(self) -> None:
         if self.temp_fd is not None:

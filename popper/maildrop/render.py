@@ -31,35 +31,40 @@ def read_range(fd: int, start: int, end: int, chunk: int = CHUNK):
         start += len(data)
 
 
-def _lf_lines(data: bytes):
-    """data split after each LF (bytes.splitlines would split at CR too)."""
-    start = 0
-    while start < len(data):
-        lf = data.find(b"\n", start)
-        end = len(data) if lf < 0 else lf + 1
-        yield data[start:end]
-        start = end
-
-
-def _header_lines(fd: int, start: int, end: int):
-    """Header lines of [start, end) as bytes, split at LF only."""
-    if end - start <= HEADER_PIECE:
-        data = os.pread(fd, end - start, start)
-        if len(data) != end - start:
-            raise OSError("the maildrop is shorter than its message table says")
-        yield from _lf_lines(data)
-        return
+def _header_blocks(fd: int, start: int, end: int):
+    """The header [start, end) in blocks of whole lines (about HEADER_PIECE
+    bytes each; one line longer than that is a block of its own)."""
     pending = b""
     for piece in read_range(fd, start, end, HEADER_PIECE):
-        lines = list(_lf_lines(pending + piece))
-        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        yield from lines
+        data = pending + piece
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        pending = data[cut:]
     if pending:
         yield pending
 
 
-def _is(line: bytes, *names: bytes) -> bool:
-    return line[:16].lower().startswith(names)
+def _named_lines(block: bytes, names: tuple) -> list:
+    """(start, end, name) of each line of a block of header lines whose name
+    (case-insensitive) is one of names, in order."""
+    lower = block.lower()
+    found = []
+    for name in names:
+        pos = 0 if lower.startswith(name) else lower.find(b"\n" + name) + 1 or -1
+        while pos >= 0:
+            end = block.find(b"\n", pos) + 1 or len(block)
+            found.append((pos, end, name))
+            pos = lower.find(b"\n" + name, end - 1) + 1 or -1
+    found.sort()
+    return found
+
+
+def _ended(out: list, eol: bytes) -> None:
+    """A last header line cut off by the end of the file gets its line end."""
+    last = next((piece for piece in reversed(out) if piece), b"\n")
+    if not last.endswith(b"\n"):
+        out.append(eol)
 
 
 def retr_header(fd: int, msg: Message) -> bytes:
@@ -69,15 +74,18 @@ def retr_header(fd: int, msg: Message) -> bytes:
     uid_line = b"X-UIDL: " + msg.uid + b"\n"
     out = []
     placed = False
-    for line in _header_lines(fd, msg.header, msg.body):
-        if _is(line, b"x-uidl:", b"content-length:"):
-            continue
-        if not placed and _is(line, b"status:"):
-            out.append(uid_line)
-            placed = True
-        out.append(line)
-    if out and not out[-1].endswith(b"\n"):
-        out.append(b"\n")               # a last header line cut off by the end of file
+    for block in _header_blocks(fd, msg.header, msg.body):
+        pos = 0
+        for start, end, name in _named_lines(block, (b"x-uidl:", b"content-length:",
+                                                     b"status:")):
+            if name != b"status:":
+                out.append(block[pos:start])
+                pos = end
+            elif not placed:
+                out += (block[pos:start], uid_line)
+                pos, placed = start, True
+        out.append(block[pos:])
+    _ended(out, b"\n")
     if not placed:
         out.append(uid_line)
     return b"".join(out)
@@ -124,16 +132,19 @@ def rewritten_header(fd: int, msg: Message, seen: bool, eol: bytes) -> bytes:
     saying RO (retrieved) or U (not), before the header's blank line."""
     out = [b"X-UIDL: " + msg.uid + eol]
     has_status = False
-    for line in _header_lines(fd, msg.header, msg.body):
-        if _is(line, b"x-uidl:"):
-            continue
-        if _is(line, b"status:"):
-            has_status = True
-            if seen:
-                line = b"Status: RO" + eol
-        out.append(line)
-    if out[-1:] and not out[-1].endswith(b"\n"):
-        out.append(eol)
+    for block in _header_blocks(fd, msg.header, msg.body):
+        pos = 0
+        for start, end, name in _named_lines(block, (b"x-uidl:", b"status:")):
+            if name == b"status:":
+                has_status = True
+                if not seen:
+                    continue
+                out += (block[pos:start], b"Status: RO" + eol)
+            else:
+                out.append(block[pos:start])
+            pos = end
+        out.append(block[pos:])
+    _ended(out, eol)
     if not has_status:
         out.append((b"Status: RO" if seen else b"Status: U") + eol)
     return b"".join(out)

@@ -2,8 +2,8 @@
 
 A Session takes the client's bytes and gives back what to send: bytes (one
 reply), an iterator of bytes (a long reply such as RETR, produced as it is
-sent, which may end with an AfterSend to call once it has been sent), or
-Pause(seconds) (wait before going on).  It never touches a socket
+sent, which may end with an AfterSend to call once it has been sent),
+FLUSH (send everything now), or Pause(seconds) (wait before going on).  It never touches a socket
 or a clock; the maildrop and the authenticator it is given do the file work.
 
 feed() is lazy: it is a generator, and each command runs only when the
@@ -49,6 +49,14 @@ class AfterSend:
 
     def __init__(self, callback):
         self.callback = callback
+
+
+# Yielded before a command that looks at what was retrieved (QUIT, LAST,
+# RSET): send everything first, so that pending AfterSends have run.
+FLUSH = "flush"
+
+# Commands that need FLUSH before them in the TRANSACTION state.
+SEES_RETRIEVED = ("quit", "last", "rset")
 
 
 class Client:
@@ -160,6 +168,8 @@ class Session:
             yield self.err(R.UNKNOWN_COMMAND, command=name)
             return
         handler, fewest, most = entry
+        if self.state == TRANSACTION and name in SEES_RETRIEVED:
+            yield FLUSH
         if len(args) < fewest:
             yield self.err(R.TOO_FEW_ARGS, command=name)
             return
@@ -397,8 +407,8 @@ class Session:
                 self.update()
             except MaildropError as exc:
                 reply = self.err("{text}", text=exc.args[0])
-        self.close()
-        return reply
+        self.state = DONE
+        return [reply, AfterSend(self.close)]      # closing frees the temp drop's blocks
 
     # --- the end -------------------------------------------------------------------
 

@@ -1,0 +1,993 @@
+"""The popper benchmark: one mailbox, a raw POP3 client, plain-C reference figures.
+
+    python3 -m bench.harness                   10,000 messages (about 172 MB), 3 repetitions
+    python3 -m bench.harness --messages 60     a small mailbox (about 1 MB)
+    python3 -m bench.harness --messages 100000 --reps 1      about 1.7 GB
+
+It generates the spool with bench/corpus.py (cached in bench/out/ by
+count and seed), times a plain C read()+memmem scan of it and a plain C
+write of the half of it that QUIT keeps (bench/cscan.c, compiled here with
+`cc -O2`), then starts popper in standalone mode on 127.0.0.1 and, for each
+repetition, restores the spool and measures one session: greeting, login,
+STAT, UIDL, LIST, RETR of every message (one at a time, then pipelined),
+DELE of every second message, QUIT.  It reads the resident memory of the
+per-connection process from /proc.  It prints a table and writes
+bench/out/results.json.  It measures; it asserts nothing about the times.
+
+bench/README.md explains the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+if __package__ in (None, ""):                    # run as python3 bench/harness.py
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from bench import corpus  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+DEFAULT_OUT = BENCH / "out"
+
+USER, PASSWORD = "bench", "bench-password"
+EMPTY_USER = "empty"            # a user without a spool: the cost of a login alone
+SALT = b"$6$benchsalt$"
+
+IS_ROOT = os.geteuid() == 0
+# As root popper drops to the user database's uid/gid, which must not be 0.
+BENCH_UID = 4242 if IS_ROOT else os.getuid()
+BENCH_GID = 4242 if IS_ROOT else os.getgid()
+
+MB = 1e6
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- the corpus -------------------------------------------------------------------
+
+def cached_corpus(out: pathlib.Path, count: int, seed: int):
+    """(path, facts) of the generated mbox, made once per (count, seed).
+
+    The facts sit next to it in a .json file: messages, bytes, and the bytes
+    of the 1st, 3rd, 5th ... message (what QUIT keeps after the DELEs)."""
+    path = out / ("corpus-%d-%d.mbox" % (count, seed))
+    facts_path = out / ("corpus-%d-%d.json" % (count, seed))
+    if path.exists() and facts_path.exists():
+        facts = json.loads(facts_path.read_text())
+        if facts.get("messages") == count and facts.get("bytes") == path.stat().st_size:
+            return path, facts
+    note("generating %d messages (seed %d) into %s ..." % (count, seed, path))
+    started = time.perf_counter()
+    tmp = path.with_name(path.name + ".tmp%d" % os.getpid())
+    total = kept = kept_count = 0
+    try:
+        # corpus.write_mbox would hold every message in memory; this streams.
+        with open(tmp, "wb", buffering=1 << 20) as f:
+            for m in corpus.messages(count, seed):
+                record = m.envelope + m.data + b"\n"
+                f.write(record)
+                total += len(record)
+                if m.number % 2:
+                    kept += len(record)
+                    kept_count += 1
+        facts = {"messages": count, "seed": seed, "bytes": total, "kept_messages": kept_count,
+                 "kept_bytes": kept, "generated_in": round(time.perf_counter() - started, 3)}
+        facts_path.write_text(json.dumps(facts, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    note("  %d bytes in %.1f s" % (total, facts["generated_in"]))
+    return path, facts
+
+
+# --- the C reference ----------------------------------------------------------------
+
+def build_cscan(out: pathlib.Path) -> pathlib.Path:
+    exe = out / "cscan"
+    src = BENCH / "cscan.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        cc = os.environ.get("CC", "cc")
+        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
+    return exe
+
+
+def run_cscan(exe: pathlib.Path, *args) -> list:
+    """The output lines of cscan, split into words."""
+    done = subprocess.run([str(exe), *map(str, args)], check=True, capture_output=True,
+                          text=True)
+    return [line.split() for line in done.stdout.splitlines()]
+
+
+def c_scan(exe, path, runs: int) -> dict:
+    lines = run_cscan(exe, "scan", path, runs)
+    times = [float(words[3]) for words in lines]
+    return {"messages": int(lines[-1][1]), "bytes": int(lines[-1][2]), "runs": times,
+            "best": min(times)}
+
+
+def c_copy(exe, src, dst) -> float:
+    try:
+        return float(run_cscan(exe, "copy", src, dst)[0][2])
+    finally:
+        _unlink(dst)
+
+
+def c_keep(exe, src, dst):
+    try:
+        words = run_cscan(exe, "keep", src, dst)[0]
+        return int(words[1]), int(words[2]), float(words[3])
+    finally:
+        _unlink(dst)
+
+
+def _unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def settle(args) -> None:
+    """Let the disk catch up before the next timed write: sync, then wait.
+    (On a VM the host's write-back makes an fsync that follows another big
+    write much slower than one that does not.)"""
+    os.sync()
+    if args.settle > 0:
+        time.sleep(args.settle)
+
+
+# --- the mail host --------------------------------------------------------------------
+
+def crypt_hash(password: str, source: pathlib.Path) -> str:
+    # popper's own crypt (the pure-Python twin when the extension is not built).
+    sys.path.insert(0, str(source))
+    from popper import native
+    hashed = native.crypt(password.encode(), SALT)
+    if not hashed:
+        raise SystemExit("cannot hash a password with crypt(3)")
+    return hashed.decode() if isinstance(hashed, bytes) else hashed
+
+
+class MailHost:
+    """A temporary directory with a spool directory, a user database and a
+    config file, reachable by the benchmark uid."""
+
+    def __init__(self, parent: str, source: pathlib.Path = ROOT):
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="popper-bench-", dir=parent))
+        os.chmod(self.base, 0o755)
+        self.spool_dir = self.base / "spool"
+        self.spool_dir.mkdir()
+        os.chmod(self.spool_dir, 0o1777)
+        self.scratch = self.base / "scratch"        # the C reference's output files
+        self.scratch.mkdir()
+        hashed = crypt_hash(PASSWORD, source)
+        self.userdb = self.base / "users"
+        self.userdb.write_text("".join("%s:%s:%d:%d::%s:/bin/sh\n"
+                                       % (name, hashed, BENCH_UID, BENCH_GID, self.base)
+                                       for name in (USER, EMPTY_USER)))
+        self.config = self.base / "popper.conf"
+        self.config.write_text("set userdb = %s\nset spool-dir = %s\n"
+                               "set auth-fail-delay = 0\nset reverse-lookup = false\n"
+                               % (self.userdb, self.spool_dir))
+        self.spool = self.spool_dir / USER
+        self.temp_drop = self.spool_dir / (".%s.pop" % USER)
+
+    def restore(self, source: pathlib.Path) -> None:
+        """The spool as the MTA left it: a copy of the corpus, on disk."""
+        for name in os.listdir(self.spool_dir):
+            (self.spool_dir / name).unlink()
+        shutil.copyfile(source, self.spool)
+        os.chown(self.spool, BENCH_UID, BENCH_GID)
+        os.chmod(self.spool, 0o600)
+        fd = os.open(self.spool, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+# --- popper ---------------------------------------------------------------------------
+
+def popper_env(args) -> dict:
+    env = dict(os.environ)
+    if not args.popper:
+        env["PYTHONPATH"] = str(args.source) + (os.pathsep + env["PYTHONPATH"]
+                                                if env.get("PYTHONPATH") else "")
+    if args.pure:
+        env["POPPER_PUREPYTHON"] = "1"
+    else:
+        env.pop("POPPER_PUREPYTHON", None)
+    return env
+
+
+def popper_python(args) -> list:
+    """The interpreter that runs popper: ours, or the installed script's."""
+    if not args.popper:
+        return [sys.executable]
+    with open(args.popper, "rb") as f:
+        first = f.readline().decode("utf-8", "replace").strip()
+    return first[2:].split() if first.startswith("#!") else [sys.executable]
+
+
+def popper_facts(args) -> dict:
+    """popper's version and whether it runs the C extension, asked of the
+    interpreter that runs it, in its environment."""
+    code = ("import popper, popper.native as n, sys; "
+            "print(popper.__version__, n.NATIVE, popper.__file__)")
+    try:
+        done = subprocess.run(popper_python(args) + ["-c", code], env=popper_env(args),
+                              capture_output=True, text=True, cwd="/", timeout=60)
+        version, native, where = done.stdout.split()
+        return {"version": version, "native": native == "True", "module": where}
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return {"version": None, "native": None, "module": None}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """popper in standalone mode on 127.0.0.1; stopped by its pid with SIGTERM."""
+
+    def __init__(self, args, host: MailHost):
+        self.port = free_port()
+        command = ([args.popper] if args.popper else [sys.executable, "-m", "popper"])
+        command += ["-f", str(host.config), "-T", "600", "127.0.0.1:%d" % self.port]
+        self.log_path = host.base / "popper.stderr"
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(command, env=popper_env(args), stdin=subprocess.DEVNULL,
+                                        stdout=self.log, stderr=subprocess.STDOUT,
+                                        cwd=str(host.base))
+        self.pid = self.process.pid
+        self.initial = set()
+        try:
+            self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+        time.sleep(0.1)                 # the probe connections' sessions end
+        self.initial = self.live_children()      # a wrapper's own children, if any
+
+    def _wait_listening(self, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit("popper exited (%s): %s" % (self.process.returncode,
+                                                             self.stderr()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("popper did not listen on port %d: %s" % (self.port, self.stderr()))
+
+    def stderr(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace").strip()
+
+    def live_children(self) -> set:
+        """The server's live descendants (a wrapper such as strace may sit
+        between the pid we started and popper)."""
+        return {pid for pid in descendants(self.pid) if start_time(pid) is not None}
+
+    def session_pid(self, before: set, seconds: float = 10) -> int:
+        """The pid of the process that serves our connection: the one
+        descendant of the server that was not there before we connected."""
+        deadline = time.monotonic() + seconds
+        while True:
+            fresh = self.live_children() - before
+            if len(fresh) == 1:
+                return fresh.pop()
+            if time.monotonic() > deadline:
+                raise RuntimeError("cannot tell the session process under popper pid %d: %s"
+                                   % (self.pid, sorted(fresh)))
+            time.sleep(0.01)
+
+    def stop(self) -> int:
+        """SIGTERM to the server (and, when --popper is a wrapper that
+        forks, to the popper it started); SIGKILL after a minute."""
+        for pid in sorted(self.initial):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            code = self.process.wait()
+        self.log.close()
+        return code
+
+
+# --- /proc --------------------------------------------------------------------------
+
+def children(pid: int) -> list:
+    found = []
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                found += [int(word) for word in f.read().split()]
+        return found
+    except OSError:
+        pass
+    for name in os.listdir("/proc"):          # no children file: look for the ppid
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def descendants(pid: int) -> list:
+    found, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def start_time(pid: int):
+    """When the process started (clock ticks after boot), None if it is gone
+    or a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def memory(pid: int) -> dict:
+    """VmHWM and VmRSS of a process in kB ({} when it is gone)."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    out[line[:5]] = int(line.split()[1])
+    except OSError:
+        return {}
+    return out
+
+
+class HwmPoller(threading.Thread):
+    """Reads a process's VmHWM every few ms until it exits: the last value
+    read is the peak up to then (VmHWM never goes down)."""
+
+    def __init__(self, pid: int, interval: float = 0.005):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.hwm, self.cpu = pid, interval, None, None
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            mem = memory(self.pid)
+            if not mem:
+                return
+            self.hwm = mem.get("VmHWM", self.hwm)
+            cpu = cpu_seconds(self.pid)
+            if cpu is not None:
+                self.cpu = cpu
+            self.stopping.wait(self.interval)
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+
+# --- a raw POP3 client ------------------------------------------------------------------
+
+class ProtocolError(Exception):
+    pass
+
+
+class Pop3:
+    """POP3 over a plain socket: whole commands out, large recv_into()s in,
+    replies found in one reusable buffer without copying the mail."""
+
+    def __init__(self, port: int, timeout: float):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray(4 << 20)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0             # the unread bytes are buf[start:end]
+
+    def close(self) -> None:
+        self.view.release()
+        self.sock.close()           # may be called twice
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_in_background(self, data: bytes) -> threading.Thread:
+        """sendall from a thread, so that a long pipeline cannot deadlock
+        with popper's replies filling the socket buffers."""
+        thread = threading.Thread(target=self.sock.sendall, args=(data,), daemon=True)
+        thread.start()
+        return thread
+
+    def _fill(self) -> None:
+        """Read more; may move the unread bytes to the front of the buffer."""
+        if len(self.buf) - self.end < (256 << 10):
+            unread = self.end - self.start
+            if self.start:
+                self.view[:unread] = self.view[self.start:self.end]
+                self.start, self.end = 0, unread
+            if len(self.buf) - self.end < (256 << 10):          # one reply fills it: grow
+                self.view.release()
+                self.buf.extend(bytes(len(self.buf)))
+                self.view = memoryview(self.buf)
+        n = self.sock.recv_into(self.view[self.end:])
+        if not n:
+            raise EOFError("popper closed the connection")
+        self.end += n
+
+    def _find(self, pattern: bytes, rel: int) -> int:
+        """Offset (from self.start) of pattern at or after start+rel, reading
+        as needed; offsets stay valid when the buffer moves."""
+        while True:
+            i = self.buf.find(pattern, self.start + rel, self.end)
+            if i >= 0:
+                return i - self.start
+            rel = max(rel, self.end - self.start - len(pattern) + 1)
+            self._fill()
+
+    def line(self) -> bytes:
+        i = self._find(b"\r\n", 0)
+        line = bytes(self.buf[self.start:self.start + i])
+        self.start += i + 2
+        return line
+
+    def ok(self, command: bytes) -> bytes:
+        self.send(command)
+        reply = self.line()
+        if not reply.startswith(b"+OK"):
+            raise ProtocolError("%r: %r" % (command, reply))
+        return reply
+
+    def multiline(self, count_lines: bool = False):
+        """(status line, octets after dot-unstuffing, lines or None) of one
+        multi-line reply; the body itself is skipped, not copied."""
+        crlf = self._find(b"\r\n", 0)
+        status = bytes(self.buf[self.start:self.start + crlf])
+        if not status.startswith(b"+OK"):
+            self.start += crlf + 2
+            raise ProtocolError("multi-line reply expected: %r" % status)
+        end = self._find(b"\r\n.\r\n", crlf)          # the CRLF before the "." line
+        a, b = self.start + crlf, self.start + end + 2      # CRLF + body (ends with CRLF)
+        stuffed = self.buf.count(b"\r\n..", a, b)
+        lines = self.buf.count(b"\r\n", a + 2, b) if count_lines else None
+        self.start += end + 5
+        return status, (end - crlf) - stuffed, lines
+
+
+def octets_of(status: bytes) -> int:
+    return int(status.split()[1])
+
+
+# --- one session ------------------------------------------------------------------------
+
+def cpu_seconds(pid: int):
+    """utime + stime of a process in seconds (clock-tick resolution), None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Times the phases of a session: elapsed seconds, and the CPU seconds
+    of popper's session process and of this client (all its threads)."""
+
+    def __init__(self):
+        self.pid = None
+        self.results = {}
+
+    @contextlib.contextmanager
+    def phase(self, key: str):
+        popper0 = cpu_seconds(self.pid) if self.pid else None
+        client0 = time.process_time()
+        t0 = time.perf_counter()
+        yield
+        self.results[key] = time.perf_counter() - t0
+        popper1 = cpu_seconds(self.pid) if self.pid else None
+        self.results["cpu_" + key] = {
+            "popper": None if popper0 is None or popper1 is None else popper1 - popper0,
+            "client": time.process_time() - client0}
+
+
+def session(server: Server, facts: dict, args) -> dict:
+    """One measured session; the connection is closed whatever happens, so
+    that popper's session process ends."""
+    meter = Meter()
+    before = server.live_children()
+    with meter.phase("greeting"):
+        pop = Pop3(server.port, args.timeout)
+        try:
+            greeting = pop.line()
+        except BaseException:
+            pop.close()
+            raise
+    try:
+        return _session(server, pop, greeting, before, meter, facts, args)
+    finally:
+        pop.close()
+
+
+def _session(server, pop, greeting, before, meter, facts, args) -> dict:
+    count = facts["messages"]
+    r = meter.results
+    if not greeting.startswith(b"+OK"):
+        raise ProtocolError("greeting: %r" % greeting)
+    pid = meter.pid = server.session_pid(before)
+    r["mem_after_greeting"] = memory(pid)
+
+    with meter.phase("login"):
+        pop.ok(b"USER %s\r\n" % USER.encode())
+        logged_in = pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
+    r["login_reply"] = logged_in.decode("latin-1")
+    r["mem_after_login"] = memory(pid)
+    words = logged_in.split()
+    if int(words[3]) != count:
+        raise ProtocolError("expected %d messages: %r" % (count, logged_in))
+    total_octets = int(words[-2])
+
+    with meter.phase("stat"):
+        stat = pop.ok(b"STAT\r\n")
+    if stat.split()[1:3] != [b"%d" % count, b"%d" % total_octets]:
+        raise ProtocolError("STAT: %r" % stat)
+
+    with meter.phase("noop"):
+        for _ in range(NOOPS):
+            pop.ok(b"NOOP\r\n")
+
+    for name in ("UIDL", "LIST"):
+        with meter.phase(name.lower()):
+            pop.send(name.encode() + b"\r\n")
+            _, octets, lines = pop.multiline(count_lines=True)
+        r[name.lower() + "_bytes"] = octets
+        if lines != count:
+            raise ProtocolError("%s gave %d lines for %d messages" % (name, lines, count))
+
+    mismatches = 0
+    with meter.phase("retr"):
+        for n in range(1, count + 1):
+            pop.send(b"RETR %d\r\n" % n)
+            status, octets, _ = pop.multiline()
+            mismatches += octets != octets_of(status)
+
+    if not args.no_pipelined:
+        commands = b"".join(b"RETR %d\r\n" % n for n in range(1, count + 1))
+        with meter.phase("retr_pipelined"):
+            sender = pop.send_in_background(commands)
+            for n in range(1, count + 1):
+                status, octets, _ = pop.multiline()
+                mismatches += octets != octets_of(status)
+            sender.join()
+    r["retr_octets"] = total_octets
+    r["retr_octet_mismatches"] = mismatches
+
+    deleted = list(range(2, count + 1, 2))
+    commands = b"".join(b"DELE %d\r\n" % n for n in deleted)
+    with meter.phase("dele"):
+        sender = pop.send_in_background(commands)
+        for n in deleted:
+            reply = pop.line()
+            if not reply.startswith(b"+OK"):
+                raise ProtocolError("DELE %d: %r" % (n, reply))
+        sender.join()
+    r["dele_count"] = len(deleted)
+
+    r["mem_before_quit"] = memory(pid)
+    poller = HwmPoller(pid)
+    poller.start()
+    cpu0, client0 = cpu_seconds(pid), time.process_time()
+    t0 = time.perf_counter()
+    signoff = pop.ok(b"QUIT\r\n")
+    r["quit"] = time.perf_counter() - t0
+    client1 = time.process_time()
+    r["quit_reply"] = signoff.decode("latin-1")
+    try:
+        while pop.sock.recv(4096):
+            pass
+    except OSError:
+        pass
+    pop.close()
+    deadline = time.monotonic() + 30
+    while start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    poller.stop()
+    # The process is gone after QUIT: its last CPU reading is the poller's.
+    r["cpu_quit"] = {"popper": None if poller.cpu is None else poller.cpu - cpu0,
+                     "client": client1 - client0}
+    r["hwm_through_quit"] = poller.hwm
+    r["pid"] = pid
+    return r
+
+
+def empty_login(server: Server, args) -> float:
+    """USER+PASS for a user with no spool: authentication and the empty drop."""
+    pop = Pop3(server.port, args.timeout)
+    try:
+        pop.line()
+        t0 = time.perf_counter()
+        pop.ok(b"USER %s\r\n" % EMPTY_USER.encode())
+        pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
+        elapsed = time.perf_counter() - t0
+        pop.ok(b"QUIT\r\n")
+        return elapsed
+    finally:
+        pop.close()
+
+
+# --- the report ---------------------------------------------------------------------
+
+NOOPS = 1000                    # round trips timed with NOOP
+
+TIMES = ("greeting", "login_empty", "login", "stat", "noop", "uidl", "list", "retr", "retr_pipelined",
+         "dele", "quit")
+
+
+def summarize(runs: list, key: str):
+    values = [run[key] for run in runs if run.get(key) is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "all": values}
+
+
+def machine() -> dict:
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), None)
+    except OSError:
+        pass
+    mem_kb = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "memory_mb": mem_kb and mem_kb // 1024,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "hostname": socket.gethostname()}
+
+
+def git_commit(tree: pathlib.Path):
+    """The commit of a source tree ("+dirty" when popper/ or _native/ differ
+    from it), or None when it is not a git checkout."""
+    try:
+        done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "popper",
+                                "_native"], capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fmt_s(value) -> str:
+    return "-" if value is None else "%.4f s" % value
+
+
+def plural(n: int, word: str) -> str:
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
+
+
+def fmt_cpu(value) -> str:
+    return "-" if value is None else "%.2f" % value
+
+
+def report(results: dict) -> str:
+    f, ref, s = results["corpus"], results["reference"], results["summary"]
+    size_mb = f["bytes"] / MB
+    p, m = results["popper"], results["machine"]
+    out = []
+    out.append("popper benchmark: %d messages, %.1f MB (seed %d), %s, %s"
+               % (f["messages"], size_mb, f["seed"], plural(results["repetitions"], "repetition"),
+                  "native C extension" if p["native"] else
+                  "pure Python" if p["native"] is False else "native: unknown"))
+    out.append("popper %s (%s), Python %s, %s x %s, %s MB RAM, Linux %s"
+               % (p["version"], p["commit"] or p["command"], m["python"], m["cpus"], m["cpu"],
+                  m["memory_mb"], m["kernel"]))
+    out.append("load average (1, 5, 15 min) at the start %s, at the end %s%s"
+               % ("/".join("%.2f" % x for x in m["loadavg_start"]),
+                  "/".join("%.2f" % x for x in m["loadavg_end"]),
+                  "  -- other work was running: figures are noisy"
+                  if m["loadavg_start"][0] > 0.5 else ""))
+    if p.get("label"):
+        out.append("label: %s" % p["label"])
+    out.append("")
+    head = "%-40s %9s %9s %7s  %s"
+    out.append(head % ("reference (plain C, bench/cscan.c)", "best", "median", "MB/s", ""))
+    scan = ref["scan"]
+    out.append(head % ('  read()+memmem("\\nFrom ") scan', fmt_s(scan["best"]),
+                       fmt_s(statistics.median(scan["runs"])),
+                       "%.0f" % (f["bytes"] / MB / scan["best"]),
+                       "%s, file in page cache" % plural(len(scan["runs"]), "run")))
+    for key, label, nbytes in (("copy", "  copy spool + fsync", f["bytes"]),
+                               ("keep", "  write kept half + fsync", f["kept_bytes"])):
+        v = ref[key]
+        out.append(head % (label, fmt_s(v["min"]), fmt_s(v["median"]),
+                           "%.0f" % (nbytes / MB / v["min"]),
+                           "%s, one per repetition" % plural(len(v["all"]), "run")))
+    out.append("")
+    head = "%-40s %9s %9s %7s %6s %6s  %s"
+    out.append(head % ("popper session", "median", "min", "MB/s", "popper", "client",
+                       "ratio: popper median / C best"))
+    out.append(head % ("", "", "", "", "CPU s", "CPU s", ""))
+    count, octets = f["messages"], s["retr_octets"]
+    scan_best = scan["best"]
+
+    def row(key, label, mbps_bytes=None, ratio=""):
+        v = s.get(key)
+        if v is None:
+            return
+        cpu = s.get("cpu_" + key) or {}
+        mbps = "%.0f" % (mbps_bytes / MB / v["median"]) if mbps_bytes and v["median"] else ""
+        out.append(head % (label, fmt_s(v["median"]), fmt_s(v["min"]), mbps,
+                           fmt_cpu(cpu.get("popper")), fmt_cpu(cpu.get("client")), ratio))
+
+    row("greeting", "  connect -> greeting")
+    row("login_empty", "  USER+PASS, no spool")
+    login = s["login"]["median"]
+    row("login", "  USER+PASS (copy, fsync, scan)", f["bytes"],
+        "%.1fx C scan; %.2fx C copy+fsync+scan"
+        % (login / scan_best, login / (ref["copy"]["min"] + scan_best)))
+    row("stat", "  STAT")
+    row("noop", "  NOOP x %d, one at a time" % NOOPS, None,
+        "%.0f us a round trip" % (s["noop"]["median"] / NOOPS * 1e6))
+    row("uidl", "  UIDL, %d lines" % count)
+    row("list", "  LIST, %d lines" % count)
+    row("retr", "  RETR x %d, one at a time" % count, octets,
+        "%.0f us a message" % (s["retr"]["median"] / count * 1e6))
+    row("retr_pipelined", "  RETR x %d, pipelined" % count, octets,
+        "%.0f us a message" % (s["retr_pipelined"]["median"] / count * 1e6))
+    row("dele", "  DELE x %d, pipelined" % s["dele_count"])
+    row("quit", "  QUIT (write back %d kept)" % f["kept_messages"], f["kept_bytes"],
+        "%.2fx C kept-half write" % (s["quit"]["median"] / ref["keep"]["min"]))
+    out.append("  MB/s: login over the mailbox bytes, RETR over the octets announced by"
+               " +OK, QUIT over the kept half.")
+    out.append("  CPU s: medians, clock-tick resolution (10 ms); QUIT's popper CPU is the"
+               " last reading before the process exits.")
+    out.append("")
+    mem = results["memory"]
+    out.append("memory of the session process (max over repetitions)   VmRSS kB   VmHWM kB")
+    for key, label in (("mem_after_greeting", "after the greeting"),
+                       ("mem_after_login", "after login"),
+                       ("mem_before_quit", "before QUIT (after every RETR)")):
+        out.append("  %-52s %9s %9s" % (label, mem[key]["VmRSS"], mem[key]["VmHWM"]))
+    out.append("  %-52s %9s %9s" % ("through QUIT (polled every 5 ms)", "",
+                                    mem["hwm_through_quit"] or "-"))
+    out.append("  mailbox %.1f MB; peak resident before QUIT %.1f MiB"
+               % (size_mb, mem["mem_before_quit"]["VmHWM"] / 1024))
+    checks = results["checks"]
+    out.append("")
+    out.append("checks: RETR octet mismatches %d; after QUIT the spool holds %d messages, "
+               "%d bytes (the kept half was %d bytes before the X-UIDL:/Status: rewrite); "
+               "temp drop left: %s"
+               % (checks["retr_octet_mismatches"], checks["spool_messages_after_quit"],
+                  checks["spool_bytes_after_quit"], f["kept_bytes"],
+                  "yes" if checks["temp_drop_left"] else "no"))
+    return "\n".join(out)
+
+
+# --- main -----------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m bench.harness",
+        description="Benchmark popper: login, STAT, UIDL, LIST, RETR, DELE, QUIT on a "
+                    "generated mailbox, against plain-C reference figures.",
+        epilog="Run from the checkout (/work/main).  Results go to bench/out/results.json; "
+               "see bench/README.md.")
+    parser.add_argument("--messages", type=int, default=10000,
+                        help="messages in the mailbox (default 10000, about 172 MB; "
+                             "60 is about 1 MB, 100000 about 1.7 GB)")
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
+    parser.add_argument("--reps", type=int, default=3,
+                        help="popper sessions, each on a freshly restored spool (default 3)")
+    parser.add_argument("--scan-runs", type=int, default=5,
+                        help="runs of the C scan; the best counts (default 5)")
+    parser.add_argument("--popper", metavar="EXE",
+                        help="an installed popper executable (default: python3 -m popper "
+                             "from this checkout, with PYTHONPATH set to it)")
+    parser.add_argument("--source", type=pathlib.Path, default=ROOT, metavar="DIR",
+                        help="run `python3 -m popper` from this source tree, its C extension "
+                             "built in place (default: this checkout)")
+    parser.add_argument("--pure", action="store_true",
+                        help="run popper with POPPER_PUREPYTHON=1 (no C extension)")
+    parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                        help="sync, then wait this long before each timed write-heavy step "
+                             "(the C copy, the C kept-half write, the session); default 1")
+    parser.add_argument("--no-pipelined", action="store_true",
+                        help="skip the pipelined RETR pass")
+    parser.add_argument("--label", default="",
+                        help="a note stored with the results and printed with the table "
+                             "(what is measured, e.g. a commit)")
+    parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
+                        help="cache and output directory (default bench/out)")
+    parser.add_argument("--json", type=pathlib.Path,
+                        help="where to write the results (default OUT/results.json)")
+    parser.add_argument("--tmpdir", default=None,
+                        help="parent of the temporary mail host (default: $TMPDIR or /tmp)")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="client socket timeout in seconds (default 900)")
+    parser.add_argument("--keep-tmp", action="store_true",
+                        help="leave the temporary mail host behind (for inspection)")
+    args = parser.parse_args(argv)
+    if args.messages < 2 or args.reps < 1 or args.scan_runs < 1:
+        parser.error("--messages must be at least 2, --reps and --scan-runs at least 1")
+    args.source = args.source.resolve()
+    if not (args.source / "popper" / "__main__.py").exists():
+        parser.error("--source %s: no popper/__main__.py there" % args.source)
+    if args.popper:
+        args.popper = shutil.which(args.popper) or args.popper
+        if not os.access(args.popper, os.X_OK):
+            parser.error("--popper %s is not an executable" % args.popper)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.json or args.out / "results.json"
+
+    load_start = os.getloadavg()
+    source, facts = cached_corpus(args.out, args.messages, args.seed)
+    cscan = build_cscan(args.out)
+    note("C scan of %s, best of %d ..." % (source.name, args.scan_runs))
+    scan = c_scan(cscan, source, args.scan_runs)
+    if scan["messages"] != facts["messages"] or scan["bytes"] != facts["bytes"]:
+        note("warning: the C scan found %d messages in %d bytes, expected %d in %d"
+             % (scan["messages"], scan["bytes"], facts["messages"], facts["bytes"]))
+
+    pinfo = popper_facts(args)
+    pinfo["command"] = args.popper or "%s -m popper (PYTHONPATH=%s)" % (sys.executable,
+                                                                         args.source)
+    pinfo["commit"] = None if args.popper else git_commit(args.source)
+    pinfo["pure_requested"] = args.pure
+    pinfo["label"] = args.label
+    if not args.popper and not args.pure and pinfo["native"] is False:
+        note("warning: popper runs without its C extension; build it with "
+             "`python3 _native/build_native.py`")
+
+    host = MailHost(args.tmpdir, args.source)
+    server = None
+    runs, copies, keeps = [], [], []
+    checks = {"retr_octet_mismatches": 0}
+    try:
+        server = Server(args, host)
+        note("popper pid %d on 127.0.0.1:%d; mail host %s" % (server.pid, server.port, host.base))
+        for rep in range(1, args.reps + 1):
+            host.restore(source)
+            settle(args)
+            copies.append(c_copy(cscan, host.spool, host.scratch / "copy"))
+            settle(args)
+            kept_count, kept_bytes, keep_time = c_keep(cscan, host.spool, host.scratch / "kept")
+            keeps.append(keep_time)
+            settle(args)
+            if (kept_count, kept_bytes) != (facts["kept_messages"], facts["kept_bytes"]):
+                note("warning: the C keep wrote %d messages, %d bytes; expected %d, %d"
+                     % (kept_count, kept_bytes, facts["kept_messages"], facts["kept_bytes"]))
+            note("repetition %d/%d ..." % (rep, args.reps))
+            login_empty = empty_login(server, args)
+            run = session(server, facts, args)
+            run["login_empty"] = login_empty
+            run["c_copy"], run["c_keep"] = copies[-1], keep_time
+            runs.append(run)
+            checks["retr_octet_mismatches"] += run["retr_octet_mismatches"]
+            after = run["spool_after_quit"] = {
+                "bytes": host.spool.stat().st_size if host.spool.exists() else 0,
+                "messages": c_scan(cscan, host.spool, 1)["messages"]
+                if host.spool.exists() else 0,
+                "temp_drop_left": host.temp_drop.exists()}
+            checks["spool_bytes_after_quit"] = after["bytes"]
+            checks["spool_messages_after_quit"] = after["messages"]
+            checks["temp_drop_left"] = after["temp_drop_left"]
+            if after["messages"] != facts["kept_messages"]:
+                note("warning: the spool holds %d messages after QUIT, expected %d"
+                     % (after["messages"], facts["kept_messages"]))
+            note("  login %.3f s, RETR %.3f s, pipelined %s, QUIT %.3f s, VmHWM %s kB"
+                 % (run["login"], run["retr"], fmt_s(run.get("retr_pipelined")), run["quit"],
+                    run["mem_before_quit"].get("VmHWM")))
+    finally:
+        if server is not None:
+            deadline = time.monotonic() + 10
+            while server.live_children() - server.initial and time.monotonic() < deadline:
+                time.sleep(0.05)
+            leftover = sorted(server.live_children() - server.initial)
+            if leftover:
+                note("warning: session processes still running at the end: %s; "
+                     "sending them SIGTERM" % leftover)
+                for pid in leftover:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            code = server.stop()
+            if code != 0:
+                note("popper exited with status %d: %s" % (code, server.stderr()))
+        if args.keep_tmp:
+            note("mail host left in %s" % host.base)
+        else:
+            host.remove()
+
+    summary = {key: summarize(runs, key) for key in TIMES}
+    for key in TIMES:
+        cpus = [run["cpu_" + key] for run in runs if run.get("cpu_" + key)]
+        summary["cpu_" + key] = {who: statistics.median([c[who] for c in cpus])
+                                 if cpus and all(c[who] is not None for c in cpus) else None
+                                 for who in ("popper", "client")}
+    summary["retr_octets"] = runs[0]["retr_octets"]
+    summary["dele_count"] = runs[0]["dele_count"]
+    memory_peak = {}
+    for key in ("mem_after_greeting", "mem_after_login", "mem_before_quit"):
+        memory_peak[key] = {field: max(run[key].get(field, 0) for run in runs)
+                            for field in ("VmRSS", "VmHWM")}
+    hwms = [run["hwm_through_quit"] for run in runs if run["hwm_through_quit"]]
+    memory_peak["hwm_through_quit"] = max(hwms) if hwms else None
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": dict(machine(), loadavg_start=load_start, loadavg_end=os.getloadavg()),
+        "popper": pinfo,
+        "corpus": dict(facts, file=str(source)),
+        "repetitions": args.reps,
+        "settle": args.settle,
+        "reference": {
+            "scan": scan,
+            "copy": {"median": statistics.median(copies), "min": min(copies), "all": copies},
+            "keep": {"median": statistics.median(keeps), "min": min(keeps), "all": keeps},
+        },
+        "summary": summary,
+        "memory": memory_peak,
+        "checks": checks,
+        "runs": runs,
+    }
+    text = report(results)
+    results["table"] = text
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(text)
+    note("\nresults written to %s" % json_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

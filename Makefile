@@ -4,7 +4,7 @@ VENV ?= .venv
 DEMO ?= /tmp/popper-demo
 PORT ?= 1110
 
-.PHONY: all build check lint demo install clean distclean
+.PHONY: all build check lint demo bench install clean distclean
 
 all: build
 
@@ -28,6 +28,11 @@ lint: $(VENV)/bin/tox
 
 # Installs under configure.py's --prefix: the program and its manual page.
 SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_settings.py')[sys.argv[1]])"
+
+# The benchmark (bench/README.md): 10,000 messages unless MESSAGES says otherwise.
+MESSAGES ?= 10000
+bench: build
+	$(PYTHON) -m bench.harness --messages $(MESSAGES)
 
 install: popper/_settings.py
 	prefix=$$($(SETTING) PREFIX) && \

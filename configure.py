@@ -70,6 +70,15 @@ def _facility(value: str) -> str:
     return name
 
 
+def _locking(value: str) -> tuple:
+    kinds = tuple(word.strip().lower() for word in value.split(",") if word.strip())
+    if not kinds or len(set(kinds)) != len(kinds) or \
+            not set(kinds) <= {"fcntl", "dotlock", "flock"}:
+        raise ConfigureError("needs fcntl, dotlock and/or flock, each once, comma-separated, "
+                             "not %r" % value)
+    return kinds
+
+
 def _service(value: str) -> str:
     if not value or "/" in value or not value.isprintable() or " " in value:
         raise ConfigureError("needs a PAM service name, not %r" % value)
@@ -165,6 +174,11 @@ SWITCHES = [
     Switch("--with-timeout=SECS", "TIMEOUT",
            "idle timeout in seconds, Qpopper's POP_TIMEOUT (-T overrides) [120]",
            off=None, check=_seconds),
+    Switch("--with-locking=LIST", "LOCKING",
+           "the spool locks to take, in order: fcntl, dotlock, flock [fcntl,dotlock,flock]",
+           off=None, check=_locking),
+    Switch("--disable-uw-kludge", "UW_KLUDGE",
+           "do not hide UW-IMAP's folder internal data message [hide it]"),
     Switch("--disable-native", "NATIVE",
            "build no C extension; use the pure-Python twins [build it]"),
 ]
@@ -192,6 +206,8 @@ DEFAULTS = {
     "PAM_SERVICE": None,
     "MAIL_COMMAND": None,
     "TIMEOUT": 120,
+    "LOCKING": ("fcntl", "dotlock", "flock"),
+    "UW_KLUDGE": True,
     "NATIVE": True,
 }
 

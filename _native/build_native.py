@@ -15,6 +15,8 @@ SCANNER_CDEF = """
 #define PN_SEEN 1
 #define PN_HAS_STATUS 2
 #define PN_HAS_UIDL 4
+#define PN_MMDF_MESSAGE 8
+#define PN_UW_DATA 16
 #define PN_EMPTY 0
 #define PN_MBOX 1
 #define PN_MMDF 2
@@ -45,7 +47,7 @@ typedef struct {
 } pn_scan_result;
 
 int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time,
-            int salted, int old_style, pn_scan_result *result);
+            int salted, int old_style, int uw, pn_scan_result *result);
 void pn_scan_free(pn_scan_result *result);
 int pn_is_from_line(const char *line, size_t n);
 void pn_encode_uid(const unsigned char digest[16], char out[20]);

@@ -394,13 +394,30 @@ static int find_end(reader *r, int format, const char *sep, size_t seplen, int64
     return 0;
 }
 
+/* How many of UW-IMAP's folder-data hints a header line gives (_uw_hints). */
+static int uw_hints(const char *p, size_t n)
+{
+    static const char *subjects[] = {"DO NOT DELETE", "DON'T DELETE THIS MESSAGE",
+                                     "FOLDER INTERNAL DATA"};
+    if (has_prefix_ci(p, n, "subject: ")) {
+        for (int i = 0; i < 3; i++)
+            if (memmem(p, n, subjects[i], strlen(subjects[i])))
+                return 1;
+        return 0;
+    }
+    return (n >= 8 && memcmp(p, "X-IMAP: ", 8) == 0) ||
+           (n >= 31 && memcmp(p, "From: Mail System Internal Data", 31) == 0);
+}
+
 /* Scan the message whose separator line spans [start, header). */
 static int scan_message(reader *r, int format, const char *sep, size_t seplen,
-                        int64_t start, int64_t header, pn_message *m)
+                        int64_t start, int64_t header, int uw, pn_message *m)
 {
     int64_t limit = r->limit, pos = header, body = -1, content_end = -1, end = -1;
     memset(m, 0, sizeof *m);
-    int have_uid = 0;
+    int have_uid = 0, hints = 0;
+    if (format == PN_MMDF)
+        m->flags |= PN_MMDF_MESSAGE;
     while (pos < limit) {
         int64_t le = line_end(r, pos);
         if (le < 0)
@@ -418,6 +435,8 @@ static int scan_message(reader *r, int format, const char *sep, size_t seplen,
             body = content_end = pos;
             break;
         }
+        if (uw)
+            hints += uw_hints(p, len < LINE_WINDOW ? (size_t)len : LINE_WINDOW);
         if (has_prefix_ci(p, seen, "status:")) {
             m->flags |= PN_HAS_STATUS;
             for (int64_t q = pos; q < le;) {
@@ -476,6 +495,8 @@ static int scan_message(reader *r, int format, const char *sep, size_t seplen,
     m->end = end;
     if (have_uid)
         m->flags |= PN_HAS_UIDL;
+    if (hints >= 2)
+        m->flags |= PN_UW_DATA;
     return 0;
 }
 
@@ -538,7 +559,7 @@ void pn_scan_free(pn_scan_result *result)
 }
 
 int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time, int salted,
-            int old_style, pn_scan_result *result)
+            int old_style, int uw, pn_scan_result *result)
 {
     memset(result, 0, sizeof *result);
     if (limit < 0) {
@@ -608,7 +629,7 @@ int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time, int salted,
         }
         pn_message *m = &result->messages[result->count];
         if (scan_message(&r, result->format, result->separator, result->separator_len,
-                         pos, sep_end, m) < 0)
+                         pos, sep_end, uw && result->count == 0, m) < 0)
             goto io_error;
         result->count++;
         if (!(m->flags & PN_HAS_UIDL) &&

@@ -30,10 +30,11 @@ _FORMATS = {0: pure_scan.EMPTY, 1: pure_scan.MBOX, 2: pure_scan.MMDF}
 
 
 def _native_scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
-                 salted: bool = True, old_style: bool = False) -> pure_scan.ScanResult:
+                 salted: bool = True, old_style: bool = False,
+                 uw: bool = False) -> pure_scan.ScanResult:
     result = ffi.new("pn_scan_result *")
     rc = lib.pn_scan(fd, start, -1 if limit is None else limit, base_time,
-                     int(salted), int(old_style), result)
+                     int(salted), int(old_style), int(uw), result)
     try:
         if rc == lib.PN_NOT_A_MAILBOX:
             raise pure_scan.NotAMailbox("the first line is not a separator line")

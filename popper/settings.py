@@ -51,6 +51,8 @@ class Settings:
         self.log_login = compiled.LOG_LOGIN
         self.debug_build = compiled.DEBUG
         self.shy = compiled.SHY
+        self.locking = compiled.LOCKING
+        self.uw_kludge = compiled.UW_KLUDGE
         self.apop_db = compiled.APOP_DB
         self.pam_service = compiled.PAM_SERVICE
         self.mail_command = compiled.MAIL_COMMAND
@@ -84,7 +86,6 @@ class Settings:
         """What these settings ask for that this popper does not have yet."""
         missing = []
         for wanted, what in (
-                (self.server_mode, "-S / server-mode: server mode"),
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
                 (self.bulldir, "-b / bulldir / --enable-bulletins: the bulletin feature"),
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
@@ -178,6 +179,8 @@ OPTIONS = {
     "update-status-headers": ("update_status_headers", _bool),
     "old-style-uid": ("old_style_uid", _bool),
     "shy": ("shy", _bool),
+    "uw-kluge": ("uw_kludge", _bool),
+    "uw-kludge": ("uw_kludge", _bool),
     "clear-text-password": ("clear_text_password", clear_text),
     "announce-login-delay": ("announce_login_delay", _announce),
     "announce-expire": ("announce_expire", _announce),

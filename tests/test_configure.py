@@ -224,7 +224,6 @@ def test_with_timeout(tree, mailhost):
 
 
 @pytest.mark.parametrize("switch,message", [
-    ("--enable-servermode", "popper: -S / server-mode: server mode is not built"),
     ("--enable-bulletins", "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     ("--enable-bulldb", "popper: --enable-bulldb: the bulletin database is not built"),
     ("--enable-apop", "popper: --enable-apop: APOP is not built"),

@@ -63,9 +63,9 @@ def test_reverse_lookup_names_the_client_unless_r(mailhost, syslog):
 
 def test_refusing_to_start_is_logged_too(mailhost, syslog):
     import subprocess
-    result = subprocess.run(syslog.wrap(mailhost.command("-S")), capture_output=True, text=True,
+    result = subprocess.run(syslog.wrap(mailhost.command("-k")), capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 1
-    assert any(p == 3 and t.endswith("-S / server-mode: server mode is not built")
+    assert any(p == 3 and t.endswith("-k / -K: Kerberos support is not built")
                for _, p, t in syslog.collect())
 

@@ -128,7 +128,7 @@ def is_blank(line: bytes) -> bool:
     return line in (b"\n", b"\r\n")
 
 
-def reference_scan(data: bytes, base_time=0, salted=True, old_style=False):
+def reference_scan(data: bytes, base_time=0, salted=True, old_style=False, uw=False):
     """(format, [(start, header, body, content_end, end, wire_bytes, flags, uid)])"""
     lines = split_lines(data)
     if not lines:
@@ -180,9 +180,16 @@ def reference_scan(data: bytes, base_time=0, salted=True, old_style=False):
         else:                                   # a blank last line is not content
             last_at, last = lines[-1]
             content_end = last_at if is_blank(last) and last_at >= body else end
-        flags = 0
+        flags = pure.MMDF_MESSAGE if fmt == "mmdf" else 0
         uid = None
+        hints = 0
         for line in hdr:
+            if uw and n == 0:
+                if line[:9].lower() == b"subject: ":
+                    hints += any(t in line for t in (b"DO NOT DELETE", b"FOLDER INTERNAL DATA",
+                                                      b"DON'T DELETE THIS MESSAGE"))
+                else:
+                    hints += line.startswith((b"X-IMAP: ", b"From: Mail System Internal Data"))
             name = line[:16].lower()
             if name.startswith(b"status:"):
                 flags |= pure.HAS_STATUS
@@ -190,6 +197,8 @@ def reference_scan(data: bytes, base_time=0, salted=True, old_style=False):
                     flags |= pure.SEEN
             if name.startswith(b"x-uidl:") and uid is None:
                 uid = pure.uid_from_header(line)
+        if hints >= 2:
+            flags |= pure.UW_DATA
         if uid is not None:
             flags |= pure.HAS_UIDL
         else:
@@ -257,6 +266,8 @@ HEADER_LINES = [
     b"Content-Length: 12\n", b"content-length: 99999\n", b"X-Long: " + b"y" * 1500 + b"\n",
     b"Subject: crlf\r\n", b"X-Nul: a\x00b\n", b"\tcontinued\n", b"X-CR: a\rb\n",
     b".Dotted-Header: x\n",
+    b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n", b"X-IMAP: 1158 0000000004\n",
+    b"From: Mail System Internal Data <MAILER-DAEMON@host>\n", b"subject: do not delete\n",
 ]
 BODY_LINES = [
     b"plain text\n", b".leading dot\n", b".\n", b"..\n", b">From someone\n", b"\n",
@@ -331,19 +342,20 @@ def _native_scan(fd, **kw):
     return native._native_scan(fd, **kw)
 
 
-@pytest.mark.parametrize("salted,old_style", [(True, False), (False, False), (True, True)])
-def test_scanner_matches_the_reference_model(tmp_path, salted, old_style):
+@pytest.mark.parametrize("salted,old_style,uw", [(True, False, True), (False, False, False),
+                                                 (True, True, True)])
+def test_scanner_matches_the_reference_model(tmp_path, salted, old_style, uw):
     checked = 0
     for data in CORPUS:
         fd = _fd_of(tmp_path, data)
         try:
             try:
-                expected = reference_scan(data, 1000, salted, old_style)
+                expected = reference_scan(data, 1000, salted, old_style, uw)
             except pure.NotAMailbox:
                 with pytest.raises(pure.NotAMailbox):
-                    pure.scan(fd, base_time=1000, salted=salted, old_style=old_style)
+                    pure.scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
                 continue
-            result = pure.scan(fd, base_time=1000, salted=salted, old_style=old_style)
+            result = pure.scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
             got = [(m.start, m.header, m.body, m.content_end, m.end, m.octets, m.flags, m.uid)
                    for m in result.messages]
             want = [(s, h, b, c, e, len(w), f, u) for s, h, b, c, e, w, f, u in expected[1]]
@@ -360,18 +372,19 @@ def test_scanner_matches_the_reference_model(tmp_path, salted, old_style):
 
 
 @needs_native
-@pytest.mark.parametrize("salted,old_style", [(True, False), (False, False), (True, True)])
-def test_native_and_pure_scanners_agree(tmp_path, salted, old_style):
+@pytest.mark.parametrize("salted,old_style,uw", [(True, False, True), (False, False, False),
+                                                 (True, True, False)])
+def test_native_and_pure_scanners_agree(tmp_path, salted, old_style, uw):
     for data in CORPUS:
         fd = _fd_of(tmp_path, data)
         try:
             try:
-                a = pure.scan(fd, base_time=77, salted=salted, old_style=old_style)
+                a = pure.scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
             except pure.NotAMailbox:
                 with pytest.raises(pure.NotAMailbox):
-                    _native_scan(fd, base_time=77, salted=salted, old_style=old_style)
+                    _native_scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
                 continue
-            b = _native_scan(fd, base_time=77, salted=salted, old_style=old_style)
+            b = _native_scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
             assert [m.as_tuple() for m in a.messages] == [m.as_tuple() for m in b.messages], data
             assert (a.format, a.separator) == (b.format, b.separator)
         finally:

@@ -1,29 +1,40 @@
-"""A user's maildrop for one session, the way Qpopper keeps it.
+"""A user's maildrop for one session: the spool, the temporary drop, and
+the journal that keeps the two consistent whatever happens to popper.
 
-At login the spool <spool-dir>/<user> is locked, appended to the temporary
-drop <temp-dir>/.<user>.pop (which stays flock'ed for the whole session:
-a second session gets [IN-USE]), scanned, and truncated.  The session is
-served from the temporary drop.  At QUIT the spool is locked again, mail
-that arrived meanwhile is appended to the temporary drop, and the spool is
-rewritten: the kept messages (with X-UIDL: and Status: headers), then the
-new mail.  The temporary drop is written and fsync'ed before the spool is
-truncated, at login and at QUIT, so it holds every message whenever the
-spool does not; a session killed at any point leaves its mail there, and
-the next login takes it first.
+Normal mode (Qpopper's): at login the spool <spool-dir>/<user> is locked,
+its mail moved into the temporary drop <temp-dir>/.<user>.pop, and the
+spool emptied; the session is served from the temporary drop, which stays
+flock'ed (a second session gets [IN-USE]).  At QUIT the spool is locked
+again and rewritten: the kept messages (with X-UIDL: and Status: headers),
+then whatever was delivered meanwhile.
+
+Server mode (-S): the spool is scanned in place (or its message table is
+taken from the cache when the spool has not changed), the temporary drop
+stays empty as the session lock, and a session that changed nothing leaves
+the spool untouched.  A QUIT that must change it first moves the spool into
+the temporary drop, then goes on as in normal mode.
+
+Nothing is lost: every step that changes the spool is written in the
+journal (journal.py) first, and the temporary drop is fsync'ed before the
+spool is emptied or rewritten.  A session killed at any instant leaves a
+journal from which the next login finds every message exactly once and the
+dead session's deletions applied entirely or not at all (docs/maildrop.md).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import stat
 import time
 
 from popper import native
-from popper.maildrop import render
+from popper.maildrop import cache, render
+from popper.maildrop.journal import Journal, JournalError, parse_ranges, ranges_text
 from popper.maildrop.locking import LockError, SpoolLock
-from popper.maildrop.scan import MMDF, MessageTable, NotAMailbox
+from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, MessageTable, NotAMailbox
 from popper.protocol import replies
 from popper.settings import Settings, spool_path, temp_drop_path
 
@@ -31,6 +42,9 @@ LOGIN_LOCK_WAIT = 10        # seconds to wait for the spool's locks at login
 UPDATE_LOCK_WAIT = 30       # ... and at QUIT, when giving up leaves mail in the temp drop
 COPY_CHUNK = 1 << 20
 SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buffer
+MARKER = b"\0popper-rewrite\0"    # the spool's first bytes while popper rewrites it
+PRINT = 4096                # bytes at each end of a range that identify it
+GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends)
 
 
 class MaildropError(Exception):
@@ -43,15 +57,22 @@ def _error(template: str, exc: OSError = None, **fields) -> MaildropError:
     return MaildropError(replies.text(template, **fields))
 
 
-def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int) -> int:
+def _size(fd: int) -> int:
+    return os.fstat(fd).st_size
+
+
+def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int, refresh=None) -> int:
     """Copy [start, end) of src to dst at dst_pos, in the kernel where it
-    can (copy_file_range); return the new dst position."""
+    can (copy_file_range); return the new dst position.  refresh() is
+    called now and then, to keep a dot-lock fresh during a long copy."""
     use_kernel = hasattr(os, "copy_file_range")
     while start < end:
+        if refresh:
+            refresh()
         n = 0
         if use_kernel:
             try:
-                n = os.copy_file_range(src, dst, min(end - start, 1 << 30), start, dst_pos)
+                n = os.copy_file_range(src, dst, min(end - start, 1 << 28), start, dst_pos)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
                                      errno.EOPNOTSUPP):
@@ -68,23 +89,51 @@ def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int) -> int:
     return dst_pos
 
 
+def fingerprint(fd: int, size: int) -> str:
+    """Identifies a file's first `size` bytes cheaply: its size and the
+    PRINT bytes at each end.  New deliveries after a truncation cannot
+    match it (they would have to repeat those bytes at those offsets)."""
+    md5 = hashlib.md5(b"%d:" % size)
+    md5.update(os.pread(fd, min(PRINT, size), 0))
+    md5.update(os.pread(fd, min(PRINT, size), max(size - PRINT, 0)))
+    return md5.hexdigest()
+
+
+def first_mail_byte(fd: int, start: int, end: int) -> int:
+    """The first offset at or after start that is not a NUL byte (or end).
+    Mail never starts with a NUL; the zeros are a rewrite's preallocation."""
+    pos = start
+    while pos < end:
+        data = os.pread(fd, min(COPY_CHUNK, end - pos), pos)
+        stripped = data.lstrip(b"\0")
+        if stripped:
+            return pos + len(data) - len(stripped)
+        pos += len(data)
+    return end
+
+
 class _SpoolWriter:
-    """Buffered pwrite into a file, with kernel copies for large pieces;
-    remembers whether what it wrote last ends a line."""
+    """Buffered pwrite into the spool, with kernel copies for large pieces.
+    Its first `withhold` bytes are kept back (the marker stays in their
+    place until the rest is safely written): see Maildrop._rewrite."""
 
-    def __init__(self, fd: int, pos: int = 0):
-        self.fd, self.pos, self.buf = fd, pos, bytearray()
-        self.at_line_start = True
+    def __init__(self, fd: int, withhold: int = 0):
+        self.fd, self.pos, self.buf = fd, 0, bytearray()
+        self.withhold = withhold
+        self.head = b""
+        self.last2 = b"\n\n"            # the last two bytes written
 
-    def write(self, data: bytes) -> None:
+    def write(self, data) -> None:
         if data:
             self.buf += data
-            self.at_line_start = data.endswith(b"\n")
+            self.last2 = (self.last2 + bytes(data[-2:]))[-2:]
             if len(self.buf) >= COPY_CHUNK:
                 self.flush()
 
     def copy(self, src: int, start: int, end: int) -> None:
-        if end - start <= SMALL_BODY:
+        if end <= start:
+            return
+        if end - start <= SMALL_BODY or self.pos + len(self.buf) < self.withhold:
             data = os.pread(src, end - start, start)
             if len(data) != end - start:
                 raise OSError(errno.EIO, "the temporary drop shrank")
@@ -92,37 +141,59 @@ class _SpoolWriter:
         else:
             self.flush()
             self.pos = copy_range(src, self.fd, start, end, self.pos)
-            self.at_line_start = os.pread(src, 1, end - 1) == b"\n"
+            self.last2 = (self.last2 + os.pread(src, 2, max(end - 2, start)))[-2:]
 
     def flush(self) -> None:
-        view = memoryview(self.buf)
-        while view:
-            n = os.pwrite(self.fd, view, self.pos)
+        data = memoryview(self.buf)
+        if self.pos < self.withhold:
+            keep = min(self.withhold - self.pos, len(data))
+            self.head += data[:keep].tobytes()
+            data, self.pos = data[keep:], self.pos + keep
+        while data:
+            n = os.pwrite(self.fd, data, self.pos)
             self.pos += n
-            view = view[n:]
+            data = data[n:]
         self.buf = bytearray()
+
+    def end_message(self, eol: bytes, mmdf_separator: bytes = None) -> None:
+        """What separates a message from the next: a line end if it lacks
+        one, then a blank line (mbox) or the separator (MMDF)."""
+        if not self.last2.endswith(b"\n"):
+            self.write(eol)
+        self.write(mmdf_separator or eol)
 
 
 class Maildrop:
-    """One user's maildrop for one session (temp-drop mode)."""
+    """One user's maildrop for one session."""
 
     def __init__(self, settings: Settings, user: str, log):
         self.settings, self.user, self.log = settings, user, log
         self.spool_path = spool_path(settings, user)
         self.temp_path = temp_drop_path(settings, user)
+        self.journal = Journal(self.temp_path)
+        self.order = settings.locking
         self.temp_fd = None
+        self.spool_fd = None            # server mode: the spool, served in place
+        self.server = False
         self.messages = MessageTable()
-        self.format = None
-        self.separator = b""
+        self.separator = b""            # the MMDF separator, when there are MMDF messages
+        self.scanned_end = 0            # where the scanned mail ends in the served file
+        self.spool_print = None         # server mode: (dev, ino, size, fingerprint) at login
 
-    # --- login ---------------------------------------------------------------
+    @property
+    def source_fd(self) -> int:
+        """The file the messages are read from."""
+        return self.spool_fd if self.server else self.temp_fd
+
+    # --- login -------------------------------------------------------------------
 
     def open(self) -> None:
-        """Take the session lock, move the spool into the temporary drop,
-        scan it.  Raises MaildropError with the text for the client."""
+        """Take the session lock, recover what a dead session left, then
+        either move the spool into the temporary drop or (server mode)
+        serve it in place.  Raises MaildropError with the client's text."""
         self.temp_fd = self._open_temp_drop()
         try:
-            self._take_spool()
+            self._login()
         except BaseException:
             self.close()
             raise
@@ -153,7 +224,7 @@ class Maildrop:
             except FileNotFoundError:
                 same = False
             if not same:            # a finishing session unlinked it under us
-                raise MaildropError("[IN-USE] Maildrop being unlocked; try again.")
+                raise MaildropError(replies.IN_USE_RACE)
         except BaseException:
             os.close(fd)
             raise
@@ -173,161 +244,341 @@ class Maildrop:
                          file=self.spool_path)
         return fd
 
-    def _take_spool(self) -> None:
-        temp_len = os.fstat(self.temp_fd).st_size
-        if temp_len:
-            self.log.notice("%s: taking %d bytes left in %s by an earlier session first"
-                            % (self.user, temp_len, self.temp_path))
-        spool_fd = self._open_spool(create=False)
-        if spool_fd is None:
-            self._scan(self.temp_path)
+    def _login(self) -> None:
+        try:
+            record = self.journal.read()
+        except JournalError as exc:
+            raise MaildropError(exc.args[0]) from None
+        spool_fd = self._open_spool(create=record is not None)
+        if spool_fd is None:                # no spool and nothing to recover
+            self._scan([(0, _size(self.temp_fd))])
             return
         try:
-            with SpoolLock(spool_fd, self.spool_path, LOGIN_LOCK_WAIT):
-                size = os.fstat(spool_fd).st_size
-                if size:
-                    try:
-                        pos = self._separate(temp_len, spool_fd)
-                        copy_range(spool_fd, self.temp_fd, 0, size, pos)
-                        os.fsync(self.temp_fd)
-                    except OSError as exc:
-                        os.ftruncate(self.temp_fd, temp_len)
-                        template = (replies.QUOTA if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                                    else replies.COPY_FAILED)
-                        raise _error(template, exc, tempdrop=self.temp_path) from None
-                try:
-                    self._scan(self.spool_path if size else self.temp_path)
-                except MaildropError:
-                    os.ftruncate(self.temp_fd, temp_len)
-                    raise
-                if size:
-                    # Only now, with every byte safe in the temp drop.
-                    try:
-                        os.ftruncate(spool_fd, 0)
-                    except OSError as exc:      # the mail stays in the spool alone
-                        os.ftruncate(self.temp_fd, temp_len)
-                        raise _error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
-                    os.fsync(spool_fd)
+            with SpoolLock(spool_fd, self.spool_path, LOGIN_LOCK_WAIT, self.order) as lock:
+                if record is None and self.settings.server_mode and not _size(self.temp_fd):
+                    self._serve_in_place(spool_fd)
+                    spool_fd = None         # kept open for the session
+                    return
+                if record is not None:
+                    self.log.notice("%s: finishing what an earlier session left in %s (%s)"
+                                    % (self.user, self.journal.path, record["op"]))
+                elif _size(self.temp_fd):
+                    self.log.notice("%s: taking %d bytes left in %s by an earlier session first"
+                                    % (self.user, _size(self.temp_fd), self.temp_path))
+                temp_len, ranges = self._recover(record, spool_fd)
+                self._take(spool_fd, temp_len, ranges, record is not None, lock)
         except LockError as exc:
             raise MaildropError(exc.args[0]) from None
+        except OSError as exc:
+            raise _error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
         finally:
-            os.close(spool_fd)
+            if spool_fd is not None:
+                os.close(spool_fd)
 
-    def _separate(self, temp_len: int, spool_fd: int) -> int:
-        """Make the temp drop end so that what is appended at the returned
-        position starts a new message (a blank line before a From line)."""
-        if temp_len == 0:
+    def _recover(self, record, spool_fd: int):
+        """From the journal's last record: how many of the temp drop's bytes
+        hold mail, and which ranges of the spool hold mail not in them."""
+        size = _size(spool_fd)
+        if record is None:
+            return _size(self.temp_fd), [(0, size)]
+        op = record["op"]
+        try:
+            if op == "move":            # copying ranges R: undo the copy, copy again
+                ranges = parse_ranges(record["ranges"])
+                return int(record["t"]), ranges + [(int(record["s"]), size)]
+            if op == "settled":         # the spool's first s bytes are in the temp drop
+                s = int(record["s"])
+                kept = size >= s and fingerprint(spool_fd, s) == record["fp"]
+                return int(record["t"]), [(s if kept else 0, size)]
+            if op == "stash":           # QUIT had not touched the spool yet
+                return int(record["m"]), [(0, size)]
+            if op == "rewrite":         # the spool was being rewritten: the temp drop is right
+                n, bound = int(record["n"]), int(record["bound"])
+                if os.pread(spool_fd, len(MARKER), 0) == MARKER:
+                    start = bound
+                else:                   # not started, or only preallocated (zeros)
+                    start = first_mail_byte(spool_fd, n, size)
+                return int(record["tlen"]), [(start, size)]
+            if op == "done":            # the spool is right; the temp drop is stale
+                total = int(record["total"])
+                head = bytes.fromhex(record["head"])
+                if os.pread(spool_fd, len(MARKER), 0) == MARKER:
+                    os.pwrite(spool_fd, head, 0)
+                    os.fsync(spool_fd)
+                return 0, [(0, total), (first_mail_byte(spool_fd, total, size), size)]
+        except (KeyError, ValueError):
+            pass
+        raise MaildropError(replies.text(replies.JOURNAL_BAD, file=self.journal.path,
+                                         why="unknown record %r" % op))
+
+    def _take(self, spool_fd: int, temp_len: int, ranges: list, journaled: bool,
+              lock: SpoolLock) -> None:
+        """Move the spool's `ranges` to the end of the temp drop's first
+        temp_len bytes, scan, and empty the spool -- journaled, so that a
+        crash at any point leaves each message in exactly one place."""
+        ranges = [(a, b) for a, b in ranges if b > a]
+        spool_size = _size(spool_fd)
+        temp_fd = self.temp_fd
+        if _size(temp_fd) > temp_len:
+            os.ftruncate(temp_fd, temp_len)
+        segments = [(0, temp_len)] if temp_len else []
+        if ranges:
+            self.journal.write("move", t=temp_len, s=spool_size, ranges=ranges_text(ranges))
+            pos = temp_len
+            try:
+                for a, b in ranges:
+                    pos = self._separate(pos, os.pread(spool_fd, 1, a))
+                    end = copy_range(spool_fd, temp_fd, a, b, pos, lock.refresh)
+                    segments.append((pos, end))
+                    pos = end
+                os.fsync(temp_fd)
+            except OSError as exc:
+                os.ftruncate(temp_fd, temp_len)
+                self.journal.remove() if not journaled else None
+                template = (replies.QUOTA if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                            else replies.COPY_FAILED)
+                raise _error(template, exc, tempdrop=self.temp_path) from None
+        if ranges or journaled:
+            self.journal.write("settled", t=_size(temp_fd), s=spool_size,
+                               fp=fingerprint(spool_fd, spool_size))
+        try:
+            self._scan(segments)
+        except MaildropError:
+            if ranges:                  # the spool still has it all: undo the copy
+                os.ftruncate(temp_fd, temp_len)
+                os.fsync(temp_fd)
+                self.journal.write("settled", t=temp_len, s=0, fp=fingerprint(spool_fd, 0))
+            raise
+        if spool_size:
+            os.ftruncate(spool_fd, 0)   # only now, with every byte safe in the temp drop
+            os.fsync(spool_fd)
+        if ranges or journaled:
+            self.journal.remove()
+
+    def _separate(self, pos: int, next_byte: bytes) -> int:
+        """Make the temp drop end at pos so that what is written next starts
+        a new message (a blank line before a From line); return where."""
+        if pos == 0:
             return 0
-        tail = os.pread(self.temp_fd, 2, temp_len - 2 if temp_len >= 2 else 0)
-        head = os.pread(spool_fd, 1, 0)
-        if head == b"\x01":                       # MMDF messages end with a trailer line
+        tail = os.pread(self.temp_fd, 2, max(pos - 2, 0))
+        if next_byte == b"\x01":                  # MMDF messages end with a separator line
             fix = b"" if tail.endswith(b"\n") else b"\n"
         else:
             fix = b"" if tail == b"\n\n" else b"\n" if tail.endswith(b"\n") else b"\n\n"
         if fix:
-            os.pwrite(self.temp_fd, fix, temp_len)
-        return temp_len + len(fix)
+            os.pwrite(self.temp_fd, fix, pos)
+        return pos + len(fix)
 
-    def _scan(self, name_for_errors: str) -> None:
+    def _scan(self, segments: list, fd: int = None) -> None:
+        """Scan each segment of the served file (they were separate files)."""
+        fd = self.temp_fd if fd is None else fd
         settings = self.settings
-        try:
-            result = native.scan(self.temp_fd, base_time=int(time.time()),
-                                 salted=settings.update_status_headers,
-                                 old_style=settings.old_style_uid)
-        except NotAMailbox:
-            raise _error(replies.NOT_A_MAILBOX, file=name_for_errors) from None
-        except OSError as exc:
-            raise _error(replies.OPEN_FAILED, exc, file=self.temp_path) from None
-        self.messages = result.messages
-        self.format = result.format
-        self.separator = result.separator
+        table = MessageTable()
+        base_time = int(time.time())
+        for start, end in segments:
+            try:
+                result = native.scan(fd, start=start, limit=end,
+                                     base_time=base_time + len(table),
+                                     salted=settings.update_status_headers,
+                                     old_style=settings.old_style_uid,
+                                     uw=settings.uw_kludge and not table)
+            except NotAMailbox:
+                raise _error(replies.NOT_A_MAILBOX, file=self.spool_path) from None
+            table.extend(result.messages)
+            self.separator = self.separator or result.separator
+        table.make_uids_unique()
+        self.messages = table
+        self.scanned_end = segments[-1][1] if segments else 0
 
-    # --- serving -------------------------------------------------------------
+    # --- server mode --------------------------------------------------------------
+
+    def _serve_in_place(self, spool_fd: int) -> None:
+        st = os.fstat(spool_fd)
+        table = cache.load(self.settings, self.user, st) if self.settings.server_mode else None
+        if table is not None:
+            self.messages, self.separator = table
+            self.scanned_end = st.st_size
+        else:
+            self._scan([(0, st.st_size)], spool_fd)
+        self.spool_fd, self.server = spool_fd, True
+        self.spool_print = (st.st_dev, st.st_ino, st.st_size,
+                            fingerprint(spool_fd, st.st_size))
+
+    def _spool_unchanged(self) -> bool:
+        """Is the spool still what was scanned (delivery may have added to it)?"""
+        st = os.fstat(self.spool_fd)
+        dev, ino, size, print_ = self.spool_print
+        return ((st.st_dev, st.st_ino) == (dev, ino) and st.st_size >= size
+                and fingerprint(self.spool_fd, size) == print_)
+
+    # --- serving -------------------------------------------------------------------
 
     def message_chunks(self, msg, top_lines: int = None):
-        return render.message_chunks(self.temp_fd, msg, top_lines)
+        return render.message_chunks(self.source_fd, msg, top_lines)
 
-    # --- QUIT ------------------------------------------------------------------
+    # --- QUIT ------------------------------------------------------------------------
 
-    def update(self, deleted: list, seen: list, rewrite: bool = True) -> None:
-        """Write the session back to the spool: the messages not deleted,
-        then whatever arrived during the session.  rewrite=False copies the
-        kept messages byte for byte (no X-UIDL:/Status: changes)."""
+    def update(self, deleted, seen, rewrite: bool = True) -> None:
+        """Write the session back: the messages not deleted (UW-IMAP's folder
+        data always kept, as it was), then the mail that came meanwhile.
+        rewrite=False keeps every message byte for byte (no X-UIDL:/Status:)."""
         rewrite = rewrite and self.settings.update_status_headers
-        kept = [i for i, gone in enumerate(deleted) if not gone]
-        if not kept:            # the spool holds only mail that came during the session
-            self._finish()
-            return
-        spool_fd = self._open_spool(create=True)
+        messages = self.messages
+        kept = [i for i in range(len(messages))
+                if not deleted[i] or messages.flags[i] & UW_DATA]
         try:
-            with SpoolLock(spool_fd, self.spool_path, UPDATE_LOCK_WAIT) as lock:
-                new_len = os.fstat(spool_fd).st_size
-                temp_len = os.fstat(self.temp_fd).st_size
-                new_at = temp_len
-                if new_len:                 # journal the new mail first
-                    new_at = self._separate(temp_len, spool_fd)
-                    copy_range(spool_fd, self.temp_fd, 0, new_len, new_at)
-                    os.fsync(self.temp_fd)
-                os.ftruncate(spool_fd, 0)
-                out = _SpoolWriter(spool_fd)
-                for count, i in enumerate(kept, 1):
-                    self._write_message(out, self.messages[i], seen[i], rewrite)
-                    if count % self.settings.lock_refresh == 0:
-                        lock.touch()
-                out.flush()
-                if new_len:
-                    out.pos = copy_range(self.temp_fd, spool_fd, new_at, new_at + new_len,
-                                         out.pos)
-                os.fsync(spool_fd)
-                self._finish()
+            if self.server:
+                self._update_in_place(kept, deleted, seen, rewrite)
+            else:
+                self._update(kept, seen, rewrite)
         except LockError as exc:
+            raise MaildropError(exc.args[0]) from None
+        except JournalError as exc:
             raise MaildropError(exc.args[0]) from None
         except OSError as exc:
             self.log.error("%s: update of %s failed: %s; the mail is in %s"
                            % (self.user, self.spool_path, exc, self.temp_path))
             raise _error(replies.UPDATE_FAILED, exc) from None
+
+    def _update_in_place(self, kept, deleted, seen, rewrite: bool) -> None:
+        messages = self.messages
+        dirty = len(kept) != len(messages) or (rewrite and any(
+            (seen[i] and not messages.flags[i] & 1) or not messages.flags[i] & 4
+            for i in range(len(messages)) if not messages.flags[i] & UW_DATA))
+        if not dirty:
+            cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
+            self._finish()
+            return
+        with SpoolLock(self.spool_fd, self.spool_path, UPDATE_LOCK_WAIT, self.order) as lock:
+            if not self._spool_unchanged():
+                raise MaildropError(replies.SPOOL_CHANGED)
+            # Into the temp drop (empty in server mode), then as in normal mode.
+            self._take(self.spool_fd, 0, [(0, _size(self.spool_fd))], False, lock)
+            self._rewrite(kept, seen, rewrite, lock)
+
+    def _update(self, kept, seen, rewrite: bool) -> None:
+        if not kept:            # the spool holds only mail that came during the session
+            self._finish()
+            return
+        spool_fd = self._open_spool(create=True)
+        try:
+            with SpoolLock(spool_fd, self.spool_path, UPDATE_LOCK_WAIT, self.order) as lock:
+                self.spool_fd = spool_fd
+                self._rewrite(kept, seen, rewrite, lock)
         finally:
+            self.spool_fd = None
             os.close(spool_fd)
+
+    def _rewrite(self, kept, seen, rewrite: bool, lock: SpoolLock) -> None:
+        """The spool := the kept messages + all new mail, from the temp drop,
+        with the spool locked: stash the new mail, then rewrite behind a
+        marker, then put the head in place (journal.py has the records)."""
+        temp_fd, spool_fd, messages = self.temp_fd, self.spool_fd, self.messages
+        # Mail in the temp drop after what was scanned (server mode's new mail).
+        extras = [(self.scanned_end, _size(temp_fd))]
+        n = _size(spool_fd)
+        if n:                                        # new mail: into the journal first
+            m = _size(temp_fd)
+            self.journal.write("stash", m=m)
+            try:
+                at = self._separate(m, os.pread(spool_fd, 1, 0))
+                copy_range(spool_fd, temp_fd, 0, n, at, lock.refresh)
+                os.fsync(temp_fd)
+            except OSError:
+                os.ftruncate(temp_fd, m)
+                self.journal.remove()
+                raise
+            extras.append((at, at + n))
+        extras = [(a, b) for a, b in extras if b > a]
+        tlen = _size(temp_fd)
+        bound = (sum(messages.end[i] - messages.start[i] for i in kept)
+                 + (GROWTH + len(self.separator)) * len(kept)
+                 + sum(b - a for a, b in extras) + 2 * len(extras) + len(MARKER))
+        self.journal.write("rewrite", tlen=tlen, n=n, bound=bound)
+        try:
+            os.ftruncate(spool_fd, bound)                     # later deliveries go after it
+            os.pwrite(spool_fd, MARKER, 0)
+            out = _SpoolWriter(spool_fd, withhold=len(MARKER))
+            for count, i in enumerate(kept, 1):
+                self._write_message(out, messages[i], seen[i], rewrite)
+                if count % self.settings.lock_refresh == 0:
+                    lock.refresh()
+            for a, b in extras:
+                first = os.pread(temp_fd, 1, a)
+                if first != b"\x01" and out.last2 != b"\n\n":
+                    out.end_message(b"\n")
+                out.copy(temp_fd, a, b)
+            out.flush()
+            os.fsync(spool_fd)
+        except OSError:
+            self._abandon_rewrite(tlen)
+            raise
+        total, head = out.pos, out.head
+        self.journal.write("done", total=total, head=head.hex())
+        os.ftruncate(spool_fd, total)
+        os.pwrite(spool_fd, head, 0)
+        os.fsync(spool_fd)
+        self._finish()
+
+    def _abandon_rewrite(self, tlen: int) -> None:
+        """A rewrite that failed (a full disk): all the mail is in the temp
+        drop's first tlen bytes; empty the spool and say so, as Qpopper left
+        "Mail left in temporary maildrop".  If even that fails, the
+        "rewrite" record stays, and the next login recovers from it."""
+        try:
+            self.journal.write("settled", t=tlen, s=0, fp=fingerprint(self.spool_fd, 0))
+            os.ftruncate(self.spool_fd, 0)
+            os.fsync(self.spool_fd)
+            self.journal.remove()
+        except OSError as exc:
+            self.log.error("%s: could not undo the update of %s: %s; the next login will"
+                           % (self.user, self.spool_path, exc))
 
     def _write_message(self, out: _SpoolWriter, msg, seen: bool, rewrite: bool) -> None:
         fd = self.temp_fd
         out.copy(fd, msg.start, msg.header)                         # the separator line
         sep = os.pread(fd, 2, msg.header - 2) if msg.header - msg.start >= 2 else b"\n"
         eol = b"\r\n" if sep == b"\r\n" else b"\n"
-        if rewrite:
+        if rewrite and not msg.flags & UW_DATA:
             out.write(render.rewritten_header(fd, msg, seen, eol))
         else:
             out.copy(fd, msg.header, msg.body)
         out.copy(fd, msg.body, msg.content_end)
-        if not out.at_line_start:
-            out.write(eol)
-        if self.format == MMDF:
-            trailer_end = msg.content_end + len(self.separator)
-            if msg.end >= trailer_end:
-                out.copy(fd, msg.content_end, msg.end)               # the trailer
+        if msg.flags & MMDF_MESSAGE:
+            if not out.last2.endswith(b"\n"):
+                out.write(eol)
+            trailer = os.pread(fd, len(self.separator), msg.content_end)
+            if trailer == self.separator:
+                out.copy(fd, msg.content_end, msg.end)             # the trailer (and what follows)
             else:
                 out.write(self.separator)
         else:
-            out.write(eol)                                            # the blank line
+            out.end_message(eol)
 
     def restore(self) -> None:
-        """Abnormal end without update-on-abort: put every message back as it was."""
+        """Abnormal end without update-on-abort: every message back as it was."""
         count = len(self.messages)
-        self.update(bytearray(count), bytearray(count), rewrite=False)
+        if self.server:                  # the spool was never changed
+            self._finish()
+        else:
+            self.update(bytearray(count), bytearray(count), rewrite=False)
 
     def _finish(self) -> None:
         """The spool is complete: remove the temp drop (or empty it, with
-        keep-temp-drop).  Unlinking while the file is open is quick: its
-        blocks are freed when close() runs, after the client has its reply."""
+        keep-temp-drop) and the journal.  Unlinking while the file is open
+        is quick: its blocks are freed when close() runs, after the reply."""
         if self.settings.keep_temp_drop:
             os.ftruncate(self.temp_fd, 0)
-            return
-        try:
-            os.unlink(self.temp_path)
-        except FileNotFoundError:
-            pass
+        else:
+            try:
+                os.unlink(self.temp_path)
+            except FileNotFoundError:
+                pass
+        self.journal.remove()
 
     def close(self) -> None:
-        if self.temp_fd is not None:
-            os.close(self.temp_fd)
-            self.temp_fd = None
+        for name in ("temp_fd", "spool_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)

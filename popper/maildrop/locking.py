@@ -1,9 +1,17 @@
 """Locking a spool the way its neighbours do.
 
-Delivery agents on Debian take an fcntl lock and a dot-lock (<spool>.lock);
-Qpopper took a dot-lock and flock.  popper takes all three, in that order
-(fcntl, dot-lock, flock), each with a bounded wait, and releases them in
-the reverse order.  Failures raise LockError with Qpopper's [SYS/TEMP] text.
+Three kinds of lock guard a spool, and a delivery agent takes some of them:
+
+  fcntl    a POSIX record lock on the open spool (Postfix, Exim, procmail,
+           Debian policy)
+  dotlock  the file <spool>.lock, made with O_EXCL (every mail program,
+           SCO's MMDF and mail(1) included)
+  flock    a BSD lock on the open spool (Qpopper)
+
+popper takes the kinds and in the order configure.py --with-locking chose
+(default fcntl, dotlock, flock: Debian's order, plus Qpopper's flock), each
+with a bounded wait, and releases them in the reverse order.  A failure
+raises LockError with Qpopper's [SYS/TEMP] text.
 """
 
 from __future__ import annotations
@@ -17,15 +25,18 @@ import time
 
 from popper.protocol import replies
 
+KINDS = ("fcntl", "dotlock", "flock")
+DEFAULT_ORDER = KINDS
 STALE_AFTER = 300       # seconds: an older dot-lock is abandoned (Qpopper, liblockfile)
-POLL = 0.1              # seconds between tries
+POLL = 0.05             # seconds between tries
+REFRESH_EVERY = 60      # seconds between touches of a dot-lock held for a long copy
 
 
 class LockError(Exception):
     """A lock that could not be taken; args[0] is the -ERR text."""
 
 
-def _retry(attempt, wait: float):
+def _retry(attempt, wait: float) -> bool:
     """Call attempt() until it returns True or wait seconds pass."""
     deadline = time.monotonic() + wait
     while True:
@@ -36,13 +47,24 @@ def _retry(attempt, wait: float):
         time.sleep(POLL)
 
 
+def parse_order(text: str) -> tuple:
+    """'fcntl,dotlock,flock' -> ('fcntl', 'dotlock', 'flock'); ValueError if bad."""
+    kinds = tuple(word.strip().lower() for word in text.split(",") if word.strip())
+    if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(KINDS):
+        raise ValueError("needs one or more of %s, each once, not %r" % (", ".join(KINDS), text))
+    return kinds
+
+
 class DotLock:
     """<path>.lock: created O_EXCL, holding <pid>@<host>, never a symlink or
-    a hard link, abandoned by others when older than STALE_AFTER seconds."""
+    a hard link.  Another program's lock is abandoned when it is older than
+    STALE_AFTER seconds, or at once when it names a process of this host
+    that no longer runs (as liblockfile does)."""
 
     def __init__(self, path: str):
         self.path = path + ".lock"
         self.held = False
+        self.touched = 0.0
 
     def _fail(self, text: str, code: int, exc: OSError = None) -> LockError:
         number = exc.errno if exc else 0
@@ -57,16 +79,19 @@ class DotLock:
             self._break_if_stale()
             return False
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            if os.fstat(fd).st_nlink != 1:
                 raise self._fail("Other lock error", 6)
             os.write(fd, ("%d@%s" % (os.getpid(), socket.gethostname())).encode())
         except OSError as exc:
-            os.close(fd)
             self._unlink()
             raise self._fail("Unable to write pid into lockfile", 3, exc) from None
-        os.close(fd)
+        except LockError:
+            self._unlink()
+            raise
+        finally:
+            os.close(fd)
         self.held = True
+        self.touched = time.monotonic()
         return True
 
     def _break_if_stale(self) -> None:
@@ -74,10 +99,33 @@ class DotLock:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return
-        if stat.S_ISLNK(st.st_mode) or st.st_nlink != 1:
+        if stat.S_ISLNK(st.st_mode) or st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
             raise self._fail("Other lock error", 6)
-        if time.time() - st.st_mtime > STALE_AFTER:
+        if time.time() - st.st_mtime > STALE_AFTER or self._owner_is_gone():
             self._unlink()
+
+    def _owner_is_gone(self) -> bool:
+        """The lock names a process of this host that does not run any more."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        try:
+            text = os.read(fd, 200).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        pid, _, host = text.partition("@")
+        if not pid.isdigit() or int(pid) <= 1:
+            return False
+        if host and host != socket.gethostname():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def _unlink(self) -> None:
         try:
@@ -89,16 +137,15 @@ class DotLock:
         try:
             if not _retry(self._try, wait):
                 raise self._fail("Max tries exceeded", 4)
-        except LockError:
-            raise
         except OSError as exc:
             raise self._fail("Unable to create lockfile", 2, exc) from None
 
-    def touch(self) -> None:
-        """Keep a held lock fresh during a long copy."""
-        if self.held:
+    def refresh(self) -> None:
+        """Keep a held lock fresh during a long copy (at most once a minute)."""
+        if self.held and time.monotonic() - self.touched >= REFRESH_EVERY:
             try:
                 os.utime(self.path)
+                self.touched = time.monotonic()
             except OSError:
                 pass
 
@@ -109,13 +156,12 @@ class DotLock:
 
 
 def _fd_lock(fd: int, path: str, kind: str, wait: float) -> None:
-    lock = (lambda: fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)) if kind == "fcntl" \
-        else (lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB))
+    operation = fcntl.lockf if kind == "fcntl" else fcntl.flock
     failure = []
 
     def attempt():
         try:
-            lock()
+            operation(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
@@ -132,18 +178,29 @@ def _fd_lock(fd: int, path: str, kind: str, wait: float) -> None:
     raise LockError(replies.text(template, file=path, error=exc.strerror, errno=exc.errno))
 
 
-class SpoolLock:
-    """fcntl + dot-lock + flock on an open spool; a context manager."""
+def _fd_unlock(fd: int, kind: str) -> None:
+    try:
+        (fcntl.lockf if kind == "fcntl" else fcntl.flock)(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
 
-    def __init__(self, fd: int, path: str, wait: float):
-        self.fd, self.path, self.wait = fd, path, wait
+
+class SpoolLock:
+    """The locks of an open spool, taken in `order`; a context manager."""
+
+    def __init__(self, fd: int, path: str, wait: float, order: tuple = DEFAULT_ORDER):
+        self.fd, self.path, self.wait, self.order = fd, path, wait, order
         self.dotlock = DotLock(path)
+        self.taken = []
 
     def __enter__(self):
-        _fd_lock(self.fd, self.path, "fcntl", self.wait)
         try:
-            self.dotlock.acquire(self.wait)
-            _fd_lock(self.fd, self.path, "flock", self.wait)
+            for kind in self.order:
+                if kind == "dotlock":
+                    self.dotlock.acquire(self.wait)
+                else:
+                    _fd_lock(self.fd, self.path, kind, self.wait)
+                self.taken.append(kind)
         except BaseException:
             self.release()
             raise
@@ -152,16 +209,13 @@ class SpoolLock:
     def __exit__(self, *exc_info):
         self.release()
 
-    def touch(self) -> None:
-        self.dotlock.touch()
+    def refresh(self) -> None:
+        self.dotlock.refresh()
 
     def release(self) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-        except OSError:
-            pass
-        self.dotlock.release()
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN)
-        except OSError:
-            pass
+        while self.taken:
+            kind = self.taken.pop()
+            if kind == "dotlock":
+                self.dotlock.release()
+            else:
+                _fd_unlock(self.fd, kind)

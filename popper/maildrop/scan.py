@@ -39,11 +39,14 @@ MAX_UID = 70                # RFC 1939: 1 to 70 characters 0x21..0x7E
 SEEN = 1            # a Status: header holds an upper-case R
 HAS_STATUS = 2      # the header has a Status: line
 HAS_UIDL = 4        # the UID came from a valid X-UIDL: header
+MMDF_MESSAGE = 8    # the message is in MMDF format (ends with a separator line)
+UW_DATA = 16        # UW-IMAP's "folder internal data" message (qpopper-behaviour 5.4)
 
 # scan result formats
 EMPTY, MBOX, MMDF = "empty", "mbox", "mmdf"
 
 UID_HEADERS = (b"received:", b"date:", b"message-id:", b"subject:")
+UW_SUBJECTS = (b"DO NOT DELETE", b"DON'T DELETE THIS MESSAGE", b"FOLDER INTERNAL DATA")
 DROPPED_HEADERS = (b"x-uidl:", b"content-length:")
 
 
@@ -93,6 +96,30 @@ class MessageTable:
             getattr(self, name).append(getattr(msg, name))
         self.flags.append(msg.flags)
         self.uid.append(msg.uid)
+
+    def extend(self, other: "MessageTable") -> None:
+        for name in self.COLUMNS:
+            getattr(self, name).extend(getattr(other, name))
+        self.flags.extend(other.flags)
+        self.uid.extend(other.uid)
+
+    def make_uids_unique(self) -> None:
+        """RFC 1939 wants every UID once in a maildrop; a copied message or a
+        sender's own X-UIDL: can repeat one.  The later ones get a UID made
+        from theirs (the same one each time), which QUIT then writes back."""
+        seen = set()
+        for i, uid in enumerate(self.uid):
+            if uid in seen:
+                k = 1
+                while True:
+                    new = encode_uid(hashlib.md5(uid + b"/%d" % k).digest())
+                    if new not in seen and new not in self.uid:
+                        break
+                    k += 1
+                self.octets[i] += len(new) - len(uid)
+                self.flags[i] &= ~HAS_UIDL
+                self.uid[i] = uid = new
+            seen.add(uid)
 
     def __len__(self) -> int:
         return len(self.uid)
@@ -261,12 +288,13 @@ def _body_octets(reader: _Reader, start: int, end: int) -> int:
 # --- the scanner ------------------------------------------------------------------
 
 def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
-         salted: bool = True, old_style: bool = False) -> ScanResult:
+         salted: bool = True, old_style: bool = False, uw: bool = False) -> ScanResult:
     """Scan the file open on fd from offset start up to limit (its size).
 
     base_time salts generated UIDs as Qpopper does (base_time + ordinal of
     the message, as a C long); salted=False leaves the salt out, which makes
     UIDs a function of the mail alone; old_style gives Qpopper 2.53's hex UIDs.
+    uw: look for UW-IMAP's folder data in the first message (flag UW_DATA).
     """
     if limit is None:
         limit = os.fstat(fd).st_size
@@ -291,7 +319,7 @@ def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
         sep_end = reader.line_end(pos)
         buf, i, _ = reader.at(pos, sep_end - pos)
         sepline = buf[i:i + sep_end - pos]
-        msg = _scan_message(reader, fmt, separator, pos, sep_end)
+        msg = _scan_message(reader, fmt, separator, pos, sep_end, uw and not messages)
         if msg.uid is None:
             msg.uid = _make_uid(reader, msg, sepline, base_time + len(messages) + 1,
                                 salted, old_style)
@@ -302,11 +330,13 @@ def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
 
 
 def _scan_message(reader: _Reader, fmt: str, separator: bytes, start: int,
-                  header: int) -> Message:
+                  header: int, uw: bool = False) -> Message:
     """The message whose separator line spans [start, header).  Its octets
-    do not count the X-UIDL: line yet; uid is None unless a header gave it."""
+    do not count the X-UIDL: line yet; uid is None unless a header gave it.
+    uw: count UW-IMAP's hints in its header (two make it folder data)."""
     limit = reader.limit
-    flags = 0
+    flags = MMDF_MESSAGE if fmt == MMDF else 0
+    hints = 0
     uid = None
     octets = 0
     pos = header
@@ -322,6 +352,8 @@ def _scan_message(reader: _Reader, fmt: str, separator: bytes, start: int,
             body = content_end = pos            # a trailer inside the header
             break
         name = head[:16].lower()
+        if uw:
+            hints += _uw_hints(head, name)
         if name.startswith(b"status:"):
             flags |= HAS_STATUS
             if any(b"R" in chunk for chunk in reader.chunks(pos, line_end)):
@@ -344,7 +376,16 @@ def _scan_message(reader: _Reader, fmt: str, separator: bytes, start: int,
     octets += _body_octets(reader, body, content_end)
     if uid is not None:
         flags |= HAS_UIDL
+    if hints >= 2:
+        flags |= UW_DATA
     return Message(start, header, body, content_end, end, octets, flags, uid)
+
+
+def _uw_hints(line: bytes, name: bytes) -> int:
+    """How many of UW-IMAP's folder-data hints a header line gives (0 or 1)."""
+    if name.startswith(b"subject: "):
+        return 1 if any(text in line for text in UW_SUBJECTS) else 0
+    return 1 if line.startswith((b"X-IMAP: ", b"From: Mail System Internal Data")) else 0
 
 
 def _last2(reader: _Reader, line_end: int) -> bytes:

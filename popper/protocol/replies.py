@@ -63,6 +63,7 @@ BAD_LINE_COUNT = "Number of lines must be a number, 0 or more: {arg}"
 
 # --- the maildrop ---------------------------------------------------------------
 IN_USE = "[IN-USE] {tempdrop} lock busy!  Is another session active? ({errno})"
+IN_USE_RACE = "[IN-USE] Maildrop being unlocked; try again."
 TEMP_NOT_OWNED = "[SYS/PERM] Temporary drop {tempdrop} not owned by {user}."
 TEMP_OPEN_TO_OTHERS = ("[SYS/PERM] Your temporary file {tempdrop} is accessible by others.  "
                        "This must be fixed")
@@ -80,6 +81,9 @@ QUOTA = "[SYS/TEMP] Unable to copy mail spool file, quota exceeded ({errno})"
 OPEN_FAILED = "[SYS/TEMP] Unable to open {file}: {error} ({errno})"
 UPDATE_FAILED = ("Error updating primary drop.  Mail left in temporary maildrop "
                  "[{error} ({errno})]")
+JOURNAL_BAD = "[SYS/PERM] Cannot use the maildrop journal {file}: {why}"
+SPOOL_CHANGED = ("[SYS/TEMP] The mailbox was changed by another program during the session; "
+                 "nothing was updated")
 INTERNAL_ERROR = "[SYS/TEMP] internal error; the session goes on"
 LOGIN_FAILED = "[SYS/TEMP] internal error while opening your maildrop; try again later"
 

@@ -20,7 +20,7 @@ from popper import __version__
 from popper.auth import AuthError
 from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
 from popper.maildrop.drop import MaildropError
-from popper.maildrop.scan import SEEN
+from popper.maildrop.scan import SEEN, UW_DATA
 from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong
 
@@ -78,13 +78,14 @@ def _multiline(first: bytes, lines) -> bytes:
     return first + body + b".\r\n"
 
 
-def _listing(first: bytes, numbers, values, line: bytes):
+def _listing(status: bytes, indexes, values, line: bytes, first: int):
     """A long LIST/UIDL reply (lines "<n> <value>", which never start with a
-    dot), produced in pieces so that it never sits whole in memory."""
-    yield first
+    dot), produced in pieces so that it never sits whole in memory; message
+    i is number i + 1 - first."""
+    yield status
     piece = []
-    for n in numbers:
-        piece.append(line % (n + 1, values[n]))
+    for i in indexes:
+        piece.append(line % (i + 1 - first, values[i]))
         if len(piece) == 4096:
             yield b"".join(piece)
             piece = []
@@ -110,6 +111,9 @@ class Session:
         # Status: R at login), seen at login, RETR'd whole in this session.
         self.deleted = self.seen = self.seen_at_login = self.retrieved = bytearray()
         self.deleted_count = self.deleted_octets = self.total_octets = 0
+        # 1 when the first message is UW-IMAP's folder data: it is kept, but
+        # has no number, and visible message n is messages[n - 1 + first].
+        self.first = 0
         self.commands = {
             AUTHORIZATION: {"user": (self.do_user, 1, 1), "pass": (self.do_pass_first, 0, 1),
                             "apop": (self.do_apop, 2, 2), "auth": (self.do_auth, 0, 2),
@@ -273,15 +277,16 @@ class Session:
             return self.err(R.LOGIN_FAILED)
         messages = self.maildrop.messages
         self.seen_at_login = bytearray(1 if flags & SEEN else 0 for flags in messages.flags)
-        self.total_octets = sum(messages.octets)
+        self.first = 1 if len(messages) and messages.flags[0] & UW_DATA else 0
+        self.total_octets = sum(messages.octets) - sum(messages.octets[:self.first])
         self.reset_marks()
         self.state = TRANSACTION
         if self.settings.log_login:
             self.log.notice(log_login_line(LOG_LOGIN_TEMPLATE, self.user, self.client.host,
                                            self.client.ip))
-        count = len(messages)
+        count = len(messages) - self.first
         return R.ok(R.LOGGED_IN, user=self.user, count=count, s="" if count == 1 else "s",
-                    hidden=0, octets=self.total_octets)
+                    hidden=self.first, octets=self.total_octets)
 
     # --- transaction ------------------------------------------------------------------
 
@@ -293,24 +298,25 @@ class Session:
         self.deleted_count = self.deleted_octets = 0
 
     def live(self):
-        """The indexes of the messages not marked deleted."""
+        """The indexes of the visible messages not marked deleted."""
         deleted = self.deleted
-        return (i for i in range(len(deleted)) if not deleted[i])
+        return (i for i in range(self.first, len(deleted)) if not deleted[i])
 
     def live_totals(self):
-        return (len(self.deleted) - self.deleted_count, self.total_octets - self.deleted_octets)
+        return (len(self.deleted) - self.first - self.deleted_count,
+                self.total_octets - self.deleted_octets)
 
     def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED):
         """(index, None) for a message number argument, or (None, -ERR reply)."""
-        count = len(self.maildrop.messages)
+        count = len(self.maildrop.messages) - self.first
         if not (arg.isdigit() and arg.isascii()):
             return None, self.err(R.NOT_A_NUMBER, count=count)
         n = int(arg)
         if not 1 <= n <= count:
             return None, self.err(R.NO_SUCH_MESSAGE, number=arg)
-        if deleted_template and self.deleted[n - 1]:
+        if deleted_template and self.deleted[n - 1 + self.first]:
             return None, self.err(deleted_template, number=n)
-        return n - 1, None
+        return n - 1 + self.first, None
 
     def do_stat(self):
         count, octets = self.live_totals()
@@ -321,9 +327,9 @@ class Session:
         if arg is None:
             count, total = self.live_totals()
             return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(), octets,
-                            b"%d %d\r\n")
+                            b"%d %d\r\n", self.first)
         i, error = self.message(arg)
-        return error or R.ok(R.LIST_ONE, number=i + 1, octets=octets[i])
+        return error or R.ok(R.LIST_ONE, number=i + 1 - self.first, octets=octets[i])
 
     def do_retr(self, arg: str):
         i, error = self.message(arg)
@@ -358,29 +364,29 @@ class Session:
             self.deleted[i] = 1
             self.deleted_count += 1
             self.deleted_octets += self.maildrop.messages.octets[i]
-        return R.ok(R.DELE, number=i + 1)
+        return R.ok(R.DELE, number=i + 1 - self.first)
 
     def do_noop(self):
         return R.ok(R.NOOP)
 
     def do_rset(self):
         self.reset_marks()
-        return R.ok(R.RSET, count=len(self.deleted), octets=self.total_octets)
+        return R.ok(R.RSET, count=len(self.deleted) - self.first, octets=self.total_octets)
 
     def do_last(self):
         last = 0
-        for i in range(len(self.seen) - 1, -1, -1):
+        for i in range(len(self.seen) - 1, self.first - 1, -1):
             if self.seen[i] and not self.deleted[i]:
-                last = i + 1
+                last = i + 1 - self.first
                 break
         return R.ok(R.LAST, number=last)
 
     def do_uidl(self, arg: str = None):
         uids = self.maildrop.messages.uid
         if arg is None:
-            return _listing(R.ok(R.UIDL_ALL), self.live(), uids, b"%d %s\r\n")
+            return _listing(R.ok(R.UIDL_ALL), self.live(), uids, b"%d %s\r\n", self.first)
         i, error = self.message(arg, deleted_template=R.UIDL_DELETED)
-        return error or R.ok(R.UIDL_ONE, number=i + 1, uid=uids[i].decode("ascii"))
+        return error or R.ok(R.UIDL_ONE, number=i + 1 - self.first, uid=uids[i].decode("ascii"))
 
     def capabilities(self) -> list:
         s = self.settings
@@ -422,7 +428,7 @@ class Session:
             count = sum(deleted)
             gone = sum(octets[i] for i in range(len(deleted)) if deleted[i])
             self.log.notice("Stats: %s %d %d %d %d %s %s"
-                            % (self.user, count, gone, len(deleted) - count,
+                            % (self.user, count, gone, len(deleted) - self.first - count,
                                self.total_octets - gone, self.client.host, self.client.ip))
         if abnormal and not self.settings.update_on_abort:
             self.maildrop.restore()

@@ -1,0 +1,120 @@
+"""Server mode's cache of a spool's message table.
+
+<temp-dir>/.<user>.cache holds the table scanned from the spool, keyed on
+the spool's device, inode, size and modification time: a login that finds
+the spool as it was serves it without scanning it.  It is written (to a new
+file renamed into place) when a session leaves the spool as it found it,
+and after a QUIT that rewrote it.  Any doubt -- another key, a short or
+foreign file -- means no cache: the spool is scanned.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from array import array
+
+from popper.maildrop.scan import MessageTable
+from popper.settings import temp_drop_path
+
+MAGIC = b"popper-cache 1\n"
+HEADER = struct.Struct("<QQQqII")     # dev, ino, size, mtime_ns, count, separator length
+
+
+def path_of(settings, user: str) -> str:
+    return os.path.join(os.path.dirname(temp_drop_path(settings, user)), ".%s.cache" % user)
+
+
+def _key(st) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def load(settings, user: str, st):
+    """(MessageTable, separator) cached for a spool whose fstat is st, or None."""
+    try:
+        fd = os.open(path_of(settings, user), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            return None
+        data = b""
+        while len(data) < info.st_size:
+            piece = os.pread(fd, info.st_size - len(data), len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    try:
+        return _parse(data, _key(st))
+    except (ValueError, struct.error, IndexError):
+        return None
+
+
+def _parse(data: bytes, key: tuple):
+    if not data.startswith(MAGIC):
+        return None
+    pos = len(MAGIC)
+    dev, ino, size, mtime, count, seplen = HEADER.unpack_from(data, pos)
+    if (dev, ino, size, mtime) != key:
+        return None
+    pos += HEADER.size
+    separator = data[pos:pos + seplen]
+    pos += seplen
+    table = MessageTable()
+    for name in table.COLUMNS:
+        column = getattr(table, name)
+        column.frombytes(data[pos:pos + 8 * count])
+        pos += 8 * count
+    table.flags.frombytes(data[pos:pos + 4 * count])
+    pos += 4 * count
+    lengths = data[pos:pos + count]
+    pos += count
+    uids = []
+    for n in lengths:
+        uids.append(data[pos:pos + n])
+        pos += n
+    table.uid = uids
+    if pos != len(data) or any(len(getattr(table, name)) != count
+                               for name in table.COLUMNS) or len(table.flags) != count:
+        return None
+    return table, separator
+
+
+def save(settings, user: str, spool_fd: int, table: MessageTable, separator: bytes) -> None:
+    """Cache the table of the spool open on spool_fd; a failure only means
+    the next login scans."""
+    st = os.fstat(spool_fd)
+    count = len(table)
+    parts = [MAGIC, HEADER.pack(*_key(st), count, len(separator)), separator]
+    for name in table.COLUMNS:
+        parts.append(getattr(table, name).tobytes())
+    parts.append(table.flags.tobytes())
+    parts.append(bytes(array("B", (len(uid) for uid in table.uid))))
+    parts.extend(table.uid)
+    path = path_of(settings, user)
+    new = path + ".new"
+    try:
+        try:
+            os.unlink(new)
+        except FileNotFoundError:
+            pass
+        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(b"".join(parts))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.rename(new, path)
+    except OSError:
+        pass
+
+
+def forget(settings, user: str) -> None:
+    try:
+        os.unlink(path_of(settings, user))
+    except OSError:
+        pass

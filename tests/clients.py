@@ -13,13 +13,11 @@ line when it had no Status: line, the body, the blank line.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pathlib
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -136,45 +134,6 @@ def read_outputs(directory: pathlib.Path) -> list:
 
 
 # --- an MDA appending to the spool -------------------------------------------------
-
-class MdaLock:
-    """Lock a spool as Debian's delivery agents do: an fcntl lock on the
-    spool, then a dot-lock <spool>.lock created O_EXCL."""
-
-    def __init__(self, spool: pathlib.Path):
-        self.spool = spool
-        self.lock_path = str(spool) + ".lock"
-        self.fd = None
-
-    def __enter__(self):
-        self.fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                os.close(os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                return self
-            except FileExistsError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def append(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
-        os.fsync(self.fd)
-
-    def __exit__(self, *exc_info):
-        os.unlink(self.lock_path)
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-
-def mda_deliver(spool: pathlib.Path, data: bytes) -> None:
-    with MdaLock(spool) as lock:
-        lock.append(data)
-
 
 # --- running the clients ------------------------------------------------------------
 

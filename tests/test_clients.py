@@ -21,6 +21,7 @@ import time
 import pytest
 
 import clients as C
+import mda
 from conftest import Conversation, corpus
 
 COUNT = 100
@@ -260,7 +261,7 @@ def test_dele_quit_keeps_the_rest_and_the_new_mail(mailhost, server, long_lines,
     assert client.stat()[0] == 30
     numbered = uidl_map(client)
     # An MDA delivers while the session is open.
-    C.mda_deliver(mailhost.spool(), corpus.mbox_bytes(new))
+    mda.deliver(mailhost.spool(), corpus.mbox_bytes(new))
     retrieved = {2, 3, 17, 30}
     deleted = {1, 3, 4, 10, 11, 12, 29}
     for n in sorted(retrieved):
@@ -291,7 +292,7 @@ def test_dele_of_everything_leaves_only_the_new_mail(mailhost, server, pop):
     deliver(mailhost, 10)
     new = _messages(3, NEW_SEED)
     client = pop()
-    C.mda_deliver(mailhost.spool(), corpus.mbox_bytes(new))
+    mda.deliver(mailhost.spool(), corpus.mbox_bytes(new))
     for n in range(1, 11):
         client.dele(n)
     assert client.quit().startswith(b"+OK ")
@@ -306,7 +307,7 @@ def test_quit_waits_for_a_delivering_mda(mailhost, server, long_lines, pop):
     client = pop()
     numbered = uidl_map(client)
     client.dele(5)
-    with C.MdaLock(mailhost.spool()) as lock:
+    with mda.MdaLock(mailhost.spool()) as lock:
         lock.append(corpus.mbox_bytes(new)[:1000])      # half-way through a delivery
         quitter, replies = in_thread(client.quit)
         time.sleep(0.6)
@@ -322,7 +323,7 @@ def test_quit_waits_for_a_delivering_mda(mailhost, server, long_lines, pop):
 def test_login_waits_for_a_delivering_mda(mailhost, server, long_lines, pop):
     msgs = deliver(mailhost, 10)
     new = _messages(3, NEW_SEED)
-    with C.MdaLock(mailhost.spool()) as lock:
+    with mda.MdaLock(mailhost.spool()) as lock:
         lock.append(corpus.mbox_bytes(new)[:1000])
         login, sessions = in_thread(lambda: pop())
         time.sleep(0.6)

@@ -25,7 +25,7 @@ def path_of(settings, user: str) -> str:
     return os.path.join(os.path.dirname(temp_drop_path(settings, user)), ".%s.cache" % user)
 
 
-def _key(st) -> tuple:
+def key(st) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -48,7 +48,7 @@ def load(settings, user: str, st):
     finally:
         os.close(fd)
     try:
-        return _parse(data, _key(st))
+        return _parse(data, key(st))
     except (ValueError, struct.error, IndexError):
         return None
 
@@ -88,7 +88,7 @@ def save(settings, user: str, spool_fd: int, table: MessageTable, separator: byt
     the next login scans."""
     st = os.fstat(spool_fd)
     count = len(table)
-    parts = [MAGIC, HEADER.pack(*_key(st), count, len(separator)), separator]
+    parts = [MAGIC, HEADER.pack(*key(st), count, len(separator)), separator]
     for name in table.COLUMNS:
         parts.append(getattr(table, name).tobytes())
     parts.append(table.flags.tobytes())

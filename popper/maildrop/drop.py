@@ -179,6 +179,8 @@ class Maildrop:
         self.separator = b""            # the MMDF separator, when there are MMDF messages
         self.scanned_end = 0            # where the scanned mail ends in the served file
         self.spool_print = None         # server mode: (dev, ino, size, fingerprint) at login
+        self.spool_key = None           # server mode: the cache key of the spool at login
+        self.cache_after_close = False  # server mode: the spool was rewritten; cache it
 
     @property
     def source_fd(self) -> int:
@@ -312,10 +314,11 @@ class Maildrop:
                                          why="unknown record %r" % op))
 
     def _take(self, spool_fd: int, temp_len: int, ranges: list, journaled: bool,
-              lock: SpoolLock) -> None:
+              lock: SpoolLock, at_quit: bool = False) -> None:
         """Move the spool's `ranges` to the end of the temp drop's first
-        temp_len bytes, scan, and empty the spool -- journaled, so that a
-        crash at any point leaves each message in exactly one place."""
+        temp_len bytes, scan (unless at_quit: the table is already known),
+        and empty the spool -- journaled, so that a crash at any point
+        leaves each message in exactly one place."""
         ranges = [(a, b) for a, b in ranges if b > a]
         spool_size = _size(spool_fd)
         temp_fd = self.temp_fd
@@ -333,8 +336,10 @@ class Maildrop:
                     pos = end
                 os.fsync(temp_fd)
             except OSError as exc:
+                # Undone; the journal still says "move" these ranges, which stays true.
                 os.ftruncate(temp_fd, temp_len)
-                self.journal.remove() if not journaled else None
+                if at_quit:                 # update() reports it
+                    raise
                 template = (replies.QUOTA if exc.errno in (errno.ENOSPC, errno.EDQUOT)
                             else replies.COPY_FAILED)
                 raise _error(template, exc, tempdrop=self.temp_path) from None
@@ -342,7 +347,8 @@ class Maildrop:
             self.journal.write("settled", t=_size(temp_fd), s=spool_size,
                                fp=fingerprint(spool_fd, spool_size))
         try:
-            self._scan(segments)
+            if not at_quit:
+                self._scan(segments)
         except MaildropError:
             if ranges:                  # the spool still has it all: undo the copy
                 os.ftruncate(temp_fd, temp_len)
@@ -394,7 +400,7 @@ class Maildrop:
 
     def _serve_in_place(self, spool_fd: int) -> None:
         st = os.fstat(spool_fd)
-        table = cache.load(self.settings, self.user, st) if self.settings.server_mode else None
+        table = cache.load(self.settings, self.user, st)
         if table is not None:
             self.messages, self.separator = table
             self.scanned_end = st.st_size
@@ -403,6 +409,7 @@ class Maildrop:
         self.spool_fd, self.server = spool_fd, True
         self.spool_print = (st.st_dev, st.st_ino, st.st_size,
                             fingerprint(spool_fd, st.st_size))
+        self.spool_key = cache.key(st)
 
     def _spool_unchanged(self) -> bool:
         """Is the spool still what was scanned (delivery may have added to it)?"""
@@ -410,6 +417,17 @@ class Maildrop:
         dev, ino, size, print_ = self.spool_print
         return ((st.st_dev, st.st_ino) == (dev, ino) and st.st_size >= size
                 and fingerprint(self.spool_fd, size) == print_)
+
+    def _cache_rewritten_spool(self) -> None:
+        """After a QUIT that rewrote the spool (and the client has its reply):
+        scan it again, locked, and cache the table for the next login."""
+        try:
+            with SpoolLock(self.spool_fd, self.spool_path, LOGIN_LOCK_WAIT, self.order):
+                self._scan([(0, _size(self.spool_fd))], self.spool_fd)
+                cache.save(self.settings, self.user, self.spool_fd, self.messages,
+                           self.separator)
+        except (OSError, MaildropError, LockError) as exc:
+            self.log.debug("%s: no cache for the next login: %s" % (self.user, exc))
 
     # --- serving -------------------------------------------------------------------
 
@@ -446,15 +464,17 @@ class Maildrop:
             (seen[i] and not messages.flags[i] & 1) or not messages.flags[i] & 4
             for i in range(len(messages)) if not messages.flags[i] & UW_DATA))
         if not dirty:
-            cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
+            if cache.key(os.fstat(self.spool_fd)) == self.spool_key:   # no new mail either
+                cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
             self._finish()
             return
         with SpoolLock(self.spool_fd, self.spool_path, UPDATE_LOCK_WAIT, self.order) as lock:
             if not self._spool_unchanged():
                 raise MaildropError(replies.SPOOL_CHANGED)
             # Into the temp drop (empty in server mode), then as in normal mode.
-            self._take(self.spool_fd, 0, [(0, _size(self.spool_fd))], False, lock)
+            self._take(self.spool_fd, 0, [(0, _size(self.spool_fd))], False, lock, at_quit=True)
             self._rewrite(kept, seen, rewrite, lock)
+        self.cache_after_close = True
 
     def _update(self, kept, seen, rewrite: bool) -> None:
         if not kept:            # the spool holds only mail that came during the session
@@ -577,6 +597,9 @@ class Maildrop:
         self.journal.remove()
 
     def close(self) -> None:
+        if self.cache_after_close:
+            self.cache_after_close = False
+            self._cache_rewritten_spool()
         for name in ("temp_fd", "spool_fd"):
             fd = getattr(self, name)
             if fd is not None:

@@ -36,27 +36,8 @@ class LockError(Exception):
     """A lock that could not be taken; args[0] is the -ERR text."""
 
 
-def _retry(attempt, wait: float) -> bool:
-    """Call attempt() until it returns True or wait seconds pass."""
-    deadline = time.monotonic() + wait
-    while True:
-        if attempt():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL)
-
-
-def parse_order(text: str) -> tuple:
-    """'fcntl,dotlock,flock' -> ('fcntl', 'dotlock', 'flock'); ValueError if bad."""
-    kinds = tuple(word.strip().lower() for word in text.split(",") if word.strip())
-    if not kinds or len(set(kinds)) != len(kinds) or not set(kinds) <= set(KINDS):
-        raise ValueError("needs one or more of %s, each once, not %r" % (", ".join(KINDS), text))
-    return kinds
-
-
 class DotLock:
-    """<path>.lock: created O_EXCL, holding <pid>@<host>, never a symlink or
+    """<path>.lock: made by link(), holding <pid>@<host>, never a symlink or
     a hard link.  Another program's lock is abandoned when it is older than
     STALE_AFTER seconds, or at once when it names a process of this host
     that no longer runs (as liblockfile does)."""
@@ -73,34 +54,42 @@ class DotLock:
                                       errno=number))
 
     def _try(self) -> bool:
+        """Make the lock whole or not at all: write <pid>@<host> into a file
+        of our own, then link() it to the lock's name (as liblockfile does;
+        a lock made with O_EXCL could be left empty by a kill, and nobody
+        could tell its owner was gone)."""
+        mine = "%s.%d.%s" % (self.path, os.getpid(), os.urandom(4).hex())
+        fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        except FileExistsError:
-            self._break_if_stale()
-            return False
-        try:
-            if os.fstat(fd).st_nlink != 1:
+            try:
+                os.write(fd, ("%d@%s" % (os.getpid(), socket.gethostname())).encode())
+            except OSError as exc:
+                raise self._fail("Unable to write pid into lockfile", 3, exc) from None
+            finally:
+                os.close(fd)
+            try:
+                os.link(mine, self.path)
+            except FileExistsError:
+                self._break_if_stale()
+                return False
+            if os.lstat(self.path).st_nlink != 2:        # not the file we linked
                 raise self._fail("Other lock error", 6)
-            os.write(fd, ("%d@%s" % (os.getpid(), socket.gethostname())).encode())
-        except OSError as exc:
-            self._unlink()
-            raise self._fail("Unable to write pid into lockfile", 3, exc) from None
-        except LockError:
-            self._unlink()
-            raise
         finally:
-            os.close(fd)
+            os.unlink(mine)
         self.held = True
         self.touched = time.monotonic()
         return True
 
     def _break_if_stale(self) -> None:
+        """Remove another program's lock if it is stale.  A lock that is
+        not a plain file is never removed (it is somebody's trick), and one
+        with two links is being made by link() (procmail, liblockfile)."""
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return
         if stat.S_ISLNK(st.st_mode) or st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
-            raise self._fail("Other lock error", 6)
+            return
         if time.time() - st.st_mtime > STALE_AFTER or self._owner_is_gone():
             self._unlink()
 
@@ -133,10 +122,10 @@ class DotLock:
         except FileNotFoundError:
             pass
 
-    def acquire(self, wait: float) -> None:
+    def try_once(self) -> bool:
+        """One try: True if taken, False if another holds it."""
         try:
-            if not _retry(self._try, wait):
-                raise self._fail("Max tries exceeded", 4)
+            return self._try()
         except OSError as exc:
             raise self._fail("Unable to create lockfile", 2, exc) from None
 
@@ -155,27 +144,20 @@ class DotLock:
             self.held = False
 
 
-def _fd_lock(fd: int, path: str, kind: str, wait: float) -> None:
-    operation = fcntl.lockf if kind == "fcntl" else fcntl.flock
-    failure = []
-
-    def attempt():
-        try:
-            operation(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                failure[:] = [exc]
-                return False
-            raise
+def _fd_try(fd: int, path: str, kind: str) -> bool:
+    """One try at an fcntl or flock lock: True if taken, False if busy."""
     try:
-        if _retry(attempt, wait):
-            return
-        exc = failure[0]
-    except OSError as error:
-        exc = error
+        (fcntl.lockf if kind == "fcntl" else fcntl.flock)(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise _fd_error(path, kind, exc) from None
+
+
+def _fd_error(path: str, kind: str, exc: OSError) -> LockError:
     template = replies.FCNTL_FAILED if kind == "fcntl" else replies.FLOCK_FAILED
-    raise LockError(replies.text(template, file=path, error=exc.strerror, errno=exc.errno))
+    return LockError(replies.text(template, file=path, error=exc.strerror, errno=exc.errno))
 
 
 def _fd_unlock(fd: int, kind: str) -> None:
@@ -186,7 +168,12 @@ def _fd_unlock(fd: int, kind: str) -> None:
 
 
 class SpoolLock:
-    """The locks of an open spool, taken in `order`; a context manager."""
+    """The locks of an open spool, taken in `order`; a context manager.
+
+    All or nothing: when one lock is busy, the ones already taken are let go
+    before the next try, so that a delivery agent taking the same locks in
+    another order (procmail: dot-lock first) never waits on popper while
+    popper waits on it."""
 
     def __init__(self, fd: int, path: str, wait: float, order: tuple = DEFAULT_ORDER):
         self.fd, self.path, self.wait, self.order = fd, path, wait, order
@@ -194,17 +181,33 @@ class SpoolLock:
         self.taken = []
 
     def __enter__(self):
+        deadline = time.monotonic() + self.wait
+        while True:
+            busy = self._try_all()
+            if busy is None:
+                return self
+            if time.monotonic() >= deadline:
+                if busy == "dotlock":
+                    raise self.dotlock._fail("Max tries exceeded", 4)
+                raise _fd_error(self.path, busy, OSError(errno.EAGAIN, os.strerror(errno.EAGAIN)))
+            time.sleep(POLL)
+
+    def _try_all(self):
+        """Take every lock, or none; the kind that was busy, or None."""
         try:
             for kind in self.order:
                 if kind == "dotlock":
-                    self.dotlock.acquire(self.wait)
+                    taken = self.dotlock.try_once()
                 else:
-                    _fd_lock(self.fd, self.path, kind, self.wait)
+                    taken = _fd_try(self.fd, self.path, kind)
+                if not taken:
+                    self.release()
+                    return kind
                 self.taken.append(kind)
         except BaseException:
             self.release()
             raise
-        return self
+        return None
 
     def __exit__(self, *exc_info):
         self.release()

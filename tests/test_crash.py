@@ -1,0 +1,272 @@
+"""Nothing lost: kill -9 at any instant of the login copy and of the QUIT
+update, a full disk, and a delivery agent appending all the while.
+
+Each trial starts popper on the spool, kills it at a random instant of the
+login or of the QUIT update (some kills land after the work is done), then
+runs a clean session that logs in and quits.  After it, every message ever
+delivered must be in the spool exactly once, unchanged but for the X-UIDL:
+and Status: headers popper writes, and the killed session's deletions must
+be applied all or not at all.  Messages are checked by Message-ID and by a
+digest of their header (less X-UIDL:/Status:) and body.
+
+POPPER_CRASH_TRIALS sets the number of trials per mode (make check runs a
+few dozen; `make soak` 500).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mda
+from conftest import IS_ROOT, ROOT, TEST_GID, TEST_UID, corpus, start_inetd
+from mda import digest
+
+TRIALS = int(os.environ.get("POPPER_CRASH_TRIALS", "24"))
+MDA = str(ROOT / "tests" / "mda.py")
+
+
+def split_mbox(data: bytes) -> list:
+    """The messages of an mbox, each without the blank line that ends it.
+    An independent reader: a From line after a blank line starts a message."""
+    if not data:
+        return []
+    assert data.startswith(b"From "), data[:80]
+    starts = [0] + [m.start() + 2 for m in re.finditer(rb"\n\nFrom \S+ \w{3} \w{3} [ \d]\d ", data)]
+    out = []
+    for a, b in zip(starts, starts[1:] + [len(data)]):
+        chunk = data[a:b]
+        out.append(chunk[:-1] if chunk.endswith(b"\n\n") else chunk)
+    return out
+
+
+def message_id(message: bytes) -> bytes:
+    return re.search(rb"\nMessage-ID: <([^>]+)>", message).group(1)
+
+
+class World:
+    """The spool, what was delivered to it (and what it must hold), and a
+    delivery agent appending to it all the time."""
+
+    def __init__(self, mailhost, tmp_path, seed: int):
+        self.host = mailhost
+        self.rng = random.Random(seed)
+        initial = list(corpus.messages(400, seed=seed))
+        mailhost.deliver(corpus.mbox_bytes(initial))
+        self.known = {m.message_id.decode(): digest(m.envelope + m.data) for m in initial}
+        self.gone = set()
+        self.mda_log = mailhost.base / "mda.log"        # where the test uid may write
+        self.mda_log.write_text("")
+        os.chown(self.mda_log, TEST_UID, TEST_GID)
+        self.mda = None
+
+    def start_mda(self, count: int) -> None:
+        command = [sys.executable, MDA, str(self.host.spool()), str(self.mda_log), str(count),
+                   "--pause", "0.03", "--prefix", "mda%d" % self.rng.randrange(10**6)]
+        if IS_ROOT:
+            command += ["--uid", str(TEST_UID), "--gid", str(TEST_GID)]
+        self.mda = subprocess.Popen(command)
+
+    def stop_mda(self) -> None:
+        if self.mda:
+            self.mda.wait(120)
+            assert self.mda.returncode == 0
+            self.mda = None
+
+    def delivered(self) -> dict:
+        """Message-ID -> digest of what the delivery agent has delivered."""
+        return dict(line.split(" ") for line in self.mda_log.read_text().splitlines())
+
+    def check(self, deleted: set, trial: str) -> None:
+        """The spool holds each message once: all of `deleted` gone or none."""
+        with mda.MdaLock(self.host.spool()):
+            data = self.host.spool().read_bytes()
+            expected = dict(self.known, **self.delivered())
+        messages = split_mbox(data)
+        counts = collections.Counter(message_id(m) for m in messages)
+        dupes = [i for i, n in counts.items() if n > 1]
+        assert not dupes, "%s: duplicated %s" % (trial, dupes[:5])
+        for m in messages:
+            i = message_id(m).decode()
+            if i in expected:           # (a delivery not logged yet is not)
+                assert expected[i] == digest(m), "%s: %s corrupted" % (trial, i)
+        present = {i.decode() for i in counts}
+        missing = set(expected) - present - self.gone
+        applied = {i.decode() for i in deleted} & missing
+        assert applied in (set(), {i.decode() for i in deleted}), \
+            "%s: deletions half applied" % trial
+        assert missing == applied, "%s: lost %s" % (trial, sorted(missing - applied)[:5])
+        self.gone |= applied
+
+
+def timed_session(world: World, extra_args: list) -> tuple:
+    """(seconds for PASS, seconds for QUIT) of a session that deletes a tenth."""
+    conv = start_inetd(world.host.command(*extra_args))
+    try:
+        conv.send(b"USER alice\r\n")
+        conv.line()
+        start = time.monotonic()
+        reply = conv.cmd("PASS secret")
+        login = time.monotonic() - start
+        count = int(reply.split()[3])
+        for n in range(1, count + 1, 10):
+            conv.cmd("DELE %d" % n)
+        start = time.monotonic()
+        assert conv.cmd("QUIT").startswith(b"+OK")
+        return login, time.monotonic() - start
+    finally:
+        conv.close()
+
+
+def run_trial(world: World, rng: random.Random, extra_args: list, spans: tuple) -> str:
+    """One session killed at a random instant of its login or its QUIT
+    (spans: how long each takes), then a clean one, then the check."""
+    host = world.host
+    conv = start_inetd(host.command(*extra_args))
+    phase = rng.choice(["login", "quit", "quit"])
+    deleted = set()
+    try:
+        if phase == "login":
+            conv.send(b"USER alice\r\nPASS secret\r\n")
+            time.sleep(rng.uniform(0, 1.2 * spans[0]))
+        else:
+            reply = conv.login()
+            assert reply.startswith(b"+OK alice has "), reply
+            count = int(reply.split()[3])
+            numbers = rng.sample(range(1, count + 1), rng.randrange(0, max(1, count // 5)))
+            if numbers:
+                conv.send(b"".join(b"UIDL %d\r\n" % n for n in numbers))
+                uids = [conv.line() for _ in numbers]
+                conv.send(b"".join(b"TOP %d 0\r\n" % n for n in numbers))
+                for _ in numbers:
+                    assert conv.line().startswith(b"+OK")
+                    header = b"\n".join(conv.multiline())
+                    deleted.add(re.search(rb"\nMessage-ID: <([^>]+)>", b"\n" + header).group(1))
+                conv.send(b"".join(b"DELE %d\r\n" % n for n in numbers))
+                for _ in numbers:
+                    assert conv.line().startswith(b"+OK Message")
+                assert all(u.startswith(b"+OK") for u in uids)
+            conv.send(b"QUIT\r\n")
+            time.sleep(rng.uniform(0, 1.2 * spans[1]))
+    finally:
+        conv.process.send_signal(signal.SIGKILL)
+        conv.close()
+    # A clean session: it must succeed and leave everything in the spool.
+    after = start_inetd(host.command(*extra_args))
+    try:
+        reply = after.login()
+        assert reply.startswith(b"+OK alice has "), reply
+        assert after.cmd("QUIT").startswith(b"+OK Pop server at")
+    finally:
+        after.close()
+    world.check(deleted, "%s trial" % phase)
+    return phase
+
+
+@pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
+def test_kill_9_at_random_instants_loses_nothing(mailhost, tmp_path, mode):
+    seed = int(os.environ.get("POPPER_CRASH_SEED", "0")) or random.randrange(1 << 30)
+    rng = random.Random(seed)
+    world = World(mailhost, tmp_path, seed)
+    mailhost.write_config("set tracefile = %s" % (mailhost.base / "trace"))
+    spans = timed_session(world, mode)
+    world.gone |= {m for m in world.known if m not in mailhost.spool().read_text("latin-1")}
+    world.start_mda(TRIALS * 6)
+    phases = collections.Counter()
+    try:
+        for _ in range(TRIALS):
+            phases[run_trial(world, rng, mode, spans)] += 1
+    finally:
+        world.stop_mda()
+    # The last deliveries, and a final clean session.
+    after = start_inetd(mailhost.command(*mode))
+    assert after.login().startswith(b"+OK")
+    after.cmd("QUIT")
+    after.close()
+    world.check(set(), "final")
+    trace = (mailhost.base / "trace").read_text()
+    recovered = collections.Counter(re.findall(r"left in \S+ \((\w+)\)", trace))
+    print("seed %d, %d trials %s (login %.3f s, QUIT %.3f s), recovered journal records %s, "
+          "%d messages deleted for good, %d delivered meanwhile"
+          % (seed, TRIALS, dict(phases), spans[0], spans[1], dict(recovered), len(world.gone),
+             len(world.delivered())))
+    assert sum(recovered.values()) > 0, "no kill landed inside the work (%s)" % dict(phases)
+
+
+# --- a full disk ---------------------------------------------------------------------
+
+def small_filesystem(path, megabytes: int):
+    path.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=1777" % megabytes,
+                             "tmpfs", str(path)], capture_output=True, text=True)
+    if result.returncode:
+        pytest.skip("cannot mount a small tmpfs: %s" % result.stderr.strip())
+
+
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="a small filesystem needs root to mount")
+
+
+@needs_root
+@pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
+def test_a_full_disk_during_the_update_loses_nothing(mailhost, tmp_path, mode):
+    small = mailhost.base / "small"
+    small_filesystem(small, 8)
+    try:
+        mailhost.spool_dir = small
+        mailhost.write_config("set spool-dir = %s" % small)
+        msgs = list(corpus.messages(150, seed=77))
+        data = corpus.mbox_bytes(msgs)
+        assert 1 << 20 < len(data) < 3 << 20
+        mailhost.deliver(data)
+        conv = start_inetd(mailhost.command(*mode))
+        assert conv.login().startswith(b"+OK alice has 150 visible messages")
+        assert conv.cmd("DELE 3").startswith(b"+OK")
+        filler = small / "filler"
+        # Leave room for anything but the rewrite.
+        free = shutil.disk_usage(small).free
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (free - (256 << 10)))
+        reply = conv.cmd("QUIT")
+        conv.close()
+        assert reply.startswith(b"-ERR Error updating primary drop.  Mail left in temporary "
+                                b"maildrop [No space left on device (28)]"), reply
+        os.unlink(filler)
+        # Room again: the next session finds all 150 (the deletion was not applied).
+        conv = start_inetd(mailhost.command(*mode))
+        assert conv.login().startswith(b"+OK alice has 150 visible messages")
+        assert conv.cmd("QUIT").startswith(b"+OK")
+        conv.close()
+        kept = split_mbox(mailhost.spool().read_bytes())
+        assert [digest(m) for m in kept] == [digest(m.envelope + m.data) for m in msgs]
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+@needs_root
+def test_a_full_disk_at_login_leaves_the_spool_alone(mailhost):
+    small = mailhost.base / "small"
+    small_filesystem(small, 4)
+    try:
+        mailhost.spool_dir = small
+        mailhost.write_config("set spool-dir = %s" % small)
+        data = corpus.mbox_bytes(list(corpus.messages(150, seed=77)))
+        mailhost.deliver(data)
+        with open(small / "filler", "wb") as f:
+            f.write(b"\0" * (shutil.disk_usage(small).free - (256 << 10)))
+        conv = start_inetd(mailhost.command())
+        reply = conv.login()
+        conv.close()
+        assert reply == b"-ERR [SYS/TEMP] Unable to copy mail spool file, quota exceeded (28)"
+        assert mailhost.spool().read_bytes() == data
+        assert not mailhost.temp_drop().exists() or mailhost.temp_drop().stat().st_size == 0
+    finally:
+        subprocess.run(["umount", "-l", str(small)])

@@ -70,6 +70,7 @@ class Settings:
         self.announce_expire = None                  # -e expire=n; -1 NEVER
         self.clear_text_password = 0                 # -p
         self.lock_refresh = 5000                     # -L
+        self.spool_lock_wait = 10                    # seconds; QUIT waits three times as long
         self.tls_mode = 0                            # -l
         self.kerberos = False                        # -k
         self.kerberos_service = None                 # -K
@@ -168,6 +169,7 @@ OPTIONS = {
     "fast-update": ("fast_update", _bool),
     "userdb": ("userdb", _path),
     "auth-fail-delay": ("auth_fail_delay", _seconds),
+    "spool-lock-wait": ("spool_lock_wait", _seconds),
     "downcase-user": ("downcase_user", _bool),
     "trim-domain": ("trim_domain", _bool),
     "reverse-lookup": ("reverse_lookup", _bool),

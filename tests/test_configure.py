@@ -24,7 +24,7 @@ REQUIRED = ["--prefix", "--enable-bulletins", "--enable-bulldb", "--enable-auto-
             "--enable-spool-dir", "--enable-temp-drop-dir", "--enable-log-facility",
             "--enable-log-login", "--disable-update-abort", "--enable-keep-temp-drop",
             "--enable-apop", "--with-pam", "--with-sendmail", "--enable-shy", "--with-timeout",
-            "--disable-native"]
+            "--disable-native", "--with-locking", "--disable-uw-kludge"]
 
 
 class Tree:
@@ -78,6 +78,8 @@ def test_help_lists_every_switch(tree):
     ("--with-timeout", "--with-timeout needs =ARG"),
     ("--enable-spool-dir=relative", "needs an absolute path, not 'relative'"),
     ("--enable-log-facility=LOG_BOGUS", "needs one of LOG_MAIL"),
+    ("--with-locking=fcntl,fcntl", "needs fcntl, dotlock and/or flock, each once"),
+    ("--with-locking=lockf", "needs fcntl, dotlock and/or flock, each once"),
     ("--enable-shy=yes", "--enable-shy takes no argument"),
     ("--disable-bulletins=/x", "--disable-bulletins takes no argument"),
     ("enable-shy", "not a switch"),
@@ -221,6 +223,40 @@ def test_with_timeout(tree, mailhost):
     tree.configure("--with-timeout=1")
     conv = tree.session(mailhost)
     assert conv.line() == b"-ERR POP timeout from 127.0.0.1"
+
+
+def test_enable_servermode(tree, mailhost):
+    tree.configure("--enable-servermode")
+    mailhost.deliver(MAIL)
+    conv = tree.session(mailhost)
+    assert conv.login().startswith(b"+OK alice has 3 visible messages")
+    assert mailhost.temp_drop().stat().st_size == 0          # served in place
+    assert mailhost.spool().read_bytes() == MAIL
+
+
+def test_disable_uw_kludge(tree, mailhost):
+    folder_data = (b"From MAILER-DAEMON Thu Nov 26 14:34:16 2026\n"
+                   b"From: Mail System Internal Data <MAILER-DAEMON@host>\n"
+                   b"Subject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\n\nx\n\n")
+    mailhost.deliver(folder_data + MAIL)
+    tree.configure()
+    assert tree.session(mailhost).login().startswith(b"+OK alice has 3 visible messages (1 hidden)")
+    tree.configure("--disable-uw-kludge")
+    assert tree.session(mailhost).login().startswith(b"+OK alice has 4 visible messages (0 hidden)")
+
+
+def test_with_locking_chooses_the_locks(tree, mailhost):
+    import fcntl
+    mailhost.deliver(MAIL)
+    mailhost.write_config("set spool-lock-wait = 1")
+    with open(mailhost.spool(), "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)         # another program's flock on the spool
+        tree.configure()
+        assert tree.session(mailhost).login() == (
+            b"-ERR [SYS/TEMP] flock: '%s': Resource temporarily unavailable (11)"
+            % str(mailhost.spool()).encode())
+        tree.configure("--with-locking=dotlock,fcntl")
+        assert tree.session(mailhost).login().startswith(b"+OK alice has 3 visible messages")
 
 
 @pytest.mark.parametrize("switch,message", [

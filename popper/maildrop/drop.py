@@ -38,8 +38,7 @@ from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, MessageTable, NotAMailbo
 from popper.protocol import replies
 from popper.settings import Settings, spool_path, temp_drop_path
 
-LOGIN_LOCK_WAIT = 10        # seconds to wait for the spool's locks at login
-UPDATE_LOCK_WAIT = 30       # ... and at QUIT, when giving up leaves mail in the temp drop
+UPDATE_WAIT_FACTOR = 3      # QUIT waits longer for the locks than a login (spool-lock-wait)
 COPY_CHUNK = 1 << 20
 SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buffer
 MARKER = b"\0popper-rewrite\0"    # the spool's first bytes while popper rewrites it
@@ -172,6 +171,8 @@ class Maildrop:
         self.temp_path = temp_drop_path(settings, user)
         self.journal = Journal(self.temp_path)
         self.order = settings.locking
+        self.lock_wait = settings.spool_lock_wait
+        self.update_wait = UPDATE_WAIT_FACTOR * settings.spool_lock_wait
         self.temp_fd = None
         self.spool_fd = None            # server mode: the spool, served in place
         self.server = False
@@ -256,7 +257,7 @@ class Maildrop:
             self._scan([(0, _size(self.temp_fd))])
             return
         try:
-            with SpoolLock(spool_fd, self.spool_path, LOGIN_LOCK_WAIT, self.order) as lock:
+            with SpoolLock(spool_fd, self.spool_path, self.lock_wait, self.order) as lock:
                 if record is None and self.settings.server_mode and not _size(self.temp_fd):
                     self._serve_in_place(spool_fd)
                     spool_fd = None         # kept open for the session
@@ -402,6 +403,8 @@ class Maildrop:
         st = os.fstat(spool_fd)
         table = cache.load(self.settings, self.user, st)
         if table is not None:
+            self.log.debug("%s: the spool is as cached: using the cached message table"
+                           % self.user)
             self.messages, self.separator = table
             self.scanned_end = st.st_size
         else:
@@ -422,7 +425,7 @@ class Maildrop:
         """After a QUIT that rewrote the spool (and the client has its reply):
         scan it again, locked, and cache the table for the next login."""
         try:
-            with SpoolLock(self.spool_fd, self.spool_path, LOGIN_LOCK_WAIT, self.order):
+            with SpoolLock(self.spool_fd, self.spool_path, self.lock_wait, self.order):
                 self._scan([(0, _size(self.spool_fd))], self.spool_fd)
                 cache.save(self.settings, self.user, self.spool_fd, self.messages,
                            self.separator)
@@ -468,7 +471,7 @@ class Maildrop:
                 cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
             self._finish()
             return
-        with SpoolLock(self.spool_fd, self.spool_path, UPDATE_LOCK_WAIT, self.order) as lock:
+        with SpoolLock(self.spool_fd, self.spool_path, self.update_wait, self.order) as lock:
             if not self._spool_unchanged():
                 raise MaildropError(replies.SPOOL_CHANGED)
             # Into the temp drop (empty in server mode), then as in normal mode.
@@ -482,7 +485,7 @@ class Maildrop:
             return
         spool_fd = self._open_spool(create=True)
         try:
-            with SpoolLock(spool_fd, self.spool_path, UPDATE_LOCK_WAIT, self.order) as lock:
+            with SpoolLock(spool_fd, self.spool_path, self.update_wait, self.order) as lock:
                 self.spool_fd = spool_fd
                 self._rewrite(kept, seen, rewrite, lock)
         finally:

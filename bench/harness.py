@@ -256,6 +256,10 @@ class Server:
         self.port = free_port()
         command = ([args.popper] if args.popper else [sys.executable, "-m", "popper"])
         command += ["-f", str(host.config), "-T", "600", "127.0.0.1:%d" % self.port]
+        if args.server_mode:
+            command.insert(-1, "-S")
+        if args.cpu is not None:          # the server, and the session processes it forks
+            command = ["taskset", "-c", str(args.cpu)] + command
         self.log_path = host.base / "popper.stderr"
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, env=popper_env(args), stdin=subprocess.DEVNULL,
@@ -643,6 +647,21 @@ def _session(server, pop, greeting, before, meter, facts, args) -> dict:
     return r
 
 
+def timed_login(server: Server, args, user: str = None) -> float:
+    """USER+PASS alone (server mode, after a session: the cached table)."""
+    pop = Pop3(server.port, args.timeout)
+    try:
+        pop.line()
+        t0 = time.perf_counter()
+        pop.ok(b"USER %s\r\n" % (user or USER).encode())
+        pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
+        elapsed = time.perf_counter() - t0
+        pop.ok(b"QUIT\r\n")
+        return elapsed
+    finally:
+        pop.close()
+
+
 def empty_login(server: Server, args) -> float:
     """USER+PASS for a user with no spool: authentication and the empty drop."""
     pop = Pop3(server.port, args.timeout)
@@ -663,7 +682,7 @@ def empty_login(server: Server, args) -> float:
 NOOPS = 1000                    # round trips timed with NOOP
 
 TIMES = ("greeting", "login_empty", "login", "stat", "noop", "uidl", "list", "retr", "retr_pipelined",
-         "dele", "quit")
+         "dele", "quit", "login_cached")
 
 
 def summarize(runs: list, key: str):
@@ -725,10 +744,13 @@ def report(results: dict) -> str:
     size_mb = f["bytes"] / MB
     p, m = results["popper"], results["machine"]
     out = []
-    out.append("popper benchmark: %d messages, %.1f MB (seed %d), %s, %s"
+    out.append("popper benchmark: %d messages, %.1f MB (seed %d), %s, %s%s%s"
                % (f["messages"], size_mb, f["seed"], plural(results["repetitions"], "repetition"),
                   "native C extension" if p["native"] else
-                  "pure Python" if p["native"] is False else "native: unknown"))
+                  "pure Python" if p["native"] is False else "native: unknown",
+                  ", server mode (-S)" if results.get("server_mode") else "",
+                  "" if results.get("cpu") is None else
+                  ", client and popper on CPU %d" % results["cpu"]))
     out.append("popper %s (%s), Python %s, %s x %s, %s MB RAM, Linux %s"
                % (p["version"], p["commit"] or p["command"], m["python"], m["cpus"], m["cpu"],
                   m["memory_mb"], m["kernel"]))
@@ -773,9 +795,13 @@ def report(results: dict) -> str:
     row("greeting", "  connect -> greeting")
     row("login_empty", "  USER+PASS, no spool")
     login = s["login"]["median"]
-    row("login", "  USER+PASS (copy, fsync, scan)", f["bytes"],
-        "%.1fx C scan; %.2fx C copy+fsync+scan"
-        % (login / scan_best, login / (ref["copy"]["min"] + scan_best)))
+    if results.get("server_mode"):
+        row("login", "  USER+PASS (scan in place, -S)", f["bytes"],
+            "%.2fx C scan" % (login / scan_best))
+    else:
+        row("login", "  USER+PASS (copy, fsync, scan)", f["bytes"],
+            "%.1fx C scan; %.2fx C copy+fsync+scan"
+            % (login / scan_best, login / (ref["copy"]["min"] + scan_best)))
     row("stat", "  STAT")
     row("noop", "  NOOP x %d, one at a time" % NOOPS, None,
         "%.0f us a round trip" % (s["noop"]["median"] / NOOPS * 1e6))
@@ -788,6 +814,7 @@ def report(results: dict) -> str:
     row("dele", "  DELE x %d, pipelined" % s["dele_count"])
     row("quit", "  QUIT (write back %d kept)" % f["kept_messages"], f["kept_bytes"],
         "%.2fx C kept-half write" % (s["quit"]["median"] / ref["keep"]["min"]))
+    row("login_cached", "  USER+PASS again, the cached table (-S)")
     out.append("  MB/s: login over the mailbox bytes, RETR over the octets announced by"
                " +OK, QUIT over the kept half.")
     out.append("  CPU s: medians, clock-tick resolution (10 ms); QUIT's popper CPU is the"
@@ -842,6 +869,12 @@ def main(argv=None) -> int:
     parser.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                         help="sync, then wait this long before each timed write-heavy step "
                              "(the C copy, the C kept-half write, the session); default 1")
+    parser.add_argument("--server-mode", action="store_true",
+                        help="run popper with -S (no login copy; a second login takes the "
+                             "cached message table)")
+    parser.add_argument("--cpu", type=int, metavar="N",
+                        help="pin the client and popper to CPU N (taskset), as in the issue's "
+                             "'client and server on one CPU'")
     parser.add_argument("--no-pipelined", action="store_true",
                         help="skip the pipelined RETR pass")
     parser.add_argument("--label", default="",
@@ -870,6 +903,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.json or args.out / "results.json"
 
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     load_start = os.getloadavg()
     source, facts = cached_corpus(args.out, args.messages, args.seed)
     cscan = build_cscan(args.out)
@@ -911,6 +946,8 @@ def main(argv=None) -> int:
             login_empty = empty_login(server, args)
             run = session(server, facts, args)
             run["login_empty"] = login_empty
+            if args.server_mode:
+                run["login_cached"] = timed_login(server, args)
             run["c_copy"], run["c_keep"] = copies[-1], keep_time
             runs.append(run)
             checks["retr_octet_mismatches"] += run["retr_octet_mismatches"]
@@ -970,6 +1007,8 @@ def main(argv=None) -> int:
         "popper": pinfo,
         "corpus": dict(facts, file=str(source)),
         "repetitions": args.reps,
+        "server_mode": args.server_mode,
+        "cpu": args.cpu,
         "settle": args.settle,
         "reference": {
             "scan": scan,

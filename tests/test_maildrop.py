@@ -80,7 +80,8 @@ def test_server_mode_update_keeps_new_mail_and_writes_headers(mailhost):
     conv.multiline()
     assert conv.cmd("DELE 5").startswith(b"+OK")
     late = mda.message("late", 1)
-    mda.deliver(mailhost.spool(), late)     # arrives during the session
+    with mda.MdaLock(mailhost.spool(), wait=5) as lock:    # the session holds no lock now
+        lock.append(late)
     assert conv.cmd("QUIT").startswith(b"+OK Pop server at")
     conv.close()
     messages = split_mbox(mailhost.spool().read_bytes())

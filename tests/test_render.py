@@ -33,7 +33,8 @@ def header_of(tmp_path, header: bytes) -> tuple:
 def test_retr_header(tmp_path, header, retr):
     fd, msg = header_of(tmp_path, header)
     try:
-        assert render.retr_header(fd, msg) == retr
+        assert render.retr_header(render.header_blocks(fd, msg.header, msg.body), msg.uid) == retr
+        assert render.retr_header([header], UID) == retr
     finally:
         os.close(fd)
 
@@ -50,7 +51,8 @@ def test_retr_header(tmp_path, header, retr):
 def test_rewritten_header(tmp_path, header, seen, eol, written):
     fd, msg = header_of(tmp_path, header)
     try:
-        assert render.rewritten_header(fd, msg, seen, eol) == written
+        blocks = render.header_blocks(fd, msg.header, msg.body)
+        assert render.rewritten_header(blocks, msg.uid, seen, eol) == written
     finally:
         os.close(fd)
 
@@ -66,6 +68,6 @@ def test_headers_larger_than_one_block(tmp_path, monkeypatch):
     try:
         expected = b"".join(lines[:57] + lines[58:120] + [b"X-UIDL: " + UID + b"\n"]
                             + lines[120:150] + lines[151:])
-        assert render.retr_header(fd, msg) == expected
+        assert render.retr_header(render.header_blocks(fd, msg.header, msg.body), UID) == expected
     finally:
         os.close(fd)

@@ -342,9 +342,12 @@ def _native_scan(fd, **kw):
     return native._native_scan(fd, **kw)
 
 
-@pytest.mark.parametrize("salted,old_style,uw", [(True, False, True), (False, False, False),
-                                                 (True, True, True)])
-def test_scanner_matches_the_reference_model(tmp_path, salted, old_style, uw):
+@pytest.mark.parametrize("salted,old_style,uw,chunk", [(True, False, True, None),
+                                                       (False, False, False, 64),
+                                                       (True, True, True, 7)])
+def test_scanner_matches_the_reference_model(tmp_path, monkeypatch, salted, old_style, uw, chunk):
+    if chunk:       # RETR's path for messages larger than CHUNK, on small ones
+        monkeypatch.setattr(render, "CHUNK", chunk)
     checked = 0
     for data in CORPUS:
         fd = _fd_of(tmp_path, data)

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import os
 import stat
+import threading
 import time
 
 from popper import native
@@ -88,6 +89,15 @@ def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int, refresh=N
     return dst_pos
 
 
+def separation(last2: bytes, next_byte: bytes) -> bytes:
+    """What must come between mail ending in last2 and a message starting
+    with next_byte: a blank line before a From line, a line end before an
+    MMDF separator line."""
+    if next_byte == b"\x01":
+        return b"" if last2.endswith(b"\n") else b"\n"
+    return b"" if last2 == b"\n\n" else b"\n" if last2.endswith(b"\n") else b"\n\n"
+
+
 def fingerprint(fd: int, size: int) -> str:
     """Identifies a file's first `size` bytes cheaply: its size and the
     PRINT bytes at each end.  New deliveries after a truncation cannot
@@ -114,13 +124,32 @@ def first_mail_byte(fd: int, start: int, end: int) -> int:
 class _SpoolWriter:
     """Buffered pwrite into the spool, with kernel copies for large pieces.
     Its first `withhold` bytes are kept back (the marker stays in their
-    place until the rest is safely written): see Maildrop._rewrite."""
+    place until the rest is safely written): see Maildrop._rewrite.  Every
+    SYNC_EVERY bytes a thread starts writing what is there to the disk, so
+    that the fsync at the end (sync()) has little left to wait for."""
+
+    SYNC_EVERY = 8 << 20
 
     def __init__(self, fd: int, withhold: int = 0):
         self.fd, self.pos, self.buf = fd, 0, bytearray()
         self.withhold = withhold
         self.head = b""
         self.last2 = b"\n\n"            # the last two bytes written
+        self.synced_to = 0
+        self.syncer = None
+
+    def _sync_behind(self) -> None:
+        if self.pos - self.synced_to >= self.SYNC_EVERY and not (
+                self.syncer and self.syncer.is_alive()):
+            self.synced_to = self.pos
+            self.syncer = _Finisher(os.fdatasync, self.fd)
+
+    def sync(self) -> None:
+        """Everything written, on the disk."""
+        self.flush()
+        if self.syncer and self.syncer.wait():
+            raise self.syncer.failure
+        os.fsync(self.fd)
 
     def write(self, data) -> None:
         if data:
@@ -141,6 +170,7 @@ class _SpoolWriter:
             self.flush()
             self.pos = copy_range(src, self.fd, start, end, self.pos)
             self.last2 = (self.last2 + os.pread(src, 2, max(end - 2, start)))[-2:]
+            self._sync_behind()
 
     def flush(self) -> None:
         data = memoryview(self.buf)
@@ -153,13 +183,42 @@ class _SpoolWriter:
             self.pos += n
             data = data[n:]
         self.buf = bytearray()
+        self._sync_behind()
 
-    def end_message(self, eol: bytes, mmdf_separator: bytes = None) -> None:
-        """What separates a message from the next: a line end if it lacks
-        one, then a blank line (mbox) or the separator (MMDF)."""
-        if not self.last2.endswith(b"\n"):
-            self.write(eol)
-        self.write(mmdf_separator or eol)
+
+
+class _Window:
+    """Reads a file forwards a megabyte at a time, for slicing small pieces."""
+
+    def __init__(self, fd: int):
+        self.fd, self.base, self.data = fd, 0, b""
+
+    def read(self, start: int, end: int) -> bytes:
+        if not (self.base <= start and end <= self.base + len(self.data)):
+            self.base = start
+            self.data = os.pread(self.fd, max(end - start, COPY_CHUNK), start)
+            if len(self.data) < end - start:
+                raise OSError(errno.EIO, "the temporary drop shrank")
+        return self.data[start - self.base:end - self.base]
+
+
+class _Finisher(threading.Thread):
+    """Work that runs beside the session: wait() for it (and its failure)."""
+
+    def __init__(self, work, *args):
+        super().__init__(daemon=True)
+        self.work, self.args, self.failure = work, args, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.work(*self.args)
+        except OSError as exc:
+            self.failure = exc
+
+    def wait(self):
+        self.join()
+        return self.failure
 
 
 class Maildrop:
@@ -179,6 +238,8 @@ class Maildrop:
         self.messages = MessageTable()
         self.separator = b""            # the MMDF separator, when there are MMDF messages
         self.scanned_end = 0            # where the scanned mail ends in the served file
+        self.finisher = None            # emptying the spool after login, beside the session
+        self.journaled = False          # the login's move wrote the journal
         self.spool_print = None         # server mode: (dev, ino, size, fingerprint) at login
         self.spool_key = None           # server mode: the cache key of the spool at login
         self.cache_after_close = False  # server mode: the spool was rewritten; cache it
@@ -256,27 +317,49 @@ class Maildrop:
         if spool_fd is None:                # no spool and nothing to recover
             self._scan([(0, _size(self.temp_fd))])
             return
+        lock = SpoolLock(spool_fd, self.spool_path, self.lock_wait, self.order)
         try:
-            with SpoolLock(spool_fd, self.spool_path, self.lock_wait, self.order) as lock:
-                if record is None and self.settings.server_mode and not _size(self.temp_fd):
-                    self._serve_in_place(spool_fd)
-                    spool_fd = None         # kept open for the session
-                    return
-                if record is not None:
-                    self.log.notice("%s: finishing what an earlier session left in %s (%s)"
-                                    % (self.user, self.journal.path, record["op"]))
-                elif _size(self.temp_fd):
-                    self.log.notice("%s: taking %d bytes left in %s by an earlier session first"
-                                    % (self.user, _size(self.temp_fd), self.temp_path))
-                temp_len, ranges = self._recover(record, spool_fd)
-                self._take(spool_fd, temp_len, ranges, record is not None, lock)
+            lock.__enter__()
+            if record is None and self.settings.server_mode and not _size(self.temp_fd):
+                self._serve_in_place(spool_fd)
+                lock.release()
+                spool_fd = None             # kept open for the session
+                return
+            if record is not None:
+                self.log.notice("%s: finishing what an earlier session left in %s (%s)"
+                                % (self.user, self.journal.path, record["op"]))
+            elif _size(self.temp_fd):
+                self.log.notice("%s: taking %d bytes left in %s by an earlier session first"
+                                % (self.user, _size(self.temp_fd), self.temp_path))
+            temp_len, ranges = self._recover(record, spool_fd)
+            self._take(spool_fd, temp_len, ranges, record is not None, lock)
+            # The spool is emptied behind the client's back (its mail is safe in
+            # the temp drop and the journal says so); the finisher lets go of
+            # the spool and its locks.
+            if self.journaled or _size(spool_fd):
+                self.finisher = _Finisher(self._empty_spool, spool_fd, lock)
+                spool_fd = None
         except LockError as exc:
             raise MaildropError(exc.args[0]) from None
         except OSError as exc:
             raise _error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
         finally:
             if spool_fd is not None:
+                lock.release()
                 os.close(spool_fd)
+
+    def _empty_spool(self, spool_fd: int, lock: SpoolLock) -> None:
+        """The end of a login's move, run by the finisher: empty the spool
+        (the journal says its mail is in the temp drop), forget the journal."""
+        try:
+            if _size(spool_fd):
+                os.ftruncate(spool_fd, 0)
+                os.fsync(spool_fd)
+            if self.journaled:
+                self.journal.remove()
+        finally:
+            lock.release()
+            os.close(spool_fd)
 
     def _recover(self, record, spool_fd: int):
         """From the journal's last record: how many of the temp drop's bytes
@@ -317,85 +400,97 @@ class Maildrop:
     def _take(self, spool_fd: int, temp_len: int, ranges: list, journaled: bool,
               lock: SpoolLock, at_quit: bool = False) -> None:
         """Move the spool's `ranges` to the end of the temp drop's first
-        temp_len bytes, scan (unless at_quit: the table is already known),
-        and empty the spool -- journaled, so that a crash at any point
-        leaves each message in exactly one place."""
+        temp_len bytes and scan them (unless at_quit: the table is already
+        known), journaled so that a crash at any point leaves each message
+        in exactly one place.  The copy (and its fsync) runs in a thread
+        while the ranges are scanned in the spool itself.  Then the journal
+        says "settled"; emptying the spool is left to the caller (at_quit:
+        done here)."""
         ranges = [(a, b) for a, b in ranges if b > a]
         spool_size = _size(spool_fd)
         temp_fd = self.temp_fd
         if _size(temp_fd) > temp_len:
             os.ftruncate(temp_fd, temp_len)
-        segments = [(0, temp_len)] if temp_len else []
+        self.journaled = bool(ranges or journaled)
+        placements = []                     # (spool start, spool end, temp drop offset)
         if ranges:
             self.journal.write("move", t=temp_len, s=spool_size, ranges=ranges_text(ranges))
             pos = temp_len
-            try:
-                for a, b in ranges:
-                    pos = self._separate(pos, os.pread(spool_fd, 1, a))
-                    end = copy_range(spool_fd, temp_fd, a, b, pos, lock.refresh)
-                    segments.append((pos, end))
-                    pos = end
-                os.fsync(temp_fd)
-            except OSError as exc:
-                # Undone; the journal still says "move" these ranges, which stays true.
-                os.ftruncate(temp_fd, temp_len)
-                if at_quit:                 # update() reports it
-                    raise
-                template = (replies.QUOTA if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                            else replies.COPY_FAILED)
-                raise _error(template, exc, tempdrop=self.temp_path) from None
-        if ranges or journaled:
-            self.journal.write("settled", t=_size(temp_fd), s=spool_size,
-                               fp=fingerprint(spool_fd, spool_size))
+            for a, b in ranges:
+                pos = self._separate(pos, os.pread(spool_fd, 1, a))
+                placements.append((a, b, pos))
+                pos += b - a
+        copier = _Finisher(self._copy, spool_fd, placements, lock.refresh) if ranges else None
         try:
             if not at_quit:
-                self._scan(segments)
+                self._scan([(0, temp_len)] if temp_len else [], moved=placements,
+                           spool_fd=spool_fd)
         except MaildropError:
-            if ranges:                  # the spool still has it all: undo the copy
-                os.ftruncate(temp_fd, temp_len)
-                os.fsync(temp_fd)
-                self.journal.write("settled", t=temp_len, s=0, fp=fingerprint(spool_fd, 0))
+            if copier:
+                copier.wait()
+                os.ftruncate(temp_fd, temp_len)      # the journal still says "move" them
             raise
-        if spool_size:
-            os.ftruncate(spool_fd, 0)   # only now, with every byte safe in the temp drop
-            os.fsync(spool_fd)
-        if ranges or journaled:
+        finally:
+            failure = copier.wait() if copier else None
+        if failure:
+            os.ftruncate(temp_fd, temp_len)          # the journal still says "move" them
+            if at_quit:                 # update() reports it
+                raise failure
+            template = (replies.QUOTA if failure.errno in (errno.ENOSPC, errno.EDQUOT)
+                        else replies.COPY_FAILED)
+            raise _error(template, failure, tempdrop=self.temp_path) from None
+        if self.journaled:
+            self.journal.write("settled", t=_size(temp_fd), s=spool_size,
+                               fp=fingerprint(spool_fd, spool_size))
+        if at_quit:
+            if spool_size:
+                os.ftruncate(spool_fd, 0)
+                os.fsync(spool_fd)
             self.journal.remove()
+
+    def _copy(self, spool_fd: int, placements: list, refresh) -> None:
+        """The copier's work: each range into its place, then fsync."""
+        for a, b, pos in placements:
+            copy_range(spool_fd, self.temp_fd, a, b, pos, refresh)
+        os.fsync(self.temp_fd)
 
     def _separate(self, pos: int, next_byte: bytes) -> int:
         """Make the temp drop end at pos so that what is written next starts
-        a new message (a blank line before a From line); return where."""
+        a new message; return where it goes."""
         if pos == 0:
             return 0
-        tail = os.pread(self.temp_fd, 2, max(pos - 2, 0))
-        if next_byte == b"\x01":                  # MMDF messages end with a separator line
-            fix = b"" if tail.endswith(b"\n") else b"\n"
-        else:
-            fix = b"" if tail == b"\n\n" else b"\n" if tail.endswith(b"\n") else b"\n\n"
+        fix = separation(os.pread(self.temp_fd, 2, max(pos - 2, 0)), next_byte)
         if fix:
             os.pwrite(self.temp_fd, fix, pos)
         return pos + len(fix)
 
-    def _scan(self, segments: list, fd: int = None) -> None:
-        """Scan each segment of the served file (they were separate files)."""
+    def _scan(self, segments: list, fd: int = None, moved=(), spool_fd: int = None) -> None:
+        """Scan each segment of the served file (they were separate files),
+        then each moved range in the spool, its offsets shifted to where the
+        copy puts it in the temp drop."""
         fd = self.temp_fd if fd is None else fd
         settings = self.settings
         table = MessageTable()
         base_time = int(time.time())
-        for start, end in segments:
+        pieces = [(fd, start, end, 0) for start, end in segments]
+        pieces += [(spool_fd, a, b, pos - a) for a, b, pos in moved]
+        for source, start, end, shift in pieces:
             try:
-                result = native.scan(fd, start=start, limit=end,
+                result = native.scan(source, start=start, limit=end,
                                      base_time=base_time + len(table),
                                      salted=settings.update_status_headers,
                                      old_style=settings.old_style_uid,
                                      uw=settings.uw_kludge and not table)
             except NotAMailbox:
-                raise _error(replies.NOT_A_MAILBOX, file=self.spool_path) from None
+                name = self.temp_path if source == self.temp_fd else self.spool_path
+                raise _error(replies.NOT_A_MAILBOX, file=name) from None
+            if shift:
+                result.messages.shift(shift)
             table.extend(result.messages)
             self.separator = self.separator or result.separator
         table.make_uids_unique()
         self.messages = table
-        self.scanned_end = segments[-1][1] if segments else 0
+        self.scanned_end = pieces[-1][2] + pieces[-1][3] if pieces else 0
 
     # --- server mode --------------------------------------------------------------
 
@@ -448,6 +543,7 @@ class Maildrop:
         kept = [i for i in range(len(messages))
                 if not deleted[i] or messages.flags[i] & UW_DATA]
         try:
+            self._wait_for_finisher()
             if self.server:
                 self._update_in_place(kept, deleted, seen, rewrite)
             else:
@@ -522,17 +618,15 @@ class Maildrop:
             os.ftruncate(spool_fd, bound)                     # later deliveries go after it
             os.pwrite(spool_fd, MARKER, 0)
             out = _SpoolWriter(spool_fd, withhold=len(MARKER))
+            window = _Window(temp_fd)
             for count, i in enumerate(kept, 1):
-                self._write_message(out, messages[i], seen[i], rewrite)
+                self._write_message(out, messages[i], seen[i], rewrite, window)
                 if count % self.settings.lock_refresh == 0:
                     lock.refresh()
             for a, b in extras:
-                first = os.pread(temp_fd, 1, a)
-                if first != b"\x01" and out.last2 != b"\n\n":
-                    out.end_message(b"\n")
+                out.write(separation(out.last2, os.pread(temp_fd, 1, a)))
                 out.copy(temp_fd, a, b)
-            out.flush()
-            os.fsync(spool_fd)
+            out.sync()
         except OSError:
             self._abandon_rewrite(tlen)
             raise
@@ -557,26 +651,57 @@ class Maildrop:
             self.log.error("%s: could not undo the update of %s: %s; the next login will"
                            % (self.user, self.spool_path, exc))
 
-    def _write_message(self, out: _SpoolWriter, msg, seen: bool, rewrite: bool) -> None:
+    def _write_message(self, out: _SpoolWriter, msg, seen: bool, rewrite: bool,
+                       window: "_Window") -> None:
+        """One kept message into the spool: its separator line, its header
+        (rewritten unless rewrite is off or it is UW-IMAP's folder data),
+        its body, what ends it.  A small one is sliced out of a window read
+        a megabyte at a time and written as one piece."""
+        rewrite = rewrite and not msg.flags & UW_DATA
+        if msg.end - msg.start > SMALL_BODY:
+            self._write_large_message(out, msg, seen, rewrite)
+            return
+        a, data = msg.start, window.read(msg.start, msg.end)
+        head = data[:msg.header - a]
+        eol = b"\r\n" if head.endswith(b"\r\n") else b"\n"
+        header = data[msg.header - a:msg.body - a]
+        if rewrite:
+            header = render.rewritten_header([header], msg.uid, seen, eol)
+        body = data[msg.body - a:msg.content_end - a]
+        last = (body or header or head)[-1:]
+        out.write(b"".join((head, header, body,
+                            self._ending(last, eol, msg, data[msg.content_end - a:]))))
+
+    def _write_large_message(self, out: _SpoolWriter, msg, seen: bool, rewrite: bool) -> None:
         fd = self.temp_fd
-        out.copy(fd, msg.start, msg.header)                         # the separator line
-        sep = os.pread(fd, 2, msg.header - 2) if msg.header - msg.start >= 2 else b"\n"
-        eol = b"\r\n" if sep == b"\r\n" else b"\n"
-        if rewrite and not msg.flags & UW_DATA:
-            out.write(render.rewritten_header(fd, msg, seen, eol))
+        head = os.pread(fd, msg.header - msg.start, msg.start)
+        eol = b"\r\n" if head.endswith(b"\r\n") else b"\n"
+        out.write(head)
+        if rewrite:
+            out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
+                                              msg.uid, seen, eol))
         else:
             out.copy(fd, msg.header, msg.body)
         out.copy(fd, msg.body, msg.content_end)
+        tail = (os.pread(fd, msg.end - msg.content_end, msg.content_end)
+                if msg.flags & MMDF_MESSAGE else b"")
+        out.write(self._ending(out.last2[-1:], eol, msg, tail))
+
+    def _ending(self, last: bytes, eol: bytes, msg, tail: bytes) -> bytes:
+        """What ends a message in the spool: a line end if it lacks one,
+        then the blank line (mbox) or its trailer (MMDF: the one it had, and
+        what followed it, or the separator where it was missing)."""
+        fix = b"" if last == b"\n" else eol
         if msg.flags & MMDF_MESSAGE:
-            if not out.last2.endswith(b"\n"):
-                out.write(eol)
-            trailer = os.pread(fd, len(self.separator), msg.content_end)
-            if trailer == self.separator:
-                out.copy(fd, msg.content_end, msg.end)             # the trailer (and what follows)
-            else:
-                out.write(self.separator)
-        else:
-            out.end_message(eol)
+            return fix + (tail if tail.startswith(self.separator) else self.separator)
+        return fix + eol
+
+    def _wait_for_finisher(self) -> None:
+        """The login's move must be over before the spool is touched again;
+        if it failed, the journal says what to do at the next login."""
+        finisher, self.finisher = self.finisher, None
+        if finisher and finisher.wait():
+            raise finisher.failure
 
     def restore(self) -> None:
         """Abnormal end without update-on-abort: every message back as it was."""
@@ -600,6 +725,11 @@ class Maildrop:
         self.journal.remove()
 
     def close(self) -> None:
+        try:
+            self._wait_for_finisher()
+        except OSError as exc:
+            self.log.error("%s: could not empty %s after login: %s; the next login will"
+                           % (self.user, self.spool_path, exc))
         if self.cache_after_close:
             self.cache_after_close = False
             self._cache_rewritten_spool()

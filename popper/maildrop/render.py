@@ -1,8 +1,10 @@
 """What RETR and TOP send for a message, and how a message is written back.
 
-Both read the message by offsets from the open drop; the header is read in
-one piece (up to HEADER_PIECE bytes, larger headers line by line), the body
-in CHUNK-sized pieces, so memory does not grow with the message.  The
+Both read the message by offsets from the open drop: a message of up to
+CHUNK bytes in one piece, a larger one as its header in blocks of whole
+lines (HEADER_PIECE bytes each) and its body in CHUNK-sized pieces, so
+memory does not grow with the message.  The header editors take the
+header as an iterable of such blocks.  The
 octets the scanner counted (scan.py) are exactly what retr_chunks sends
 before dot-stuffing; tests hold the two together.
 """
@@ -31,7 +33,7 @@ def read_range(fd: int, start: int, end: int, chunk: int = CHUNK):
         start += len(data)
 
 
-def _header_blocks(fd: int, start: int, end: int):
+def header_blocks(fd: int, start: int, end: int):
     """The header [start, end) in blocks of whole lines (about HEADER_PIECE
     bytes each; one line longer than that is a block of its own)."""
     pending = b""
@@ -67,14 +69,15 @@ def _ended(out: list, eol: bytes) -> None:
         out.append(eol)
 
 
-def retr_header(fd: int, msg: Message) -> bytes:
-    """The header RETR and TOP send: Content-Length: and X-UIDL: lines
-    dropped, "X-UIDL: <uid>" put before the first Status: line, or at the
-    end.  Mail bytes; the wire encoder turns them into CRLF lines."""
-    uid_line = b"X-UIDL: " + msg.uid + b"\n"
+def retr_header(blocks, uid: bytes) -> bytes:
+    """The header RETR and TOP send, from the header's blocks of whole lines:
+    Content-Length: and X-UIDL: lines dropped, "X-UIDL: <uid>" put before
+    the first Status: line, or at the end.  Mail bytes; the wire encoder
+    turns them into CRLF lines."""
+    uid_line = b"X-UIDL: " + uid + b"\n"
     out = []
     placed = False
-    for block in _header_blocks(fd, msg.header, msg.body):
+    for block in blocks:
         pos = 0
         for start, end, name in _named_lines(block, (b"x-uidl:", b"content-length:",
                                                      b"status:")):
@@ -89,6 +92,16 @@ def retr_header(fd: int, msg: Message) -> bytes:
     if not placed:
         out.append(uid_line)
     return b"".join(out)
+
+
+def _lines_end(data: bytes, lines: int) -> int:
+    """The offset just after the first `lines` lines of data (or its end)."""
+    i = -1
+    for _ in range(lines):
+        i = data.find(b"\n", i + 1)
+        if i < 0:
+            return len(data)
+    return i + 1
 
 
 def _top_end(fd: int, msg: Message, lines: int) -> int:
@@ -110,29 +123,49 @@ def _top_end(fd: int, msg: Message, lines: int) -> int:
 
 def message_chunks(fd: int, msg: Message, top_lines: int = None):
     """The wire bytes of a message for RETR (top_lines None) or TOP, ending
-    with the terminating "." line."""
-    state = AT_LINE_START
-    out, state = native.wire_encode(retr_header(fd, msg), state)
+    with the terminating "." line.  A message up to CHUNK bytes is read
+    with one pread and encoded in one piece."""
+    size = msg.content_end - msg.header
+    if size <= CHUNK:
+        data = os.pread(fd, size, msg.header)
+        if len(data) != size:
+            raise OSError("the maildrop is shorter than its message table says")
+        cut = msg.body - msg.header
+        body = data[cut:]
+        if top_lines is not None:         # the blank line is not counted by TOP
+            body = body[:_lines_end(body, top_lines + 1)]
+        out, state = native.wire_encode(retr_header([data[:cut]], msg.uid) + body,
+                                        AT_LINE_START)
+        yield out + _ending(state)
+        return
+    header = retr_header(header_blocks(fd, msg.header, msg.body), msg.uid)
+    out, state = native.wire_encode(header, AT_LINE_START)
     end = msg.content_end if top_lines is None else _top_end(fd, msg, top_lines)
     for data in read_range(fd, msg.body, end):
         chunk, state = native.wire_encode(data, state)
         if out:
             chunk, out = out + chunk, b""
         yield chunk
-    if not state & AT_LINE_START:       # the message does not end with a line end
-        out += b"\n" if state & AFTER_CR else b"\r\n"
-    yield out + TERMINATOR
+    yield out + _ending(state)
+
+
+def _ending(state: int) -> bytes:
+    """A line end if the message lacks one (its CR, if any, was sent), then '.'."""
+    if state & AT_LINE_START:
+        return TERMINATOR
+    return (b"\n" if state & AFTER_CR else b"\r\n") + TERMINATOR
 
 
 # --- writing a message back at QUIT ------------------------------------------------
 
-def rewritten_header(fd: int, msg: Message, seen: bool, eol: bytes) -> bytes:
-    """The header as it goes back into the spool (qpopper-behaviour.md 4.4):
-    "X-UIDL: <uid>" first, no other X-UIDL: lines, and a Status: line
-    saying RO (retrieved) or U (not), before the header's blank line."""
-    out = [b"X-UIDL: " + msg.uid + eol]
+def rewritten_header(blocks, uid: bytes, seen: bool, eol: bytes) -> bytes:
+    """The header as it goes back into the spool (qpopper-behaviour.md 4.4),
+    from its blocks of whole lines: "X-UIDL: <uid>" first, no other X-UIDL:
+    lines, and a Status: line saying RO (retrieved) or U (not), before the
+    header's blank line."""
+    out = [b"X-UIDL: " + uid + eol]
     has_status = False
-    for block in _header_blocks(fd, msg.header, msg.body):
+    for block in blocks:
         pos = 0
         for start, end, name in _named_lines(block, (b"x-uidl:", b"status:")):
             if name == b"status:":

@@ -103,6 +103,12 @@ class MessageTable:
         self.flags.extend(other.flags)
         self.uid.extend(other.uid)
 
+    def shift(self, delta: int) -> None:
+        """Move every offset by delta (the messages were copied elsewhere)."""
+        for name in self.COLUMNS[:5]:
+            column = getattr(self, name)
+            setattr(self, name, array("q", [x + delta for x in column]))
+
     def make_uids_unique(self) -> None:
         """RFC 1939 wants every UID once in a maildrop; a copied message or a
         sender's own X-UIDL: can repeat one.  The later ones get a UID made

@@ -4,7 +4,7 @@ VENV ?= .venv
 DEMO ?= /tmp/popper-demo
 PORT ?= 1110
 
-.PHONY: all build check lint demo bench install clean distclean
+.PHONY: all build check lint demo bench soak install clean distclean
 
 all: build
 
@@ -33,6 +33,11 @@ SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_setting
 MESSAGES ?= 10000
 bench: build
 	$(PYTHON) -m bench.harness --messages $(MESSAGES)
+
+# The kill -9 suite at length: TRIALS trials in each mode (tests/test_crash.py).
+TRIALS ?= 500
+soak: build
+	POPPER_CRASH_TRIALS=$(TRIALS) $(PYTHON) -m pytest -q -s tests/test_crash.py -k kill
 
 install: popper/_settings.py
 	prefix=$$($(SETTING) PREFIX) && \

@@ -234,3 +234,62 @@ def test_a_dot_lock_of_a_dead_process_is_broken_at_once(mailhost):
     assert session(mailhost)[0].startswith(b"+OK alice has 8")
     assert time.monotonic() - start < 5
     assert not lock.exists()
+
+
+# --- nothing changed but the headers popper owns --------------------------------------
+
+def test_awkward_mailboxes_survive_a_session_byte_for_byte(make_session, spool):
+    """Every generated awkward mailbox of the scanner tests (CRLF, NULs, long
+    lines, Content-Length:, no final newline, MMDF): after a session that
+    reads one message and deletes nothing, each message is as it was but
+    for the X-UIDL:/Status: lines, and a second session sees the same."""
+    from popper.maildrop import scan
+    from test_scanner import CORPUS, reference_scan
+    checked = 0
+    for n, data in enumerate(CORPUS):
+        try:
+            _, before = reference_scan(data)
+        except scan.NotAMailbox:
+            continue
+        if not before:
+            continue
+        user = "u%d" % n
+        session, _ = make_session(mail=data, user=user)
+        assert [o for o in session.feed(b"USER %s\r\nPASS x\r\n" % user.encode())
+                if isinstance(o, bytes)][-1].startswith(b"-ERR")     # unknown to StubAuth
+        session.close()
+        from popper.auth import Account
+        session, _ = make_session(user=user)
+        assert session.login(Account(user)).startswith(b"+OK")
+        first = session.maildrop.messages[0]
+        list(session.maildrop.message_chunks(first))
+        session.update()
+        session.close()
+        after = (spool / user).read_bytes()
+        _, kept = reference_scan(after)
+        assert len(kept) == len(before), data
+        for old, new in zip(before, kept):
+            old_msg = data[old[1]:old[3]]
+            new_msg = after[new[1]:new[3]]
+            strip = (b"x-uidl:", b"status:")
+            old_lines = [line for line in old_msg.split(b"\n") if not line.lower().startswith(strip)]
+            new_lines = [line for line in new_msg.split(b"\n") if not line.lower().startswith(strip)]
+            assert new_lines == old_lines or new_lines == old_lines + [b""], (data, old_msg, new_msg)
+        checked += 1
+    assert checked > 350
+
+
+def test_temp_drop_of_someone_else_is_refused(mailhost):
+    import pytest
+    from conftest import IS_ROOT
+    if not IS_ROOT:
+        pytest.skip("only root can give the temp drop to someone else")
+    mailhost.deliver(MAIL)
+    mailhost.temp_drop().write_bytes(b"")
+    os.chmod(mailhost.temp_drop(), 0o660)     # root's, open to the user's group only
+    os.chown(mailhost.temp_drop(), 0, TEST_GID)
+    conv = start_inetd(mailhost.command())
+    assert conv.login() == b"-ERR [SYS/PERM] Temporary drop %s not owned by alice." % (
+        str(mailhost.temp_drop()).encode())
+    conv.close()
+    assert mailhost.spool().read_bytes() == MAIL

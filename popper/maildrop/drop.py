@@ -89,6 +89,14 @@ def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int, refresh=N
     return dst_pos
 
 
+def _separator_line(line: bytes):
+    """A message's separator line as written back, and the line end its
+    spool uses: a separator cut off by the end of the file gets one."""
+    if line.endswith(b"\r\n"):
+        return line, b"\r\n"
+    return (line if line.endswith(b"\n") else line + b"\n"), b"\n"
+
+
 def separation(last2: bytes, next_byte: bytes) -> bytes:
     """What must come between mail ending in last2 and a message starting
     with next_byte: a blank line before a From line, a line end before an
@@ -662,8 +670,7 @@ class Maildrop:
             self._write_large_message(out, msg, seen, rewrite)
             return
         a, data = msg.start, window.read(msg.start, msg.end)
-        head = data[:msg.header - a]
-        eol = b"\r\n" if head.endswith(b"\r\n") else b"\n"
+        head, eol = _separator_line(data[:msg.header - a])
         header = data[msg.header - a:msg.body - a]
         if rewrite:
             header = render.rewritten_header([header], msg.uid, seen, eol)
@@ -674,8 +681,7 @@ class Maildrop:
 
     def _write_large_message(self, out: _SpoolWriter, msg, seen: bool, rewrite: bool) -> None:
         fd = self.temp_fd
-        head = os.pread(fd, msg.header - msg.start, msg.start)
-        eol = b"\r\n" if head.endswith(b"\r\n") else b"\n"
+        head, eol = _separator_line(os.pread(fd, msg.header - msg.start, msg.start))
         out.write(head)
         if rewrite:
             out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
@@ -688,10 +694,11 @@ class Maildrop:
         out.write(self._ending(out.last2[-1:], eol, msg, tail))
 
     def _ending(self, last: bytes, eol: bytes, msg, tail: bytes) -> bytes:
-        """What ends a message in the spool: a line end if it lacks one,
-        then the blank line (mbox) or its trailer (MMDF: the one it had, and
-        what followed it, or the separator where it was missing)."""
-        fix = b"" if last == b"\n" else eol
+        """What ends a message in the spool: an LF if it lacks one (the
+        fewest bytes added; the client gets a CRLF either way), then the
+        blank line (mbox) or its trailer (MMDF: the one it had, and what
+        followed it, or the separator where it was missing)."""
+        fix = b"" if last == b"\n" else b"\n"
         if msg.flags & MMDF_MESSAGE:
             return fix + (tail if tail.startswith(self.separator) else self.separator)
         return fix + eol

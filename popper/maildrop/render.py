@@ -63,7 +63,7 @@ def _named_lines(block: bytes, names: tuple) -> list:
 
 
 def _ended(out: list, eol: bytes) -> None:
-    """A last header line cut off by the end of the file gets its line end."""
+    """A last header line cut off by the end of the file gets a line end."""
     last = next((piece for piece in reversed(out) if piece), b"\n")
     if not last.endswith(b"\n"):
         out.append(eol)
@@ -177,7 +177,7 @@ def rewritten_header(blocks, uid: bytes, seen: bool, eol: bytes) -> bytes:
                 out.append(block[pos:start])
             pos = end
         out.append(block[pos:])
-    _ended(out, eol)
+    _ended(out, b"\n")
     if not has_status:
         out.append((b"Status: RO" if seen else b"Status: U") + eol)
     return b"".join(out)

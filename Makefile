@@ -15,6 +15,8 @@ popper/_settings.py: configure.py
 build: popper/_settings.py
 	@if grep -q '^NATIVE = True' popper/_settings.py; then \
 	    $(PYTHON) _native/build_native.py >/dev/null; fi
+	@if grep -q '^NATIVE_PAM = True' popper/_settings.py; then \
+	    $(PYTHON) _native/build_pam.py >/dev/null; fi
 
 $(VENV)/bin/tox: tests/deps.sh
 	PYTHON=$(PYTHON) tests/deps.sh $(VENV)

@@ -209,6 +209,7 @@ DEFAULTS = {
     "LOCKING": ("fcntl", "dotlock", "flock"),
     "UW_KLUDGE": True,
     "NATIVE": True,
+    "NATIVE_PAM": False,        # probed
 }
 
 
@@ -313,8 +314,12 @@ def settings_for(argv: list[str], log: Log) -> dict:
         if not usable:
             log("the C extension cannot be built here: popper will use its pure-Python twins")
             settings["NATIVE"] = False
-    if settings["PAM_SERVICE"] is not None:
-        probe_c(log, "security/pam_appl.h", "pam")
+    # PAM's binding is built whenever PAM's headers are there (python-pam
+    # stands in otherwise); --with-pam makes PAM the default authenticator.
+    settings["NATIVE_PAM"] = bool(settings["NATIVE"]) and probe_c(log, "security/pam_appl.h",
+                                                                   "pam")
+    if settings["PAM_SERVICE"] is not None and not settings["NATIVE_PAM"]:
+        log("PAM's headers are missing: popper will use python-pam for PAM")
     return settings
 
 

@@ -16,7 +16,10 @@ SETTINGS = os.path.join(HERE, "popper", "_settings.py")
 
 if not os.path.exists(SETTINGS):
     subprocess.check_call([sys.executable, os.path.join(HERE, "configure.py")], cwd=HERE)
-native = runpy.run_path(SETTINGS)["NATIVE"]
+settings = runpy.run_path(SETTINGS)
+native = settings["NATIVE"]
+builders = (["_native/build_native.py:ffibuilder"] if native else []) + (
+    ["_native/build_pam.py:ffibuilder"] if settings.get("NATIVE_PAM") else [])
 version = runpy.run_path(os.path.join(HERE, "popper", "__init__.py"))["__version__"]
 
 setup(
@@ -28,8 +31,9 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.9",
     packages=find_packages(include=["popper", "popper.*"]),
-    install_requires=["cffi>=1.12"] if native else [],
-    cffi_modules=["_native/build_native.py:ffibuilder"] if native else [],
+    # python-pam: PAM when popper._cpam is not built (no PAM headers, or pure).
+    install_requires=(["cffi>=1.12"] if native else []) + ["python-pam>=2"],
+    cffi_modules=builders,
     entry_points={"console_scripts": ["popper = popper.cli:main"]},
     zip_safe=False,
 )

@@ -62,15 +62,30 @@ size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
 CRYPT_CDEF = """
 struct crypt_data { ...; };
 char *crypt_r(const char *phrase, const char *setting, struct crypt_data *data);
+char *crypt_gensalt_rn(const char *prefix, unsigned long count, const char *rbytes,
+                       int nrbytes, char *output, int output_size);
+"""
+
+# The account databases (twins: popper/auth/unixdb.py).
+ACCOUNTS_CDEF = """
+typedef int... uid_t;
+typedef int... gid_t;
+struct passwd { char *pw_name; char *pw_passwd; uid_t pw_uid; gid_t pw_gid;
+                char *pw_gecos; char *pw_dir; char *pw_shell; ...; };
+struct spwd { char *sp_namp; char *sp_pwdp; long sp_lstchg; long sp_min; long sp_max;
+              long sp_warn; long sp_inact; long sp_expire; ...; };
+int getpwnam_r(const char *name, struct passwd *pwd, char *buf, size_t buflen,
+               struct passwd **result);
+struct spwd *getspnam(const char *name);
 """
 
 ffibuilder = FFI()
-for fragment in (SCANNER_CDEF, WIRE_CDEF, CRYPT_CDEF):
+for fragment in (SCANNER_CDEF, WIRE_CDEF, CRYPT_CDEF, ACCOUNTS_CDEF):
     ffibuilder.cdef(fragment)
 
 ffibuilder.set_source(
     "popper._cpopper",
-    '#include "popper.h"\n#include <crypt.h>\n',
+    '#include "popper.h"\n#include <crypt.h>\n#include <pwd.h>\n#include <shadow.h>\n',
     sources=[os.path.relpath(os.path.join(HERE, name))
              for name in ("scanner.c", "wire.c", "md5.c")],
     include_dirs=[os.path.relpath(HERE)],

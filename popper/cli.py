@@ -135,10 +135,7 @@ def check(settings: Settings) -> list:
     problems = settings.not_built()
     if settings.auto_delete and settings.announce_expire not in (None, 0):
         problems.append("EXPIRE must be 0 when AUTO_DELETE defined.")
-    if not settings.userdb:
-        problems.append("no user database: give one with 'set userdb = FILE' in a -f "
-                        "config file (Unix passwords come with a later version)")
-    else:
+    if settings.userdb:
         try:
             st = os.stat(settings.userdb)
         except OSError as exc:

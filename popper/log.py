@@ -47,6 +47,10 @@ class Log:
                          0o600)
             self.trace = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
+    def reopen_syslog(self) -> None:
+        """PAM modules may call openlog() with their own ident: take ours back."""
+        syslog.openlog(self.ident, syslog.LOG_PID, self.facility)
+
     def reopen(self) -> None:
         """SIGHUP: start over with syslog and the trace file (log rotation)."""
         self.close()

@@ -8,13 +8,18 @@ the extension is built, so the parity tests compare both in either case.  Caller
   scan(fd, ...)             the mailbox scanner      (maildrop/scan.py)
   wire_encode(data, state)  mail to wire bytes       (maildrop/wire.py)
   crypt(password, setting)  crypt_r                  (auth/cryptpw.py)
+  crypt_gensalt()           the preferred hash's setting (auth/unixdb.py)
+  getpwnam(name)            the passwd entry          (auth/unixdb.py)
+  getspnam(name)            the shadow entry          (auth/unixdb.py)
+  pam_login(service, ...)   a PAM login               (auth/libpam.py; popper._cpam)
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
-from popper.auth import cryptpw
+from popper.auth import cryptpw, libpam, unixdb
 from popper.maildrop import scan as pure_scan
 from popper.maildrop import wire as pure_wire
 
@@ -22,6 +27,11 @@ try:
     from popper._cpopper import ffi, lib
 except ImportError:
     ffi = lib = None
+
+try:
+    from popper._cpam import ffi as pam_ffi, lib as pam_lib
+except ImportError:
+    pam_ffi = pam_lib = None
 
 BUILT = lib is not None                                       # the extension is there
 NATIVE = BUILT and not os.environ.get("POPPER_PUREPYTHON")   # ... and in use
@@ -85,6 +95,96 @@ def _native_wire_encode(data: bytes, state: int):
     return ffi.buffer(_wire_buffer.buf, n)[:], st[0]
 
 
+def _native_getpwnam(name: str):
+    entry, result = ffi.new("struct passwd *"), ffi.new("struct passwd **")
+    buf, rc = _with_buffer(lambda buf, size: lib.getpwnam_r(name.encode("latin-1"), entry, buf,
+                                                            size, result))
+    if rc or result[0] == ffi.NULL:
+        return None
+    text = lambda p: ffi.string(p).decode("latin-1")   # noqa: E731
+    return unixdb.Passwd(text(entry.pw_name), ffi.string(entry.pw_passwd), entry.pw_uid,
+                         entry.pw_gid, text(entry.pw_gecos), text(entry.pw_dir),
+                         text(entry.pw_shell))
+
+
+def _native_getspnam(name: str):
+    # getspnam, not getspnam_r: it is what nss_wrapper (and every NSS) serves;
+    # popper looks up one user, before any thread exists.
+    ffi.errno = 0
+    entry = lib.getspnam(name.encode("latin-1"))
+    if entry == ffi.NULL:
+        if ffi.errno not in (0, errno.ENOENT):
+            raise OSError(ffi.errno, os.strerror(ffi.errno))
+        return None
+    return unixdb.Shadow(ffi.string(entry.sp_namp).decode("latin-1"),
+                         ffi.string(entry.sp_pwdp) if entry.sp_pwdp != ffi.NULL else b"",
+                         entry.sp_lstchg, entry.sp_min, entry.sp_max, entry.sp_warn,
+                         entry.sp_inact, entry.sp_expire)
+
+
+def _with_buffer(call):
+    """Call a *_r function with a buffer big enough: (buffer, return code)."""
+    size = 4096
+    while True:
+        buf = ffi.new("char[]", size)
+        rc = call(buf, size)
+        if rc != errno.ERANGE or size >= 1 << 20:
+            return buf, rc
+        size *= 2
+
+
+def _native_crypt_gensalt() -> bytes:
+    out = ffi.new("char[]", 256)
+    if lib.crypt_gensalt_rn(ffi.NULL, 0, ffi.NULL, 0, out, 256) == ffi.NULL:
+        return unixdb.crypt_gensalt()
+    return ffi.string(out)
+
+
+def _native_pam_login(service: str, user: str, password: bytes, rhost: str, tty: str):
+    """(code, text) of a PAM login: pam_start, PAM_RHOST and PAM_TTY,
+    pam_authenticate, pam_acct_mgmt, pam_setcred(ESTABLISH), pam_end.  The
+    conversation answers echo-off prompts with the password, echo-on ones
+    with the user name."""
+    ffi_, lib_ = pam_ffi, pam_lib
+    answers = {"user": user.encode("latin-1"), "password": password, "said": []}
+    handle = ffi_.new_handle(answers)
+    conv = ffi_.new("struct pam_conv *", {"conv": lib_.popper_pam_conv, "appdata_ptr": handle})
+    pamh = ffi_.new("pam_handle_t **")
+    code = lib_.pam_start(service.encode("latin-1"), answers["user"], conv, pamh)
+    if code != lib_.PAM_SUCCESS:
+        return code, "pam_start failed"
+    try:
+        for item, value in ((lib_.PAM_RHOST, rhost), (lib_.PAM_TTY, tty)):
+            lib_.pam_set_item(pamh[0], item, ffi_.new("char[]", value.encode("latin-1")))
+        for step in (lambda: lib_.pam_authenticate(pamh[0], lib_.PAM_DISALLOW_NULL_AUTHTOK),
+                     lambda: lib_.pam_acct_mgmt(pamh[0], lib_.PAM_DISALLOW_NULL_AUTHTOK),
+                     lambda: lib_.pam_setcred(pamh[0], lib_.PAM_ESTABLISH_CRED)):
+            code = step()
+            if code != lib_.PAM_SUCCESS:
+                return code, ffi_.string(lib_.pam_strerror(pamh[0], code)).decode("latin-1")
+        return 0, "Success"
+    finally:
+        lib_.pam_end(pamh[0], code)
+
+
+if pam_lib is not None:
+    @pam_ffi.def_extern()
+    def popper_pam_conv(count, messages, responses, appdata):
+        answers = pam_ffi.from_handle(appdata)
+        reply = pam_ffi.cast("struct pam_response *",
+                             pam_lib.calloc(count, pam_ffi.sizeof("struct pam_response")))
+        if reply == pam_ffi.NULL:
+            return pam_lib.PAM_BUF_ERR
+        for i in range(count):
+            style = messages[i].msg_style
+            if style == pam_lib.PAM_PROMPT_ECHO_OFF:
+                reply[i].resp = pam_lib.strdup(answers["password"])
+            elif style == pam_lib.PAM_PROMPT_ECHO_ON:
+                reply[i].resp = pam_lib.strdup(answers["user"])
+        responses[0] = reply
+        return pam_lib.PAM_SUCCESS
+
+
 def _native_crypt(password: bytes, setting: bytes):
     if b"\0" in password or b"\0" in setting:
         return None
@@ -95,13 +195,22 @@ def _native_crypt(password: bytes, setting: bytes):
     return cryptpw._checked(ffi.string(result))
 
 
+# PAM has its own module: the native login when it is built (and in use).
+pam_login = _native_pam_login if pam_lib is not None and NATIVE else libpam.pam_login
+
 if NATIVE:
     scan = _native_scan
     wire_encode = _native_wire_encode
     crypt = _native_crypt
+    crypt_gensalt = _native_crypt_gensalt
+    getpwnam = _native_getpwnam
+    getspnam = _native_getspnam
 else:
     scan = pure_scan.scan
     wire_encode = pure_wire.wire_encode
     crypt = cryptpw.crypt
+    crypt_gensalt = unixdb.crypt_gensalt
+    getpwnam = unixdb.getpwnam
+    getspnam = unixdb.getspnam
 
 NotAMailbox = pure_scan.NotAMailbox

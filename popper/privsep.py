@@ -9,8 +9,8 @@ only users it can serve as itself.
 from __future__ import annotations
 
 import os
-import pwd
 
+from popper import native
 from popper.protocol import replies
 
 
@@ -27,21 +27,28 @@ def become(account, spool_dir: str) -> None:
     if account.uid is None or account.gid is None:
         raise CannotServe(replies.text(replies.CANNOT_SERVE, uid=0, user=account.name))
     groups = {account.gid}
-    try:
-        if pwd.getpwnam(account.name).pw_uid == account.uid:
-            groups.update(os.getgrouplist(account.name, account.gid))
-    except KeyError:
-        pass
-    try:
-        # A group-writable spool directory's group (mail) lets the user make
-        # the dot-lock there, as Qpopper's setgid to that group did.
-        st = os.stat(spool_dir)
-        if st.st_gid != 0 and st.st_mode & 0o020:
-            groups.add(st.st_gid)
-    except OSError:
-        pass
+    entry = native.getpwnam(account.name)
+    if entry is not None and entry.uid == account.uid:
+        groups.update(os.getgrouplist(account.name, account.gid))      # initgroups()
+    mail_group = _mail_group(spool_dir)
+    if mail_group is not None:
+        groups.add(mail_group)
     os.setgroups(sorted(groups))
     os.setresgid(account.gid, account.gid, account.gid)
     os.setresuid(account.uid, account.uid, account.uid)
-    if os.getresuid() != (account.uid,) * 3 or os.getresgid() != (account.gid,) * 3:
+    if (os.getresuid() != (account.uid,) * 3 or os.getresgid() != (account.gid,) * 3
+            or set(os.getgroups()) != groups):
         raise SystemExit("popper: could not become uid %d gid %d" % (account.uid, account.gid))
+    if mail_group is not None:
+        os.umask(0o007)     # a spool popper creates is the mail group's to write, as the MTA's
+
+
+def _mail_group(spool_dir: str):
+    """The group of a group-writable spool directory (mail, on Debian:
+    2775 root:mail), which the user needs to make the dot-lock there, as
+    Qpopper's setgid to it gave; None for a root-group or private one."""
+    try:
+        st = os.stat(spool_dir)
+    except OSError:
+        return None
+    return st.st_gid if st.st_gid != 0 and st.st_mode & 0o020 else None

@@ -8,6 +8,8 @@ import os
 import socket
 
 from popper import __version__, privsep
+from popper.auth.pam import PamAuth
+from popper.auth.unix import UnixAuth
 from popper.auth.userdb import UserDB
 from popper.maildrop.drop import Maildrop, MaildropError
 from popper.protocol.session import Client, Session
@@ -15,7 +17,13 @@ from popper.transport import connection
 
 
 def authenticator(settings, log):
-    return UserDB(settings.userdb, log)
+    """The user database if one is named, else PAM if a service is, else
+    the Unix passwd and shadow databases (Qpopper's default)."""
+    if settings.userdb:
+        return UserDB(settings.userdb, log)
+    if settings.pam_service:
+        return PamAuth(settings.pam_service, log)
+    return UnixAuth(settings, log)
 
 
 def client_for(ip: str, settings, log) -> Client:

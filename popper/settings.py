@@ -55,6 +55,9 @@ class Settings:
         self.uw_kludge = compiled.UW_KLUDGE
         self.apop_db = compiled.APOP_DB
         self.pam_service = compiled.PAM_SERVICE
+        self.check_password_expired = True
+        self.auth_file = None                        # only these users may log in
+        self.nonauth_file = None                     # these users may not
         self.mail_command = compiled.MAIL_COMMAND
         self.timeout = compiled.TIMEOUT
         self.debug = False
@@ -92,7 +95,6 @@ class Settings:
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
                 (self.bulldb_nonfatal, "-B: the bulletin database"),
                 (self.apop_db, "--enable-apop: APOP"),
-                (self.pam_service, "--with-pam: PAM authentication"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
                 (self.user_options, "-u: reading ~/.qpopper-options"),
@@ -153,6 +155,15 @@ def clear_text(value: str) -> int:
     return CLEAR_TEXT[word]
 
 
+def _service(value: str):
+    """A PAM service name; "none" turns PAM off."""
+    if value.lower() == "none":
+        return None
+    if not value or "/" in value or not value.isprintable() or " " in value:
+        raise ConfigError("needs a PAM service name, not %r" % value)
+    return value
+
+
 def _announce(value: str) -> int:
     return -1 if value.lower() == "never" else _seconds(value)
 
@@ -170,6 +181,10 @@ OPTIONS = {
     "userdb": ("userdb", _path),
     "auth-fail-delay": ("auth_fail_delay", _seconds),
     "spool-lock-wait": ("spool_lock_wait", _seconds),
+    "pam-service": ("pam_service", _service),
+    "check-password-expired": ("check_password_expired", _bool),
+    "auth-file": ("auth_file", _path),
+    "nonauth-file": ("nonauth_file", _path),
     "downcase-user": ("downcase_user", _bool),
     "trim-domain": ("trim_domain", _bool),
     "reverse-lookup": ("reverse_lookup", _bool),

@@ -7,7 +7,11 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages the tests drive: real POP3 clients, and the C toolchain
 # the cffi extension is built with.
-PACKAGES="curl fetchmail getmail6 mpop gcc libcrypt-dev util-linux"
+# the POP3 clients, the delivery agents, cwrap (fake passwd/shadow, PAM and
+# root for the tests), and the C toolchain with the crypt and PAM headers
+PACKAGES="curl fetchmail getmail6 mpop procmail liblockfile-bin
+          libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd
+          gcc libcrypt-dev libpam0g-dev util-linux"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

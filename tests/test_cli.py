@@ -68,10 +68,11 @@ def test_options_of_later_features_are_refused_clearly(mailhost, args, message):
     assert message in result.stderr.splitlines()
 
 
-def test_without_a_user_database(tmp_path):
-    result = popper()
-    assert result.returncode == 1
-    assert "popper: no user database: give one with 'set userdb = FILE'" in result.stderr
+def test_without_a_user_database_unix_passwords_are_used(mailhost, inetd):
+    mailhost.write_config(userdb=False)
+    conv = inetd()
+    assert conv.login("no-such-user-here", "x") == (
+        b'-ERR [AUTH] Password supplied for "no-such-user-here" is incorrect.')
 
 
 def test_a_user_database_others_may_change_is_refused(mailhost):

@@ -263,7 +263,6 @@ def test_with_locking_chooses_the_locks(tree, mailhost):
     ("--enable-bulletins", "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     ("--enable-bulldb", "popper: --enable-bulldb: the bulletin database is not built"),
     ("--enable-apop", "popper: --enable-apop: APOP is not built"),
-    ("--with-pam", "popper: --with-pam: PAM authentication is not built"),
 ])
 def test_switches_of_later_features_refuse_to_start(tree, mailhost, switch, message):
     tree.configure(switch)
@@ -285,7 +284,7 @@ def test_disable_native_builds_no_extension(tree):
     assert "NATIVE = False" in tree.settings()
     if "NATIVE = True" in (ROOT / "popper" / "_settings.py").read_text() if (
             ROOT / "popper" / "_settings.py").exists() else True:
-        assert built.stdout.strip() == "['_native/build_native.py:ffibuilder']"
+        assert "'_native/build_native.py:ffibuilder'" in built.stdout
     assert pure.stdout.strip() == "[]"
 
 

@@ -305,7 +305,7 @@ class Maildrop:
     def _open_spool(self, create: bool):
         flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
         try:
-            fd = os.open(self.spool_path, flags, 0o600)
+            fd = os.open(self.spool_path, flags, 0o660)    # the umask decides (privsep)
         except FileNotFoundError:
             return None
         except OSError as exc:

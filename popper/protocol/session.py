@@ -245,16 +245,40 @@ class Session:
             self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s%s"
                             % (user, self.client.host, self.client.ip,
                                " (%s)" % exc.log if exc.log else ""))
-            reply = self.err(exc.template, **exc.fields)
-            self.user = None
-            if exc.delay and self.settings.auth_fail_delay > 0:
-                return [Pause(self.settings.auth_fail_delay), reply]
-            return reply
+            return self.refuse(exc.template, exc.delay, **exc.fields)
+        if not self.allowed(account.name):
+            return self.refuse(R.ACCESS_DENIED, user=user)
         if account.uid is not None and account.uid <= 10 and not self.settings.allow_low_uid:
-            reply = self.err(R.LOW_UID)
-            self.user = None
-            return reply
+            return self.refuse(R.LOW_UID, delay=False)
         return self.login(account)
+
+    def refuse(self, template: str, delay: bool = True, **fields):
+        """A failed login: back to USER, the -ERR, after auth-fail-delay."""
+        self.user = None
+        reply = self.err(template, **fields)
+        if delay and self.settings.auth_fail_delay > 0:
+            return [Pause(self.settings.auth_fail_delay), reply]
+        return reply
+
+    def allowed(self, user: str) -> bool:
+        """The nonauth-file (deny) and auth-file (allow) lists: one name a
+        line.  A list that cannot be read denies everybody."""
+        for path, listed_means in ((self.settings.nonauth_file, False),
+                                   (self.settings.auth_file, True)):
+            if not path:
+                continue
+            try:
+                with open(path, encoding="latin-1") as f:
+                    names = {line.strip() for line in f}
+            except OSError as exc:
+                self.log.error("Unable to read %s: %s; nobody may log in"
+                               % (path, exc.strerror))
+                return False
+            if (user in names) != listed_means:
+                self.log.notice('[AUTH] "%s" is %s %s' % (
+                    user, "listed in" if not listed_means else "not listed in", path))
+                return False
+        return True
 
     def do_apop(self, name: str, digest: str):
         return self.err(R.APOP_UNAVAILABLE)

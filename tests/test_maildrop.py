@@ -293,3 +293,20 @@ def test_temp_drop_of_someone_else_is_refused(mailhost):
         str(mailhost.temp_drop()).encode())
     conv.close()
     assert mailhost.spool().read_bytes() == MAIL
+
+
+def test_a_lock_left_half_made_by_a_killed_popper_is_broken(mailhost):
+    """Killed between link() and unlink(): the lock has two links, and the
+    file it was made from is left; both go, and the login goes on."""
+    mailhost.deliver(MAIL)
+    dead = 2 ** 22 + 54321
+    lock = mailhost.base / "spool" / "alice.lock"
+    made_from = mailhost.base / "spool" / ("alice.lock.%d.0badf00d" % dead)
+    made_from.write_text("%d@%s" % (dead, socket.gethostname()))
+    os.link(made_from, lock)
+    for path in (lock, made_from):
+        os.chown(path, TEST_UID, TEST_GID)
+    start = time.monotonic()
+    assert session(mailhost)[0].startswith(b"+OK alice has 8")
+    assert time.monotonic() - start < 5
+    assert not lock.exists() and not made_from.exists()

@@ -81,40 +81,54 @@ class DotLock:
         return True
 
     def _break_if_stale(self) -> None:
-        """Remove another program's lock if it is stale.  A lock that is
-        not a plain file is never removed (it is somebody's trick), and one
-        with two links is being made by link() (procmail, liblockfile)."""
+        """Remove another program's lock if it is stale: older than
+        STALE_AFTER seconds, or naming a process of this host that is gone
+        (a lock popper made is then broken together with the file it was
+        linked from, if a kill left that behind).  Removing a name never
+        touches what it points to, so a symbolic or hard link is no danger
+        here; it is only never taken for popper's own lock."""
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
             return
-        if stat.S_ISLNK(st.st_mode) or st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
-            return
-        if time.time() - st.st_mtime > STALE_AFTER or self._owner_is_gone():
+        gone = stat.S_ISREG(st.st_mode) and self._owner_is_gone()
+        if gone or time.time() - st.st_mtime > STALE_AFTER:
             self._unlink()
+            if gone:
+                self._remove_leftovers(gone)
 
-    def _owner_is_gone(self) -> bool:
-        """The lock names a process of this host that does not run any more."""
+    def _remove_leftovers(self, pid: int) -> None:
+        """The files a killed popper (pid) made its lock from."""
+        directory, name = os.path.split(self.path)
+        prefix = "%s.%d." % (name, pid)
+        try:
+            for entry in os.listdir(directory or "."):
+                if entry.startswith(prefix):
+                    os.unlink(os.path.join(directory, entry))
+        except OSError:
+            pass
+
+    def _owner_is_gone(self):
+        """The pid the lock names, if it is a process of this host that no
+        longer runs; else 0."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
-            return False
+            return 0
         try:
             text = os.read(fd, 200).decode("ascii", "replace").strip()
         finally:
             os.close(fd)
         pid, _, host = text.partition("@")
-        if not pid.isdigit() or int(pid) <= 1:
-            return False
-        if host and host != socket.gethostname():
-            return False
+        if not pid.isdigit() or int(pid) <= 1 or (host and host != socket.gethostname()):
+            return 0
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            return True
+            return int(pid)
         except OSError:
-            return False
-        return False
+            pass
+        return 0
 
     def _unlink(self) -> None:
         try:

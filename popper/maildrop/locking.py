@@ -37,10 +37,11 @@ class LockError(Exception):
 
 
 class DotLock:
-    """<path>.lock: made by link(), holding <pid>@<host>, never a symlink or
-    a hard link.  Another program's lock is abandoned when it is older than
-    STALE_AFTER seconds, or at once when it names a process of this host
-    that no longer runs (as liblockfile does)."""
+    """<path>.lock: made by link(), holding <pid>@<host>; it is popper's
+    only when that link() made it.  Another program's lock (whatever kind of
+    file it is) is abandoned when it is older than STALE_AFTER seconds, or
+    at once when it names a process of this host that no longer runs (as
+    liblockfile does)."""
 
     def __init__(self, path: str):
         self.path = path + ".lock"

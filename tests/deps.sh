@@ -5,12 +5,12 @@ set -e
 VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 
-# Debian packages the tests drive: real POP3 clients, and the C toolchain
-# the cffi extension is built with.
-# the POP3 clients, the delivery agents, cwrap (fake passwd/shadow, PAM and
-# root for the tests), and the C toolchain with the crypt and PAM headers
+# Debian packages the tests drive: the POP3 clients, the delivery agents,
+# cwrap (fake passwd/shadow, PAM and root for the tests), strace (what the
+# server does before it becomes the user), and the C toolchain with the
+# crypt and PAM headers the cffi extensions are built with.
 PACKAGES="curl fetchmail getmail6 mpop procmail liblockfile-bin
-          libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd
+          libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd strace
           gcc libcrypt-dev libpam0g-dev util-linux"
 missing=""
 for p in $PACKAGES; do

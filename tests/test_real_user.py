@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -17,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import IS_ROOT, Conversation, TcpInetd, corpus
+from conftest import IS_ROOT, Conversation, TcpInetd, corpus, start_inetd
 
 pytestmark = pytest.mark.skipif(
     not IS_ROOT or not shutil.which("useradd") or not os.path.isdir("/etc/pam.d")
@@ -72,3 +73,51 @@ def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_use
         conv.close()
     finally:
         server.close()
+
+
+# Every system call that names a path, and the ones that change identity.
+TRACED = ("setresuid,setresgid,setgroups,open,openat,creat,link,linkat,unlink,unlinkat,"
+          "mkdir,mkdirat,rename,renameat,renameat2,chmod,fchmodat,chown,fchownat,"
+          "symlink,symlinkat,truncate,stat,newfstatat,lstat,access,faccessat,faccessat2")
+PATH_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def writable_by(directory: str, entry) -> bool:
+    """Whether the user could change what is in this directory."""
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return False
+    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    return bool(st.st_mode & 0o002 or (st.st_uid == entry.pw_uid and st.st_mode & 0o200)
+                or (st.st_gid in groups and st.st_mode & 0o020))
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_nothing_in_a_directory_the_user_can_write_is_touched_as_root(mailhost, real_user,
+                                                                      tmp_path):
+    """strace the whole session: every path named before the setresuid to
+    the user lies in a directory the user cannot write, and the spool is
+    named only after it."""
+    name, password, entry, _ = real_user
+    mailhost.write_config(userdb=False)
+    trace = tmp_path / "trace"
+    conv = start_inetd(["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=" + TRACED,
+                        *mailhost.command()])
+    try:
+        assert conv.login(name, password).startswith(b"+OK")
+        assert conv.cmd("DELE 1").startswith(b"+OK")
+        assert conv.cmd("QUIT").startswith(b"+OK")
+    finally:
+        conv.close()
+    lines = trace.read_text().splitlines()
+    become = re.compile(r"setresuid\(%d, %d, %d\)\s+= 0$" % ((entry.pw_uid,) * 3))
+    switch = next(i for i, line in enumerate(lines) if become.search(line))
+    as_root = [path for line in lines[:switch] for path in PATH_ARG.findall(line)
+               if path.startswith("/")]
+    assert as_root, "the trace names no path: strace saw nothing"
+    touched = [p for p in as_root if writable_by(os.path.dirname(p.rstrip("/")) or "/", entry)]
+    assert touched == []
+    inside_spool_dir = str(mailhost.spool_dir) + "/"        # its own group is looked at
+    assert not any(p.startswith(inside_spool_dir) for p in as_root)
+    assert any(inside_spool_dir in line for line in lines[switch:])

@@ -647,28 +647,14 @@ def _session(server, pop, greeting, before, meter, facts, args) -> dict:
     return r
 
 
-def timed_login(server: Server, args, user: str = None) -> float:
-    """USER+PASS alone (server mode, after a session: the cached table)."""
+def timed_login(server: Server, args, user: str = USER) -> float:
+    """USER+PASS alone: for EMPTY_USER, authentication and the empty drop;
+    in server mode after a session, the cached table."""
     pop = Pop3(server.port, args.timeout)
     try:
         pop.line()
         t0 = time.perf_counter()
-        pop.ok(b"USER %s\r\n" % (user or USER).encode())
-        pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
-        elapsed = time.perf_counter() - t0
-        pop.ok(b"QUIT\r\n")
-        return elapsed
-    finally:
-        pop.close()
-
-
-def empty_login(server: Server, args) -> float:
-    """USER+PASS for a user with no spool: authentication and the empty drop."""
-    pop = Pop3(server.port, args.timeout)
-    try:
-        pop.line()
-        t0 = time.perf_counter()
-        pop.ok(b"USER %s\r\n" % EMPTY_USER.encode())
+        pop.ok(b"USER %s\r\n" % user.encode())
         pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
         elapsed = time.perf_counter() - t0
         pop.ok(b"QUIT\r\n")
@@ -943,7 +929,7 @@ def main(argv=None) -> int:
                 note("warning: the C keep wrote %d messages, %d bytes; expected %d, %d"
                      % (kept_count, kept_bytes, facts["kept_messages"], facts["kept_bytes"]))
             note("repetition %d/%d ..." % (rep, args.reps))
-            login_empty = empty_login(server, args)
+            login_empty = timed_login(server, args, EMPTY_USER)
             run = session(server, facts, args)
             run["login_empty"] = login_empty
             if args.server_mode:

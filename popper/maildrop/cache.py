@@ -14,6 +14,7 @@ import os
 import struct
 from array import array
 
+from popper.maildrop.journal import replace_file
 from popper.maildrop.scan import MessageTable
 from popper.settings import temp_drop_path
 
@@ -94,21 +95,8 @@ def save(settings, user: str, spool_fd: int, table: MessageTable, separator: byt
     parts.append(table.flags.tobytes())
     parts.append(bytes(array("B", (len(uid) for uid in table.uid))))
     parts.extend(table.uid)
-    path = path_of(settings, user)
-    new = path + ".new"
     try:
-        try:
-            os.unlink(new)
-        except FileNotFoundError:
-            pass
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(b"".join(parts))
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.rename(new, path)
+        replace_file(path_of(settings, user), b"".join(parts), durable=False)
     except OSError:
         pass
 

@@ -62,6 +62,29 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def replace_file(path: str, data: bytes, durable: bool) -> None:
+    """Put data at path whole or not at all: written into path.new (made
+    afresh, never through a link), then renamed over path.  durable: on the
+    disk, file and directory, before this returns."""
+    new = path + ".new"
+    try:
+        os.unlink(new)
+    except FileNotFoundError:
+        pass
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(new, path)
+    if durable:
+        fsync_dir(os.path.dirname(path) or ".")
+
+
 class Journal:
     def __init__(self, temp_path: str):
         self.path = NAME % temp_path
@@ -96,19 +119,7 @@ class Journal:
 
     def write(self, op: str, **fields) -> None:
         line = " ".join([MAGIC, op] + ["%s=%s" % item for item in fields.items()]) + "\n"
-        new = self.path + ".new"
-        try:
-            os.unlink(new)
-        except FileNotFoundError:
-            pass
-        fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, line.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(new, self.path)
-        fsync_dir(self.directory)
+        replace_file(self.path, line.encode("ascii"), durable=True)
 
     def remove(self) -> None:
         try:

@@ -35,6 +35,26 @@ P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback
 L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
 
 
+# Options without an argument: the setting each one sets, and to what.
+SWITCHES = {
+    "-a": ("allow_low_uid", True),
+    "-B": ("bulldb_nonfatal", True),
+    "-c": ("downcase_user", True),
+    "-C": ("trim_domain", True),
+    "-d": ("debug", True),
+    "-F": ("fast_update", True),
+    "-k": ("kerberos", True),
+    "-R": ("reverse_lookup", False),
+    "-s": ("statistics", True),
+    "-S": ("server_mode", True),
+    "-u": ("user_options", True),
+    "-U": ("spool_options", True),
+}
+
+# Options whose argument is the setting as given.
+ARGUMENTS = {"-b": "bulldir", "-D": "drac_host", "-K": "kerberos_service", "-t": "tracefile"}
+
+
 class UsageError(Exception):
     """A bad command line; args[0] (if any) says what, then comes the usage text."""
 
@@ -68,63 +88,33 @@ def parse(args: list):
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
     for option, value in options:
-        if option == "-a":
-            settings.allow_low_uid = True
-        elif option == "-b":
-            settings.bulldir = value
-        elif option == "-B":
-            settings.bulldb_nonfatal = True
-        elif option == "-c":
-            settings.downcase_user = True
-        elif option == "-C":
-            settings.trim_domain = True
-        elif option == "-d":
-            settings.debug = True
-        elif option == "-D":
-            settings.drac_host = value
+        if option in SWITCHES:
+            setattr(settings, *SWITCHES[option])
+        elif option in ARGUMENTS:
+            setattr(settings, ARGUMENTS[option], value)
         elif option == "-e":
             _extensions(settings, value)
         elif option == "-f":
             load_config_file(settings, value)
-        elif option == "-F":
-            settings.fast_update = True
-        elif option == "-k":
-            settings.kerberos = True
-        elif option == "-K":
-            settings.kerberos_service = value
         elif option == "-l":
             if value not in ("0", "1", "2"):
                 raise UsageError(L_VALUES)
             settings.tls_mode = int(value)
         elif option == "-L":
             settings.lock_refresh = _number("-L", value, 1)
-        elif option == "-M":
-            pass        # SCO: "Ignored without error", for 5.0.0 and 5.0.2 compatibility
         elif option == "-p":
             if value not in ("0", "1", "2", "3", "4"):
                 raise UsageError(P_VALUES)
             settings.clear_text_password = int(value)
-        elif option == "-R":
-            settings.reverse_lookup = False
-        elif option == "-s":
-            settings.statistics = True
-        elif option == "-S":
-            settings.server_mode = True
-        elif option == "-t":
-            settings.tracefile = value
         elif option == "-T":
             settings.timeout = _number("-T", value)
-        elif option == "-u":
-            settings.user_options = True
-        elif option == "-U":
-            settings.spool_options = True
-        elif option == "-v":
-            pass        # reserved, as in Qpopper; "popper -v" alone prints the version
         elif option == "-y":
             try:
                 settings.log_facility = facility(value)
             except ConfigError as exc:
                 raise UsageError("-y %s" % exc) from None
+        # -M: SCO's "Ignored without error", for 5.0.0 and 5.0.2 compatibility;
+        # -v: reserved, as in Qpopper ("popper -v" alone prints the version).
     if len(rest) > 1:
         raise UsageError("only one listen address, not %s" % " ".join(rest))
     return settings, (rest[0] if rest else None)

@@ -24,6 +24,7 @@ LOG_LOGIN_TEMPLATE = '(v%0) POP login by user "%1" at (%2) %3'
 
 
 def clean(message: str) -> str:
+    """Client or mail text made safe for one line: unprintables become "?"."""
     return "".join(c if c.isprintable() or c == " " else "?" for c in message)
 
 

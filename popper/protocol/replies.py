@@ -9,6 +9,8 @@ str.format never interprets, and reply() strips the control characters.
 
 from __future__ import annotations
 
+from popper.log import clean
+
 OK = "+OK"
 ERR = "-ERR"
 
@@ -97,8 +99,7 @@ EOF_OR_IO = "POP EOF or I/O Error"
 
 def _clean(value) -> str:
     """Client or mail text made safe for one reply or log line."""
-    text = value if isinstance(value, str) else str(value)
-    return "".join(c if c.isprintable() or c == " " else "?" for c in text)
+    return clean(value if isinstance(value, str) else str(value))
 
 
 def text(template: str, **fields) -> str:

@@ -24,15 +24,14 @@ class Account:
 
 
 class AuthError(Exception):
-    """A failed login: the reply template and its fields (protocol/replies.py).
-
-    delay: the client waits auth-fail-delay seconds before the reply.
-    log: the reason for syslog, which the client does not see.
+    """A failed login: the reply template and its fields (protocol/replies.py),
+    sent after auth-fail-delay seconds.  log: the reason for syslog, which
+    the client does not see.
     """
 
-    def __init__(self, template: str, delay: bool = True, log: str = "", **fields):
+    def __init__(self, template: str, log: str = "", **fields):
         super().__init__(template)
-        self.template, self.delay, self.log, self.fields = template, delay, log, fields
+        self.template, self.log, self.fields = template, log, fields
 
 
 def same_hash(a: bytes, b: bytes) -> bool:

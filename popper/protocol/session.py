@@ -245,7 +245,7 @@ class Session:
             self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s%s"
                             % (user, self.client.host, self.client.ip,
                                " (%s)" % exc.log if exc.log else ""))
-            return self.refuse(exc.template, exc.delay, **exc.fields)
+            return self.refuse(exc.template, **exc.fields)
         if not self.allowed(account.name):
             return self.refuse(R.ACCESS_DENIED, user=user)
         if account.uid is not None and account.uid <= 10 and not self.settings.allow_low_uid:

@@ -145,7 +145,7 @@ def run(connection: Connection, session, timeout: int, log) -> None:
                 signals.check()
                 if not connection.wait_readable(timeout or None):
                     signals.waiting = False
-                    _finish(session.end("timeout"), send)
+                    emit(session.end("timeout"))
                     return
                 data = connection.recv()
             except OSError:
@@ -166,11 +166,3 @@ def run(connection: Connection, session, timeout: int, log) -> None:
         signals.waiting = False
         log.error("session aborted: %s" % traceback.format_exc())
         session.end("hangup")
-
-
-def _finish(outputs, send) -> None:
-    try:
-        for out in outputs:
-            send(out)
-    except Hangup:
-        pass

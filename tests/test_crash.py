@@ -16,6 +16,7 @@ few dozen; `make soak` 500).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import re
@@ -57,7 +58,7 @@ class World:
     """The spool, what was delivered to it (and what it must hold), and a
     delivery agent appending to it all the time."""
 
-    def __init__(self, mailhost, tmp_path, seed: int):
+    def __init__(self, mailhost, seed: int):
         self.host = mailhost
         self.rng = random.Random(seed)
         initial = list(corpus.messages(400, seed=seed))
@@ -150,7 +151,7 @@ def run_trial(world: World, rng: random.Random, extra_args: list, spans: tuple) 
                 for _ in numbers:
                     assert conv.line().startswith(b"+OK")
                     header = b"\n".join(conv.multiline())
-                    deleted.add(re.search(rb"\nMessage-ID: <([^>]+)>", b"\n" + header).group(1))
+                    deleted.add(message_id(b"\n" + header))
                 conv.send(b"".join(b"DELE %d\r\n" % n for n in numbers))
                 for _ in numbers:
                     assert conv.line().startswith(b"+OK Message")
@@ -173,13 +174,14 @@ def run_trial(world: World, rng: random.Random, extra_args: list, spans: tuple) 
 
 
 @pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
-def test_kill_9_at_random_instants_loses_nothing(mailhost, tmp_path, mode):
+def test_kill_9_at_random_instants_loses_nothing(mailhost, mode):
     seed = int(os.environ.get("POPPER_CRASH_SEED", "0")) or random.randrange(1 << 30)
     rng = random.Random(seed)
-    world = World(mailhost, tmp_path, seed)
+    world = World(mailhost, seed)
     mailhost.write_config("set tracefile = %s" % (mailhost.base / "trace"))
     spans = timed_session(world, mode)
-    world.gone |= {m for m in world.known if m not in mailhost.spool().read_text("latin-1")}
+    kept = mailhost.spool().read_text("latin-1")
+    world.gone |= {m for m in world.known if m not in kept}
     world.start_mda(TRIALS * 6)
     phases = collections.Counter()
     try:
@@ -204,12 +206,21 @@ def test_kill_9_at_random_instants_loses_nothing(mailhost, tmp_path, mode):
 
 # --- a full disk ---------------------------------------------------------------------
 
-def small_filesystem(path, megabytes: int):
-    path.mkdir()
+@contextlib.contextmanager
+def small_spool_dir(mailhost, megabytes: int):
+    """The mail host's spool directory moved onto a tmpfs of this size."""
+    small = mailhost.base / "small"
+    small.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=1777" % megabytes,
-                             "tmpfs", str(path)], capture_output=True, text=True)
+                             "tmpfs", str(small)], capture_output=True, text=True)
     if result.returncode:
         pytest.skip("cannot mount a small tmpfs: %s" % result.stderr.strip())
+    try:
+        mailhost.spool_dir = small
+        mailhost.write_config("set spool-dir = %s" % small)
+        yield small
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
 
 
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="a small filesystem needs root to mount")
@@ -217,12 +228,8 @@ needs_root = pytest.mark.skipif(not IS_ROOT, reason="a small filesystem needs ro
 
 @needs_root
 @pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
-def test_a_full_disk_during_the_update_loses_nothing(mailhost, tmp_path, mode):
-    small = mailhost.base / "small"
-    small_filesystem(small, 8)
-    try:
-        mailhost.spool_dir = small
-        mailhost.write_config("set spool-dir = %s" % small)
+def test_a_full_disk_during_the_update_loses_nothing(mailhost, mode):
+    with small_spool_dir(mailhost, 8) as small:
         msgs = list(corpus.messages(150, seed=77))
         data = corpus.mbox_bytes(msgs)
         assert 1 << 20 < len(data) < 3 << 20
@@ -250,17 +257,11 @@ def test_a_full_disk_during_the_update_loses_nothing(mailhost, tmp_path, mode):
         conv.close()
         kept = split_mbox(mailhost.spool().read_bytes())
         assert [digest(m) for m in kept] == [digest(m.envelope + m.data) for m in msgs]
-    finally:
-        subprocess.run(["umount", "-l", str(small)])
 
 
 @needs_root
 def test_a_full_disk_at_login_leaves_the_spool_alone(mailhost):
-    small = mailhost.base / "small"
-    small_filesystem(small, 4)
-    try:
-        mailhost.spool_dir = small
-        mailhost.write_config("set spool-dir = %s" % small)
+    with small_spool_dir(mailhost, 4) as small:
         data = corpus.mbox_bytes(list(corpus.messages(150, seed=77)))
         mailhost.deliver(data)
         with open(small / "filler", "wb") as f:
@@ -271,5 +272,3 @@ def test_a_full_disk_at_login_leaves_the_spool_alone(mailhost):
         assert reply == b"-ERR [SYS/TEMP] Unable to copy mail spool file, quota exceeded (28)"
         assert mailhost.spool().read_bytes() == data
         assert not mailhost.temp_drop().exists() or mailhost.temp_drop().stat().st_size == 0
-    finally:
-        subprocess.run(["umount", "-l", str(small)])

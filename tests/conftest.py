@@ -49,6 +49,14 @@ def hashed(password: str) -> str:
     return native.crypt(password.encode(), b"$6$testsalt$").decode()
 
 
+def process_ids(pid: int) -> dict:
+    """A process's Uid and Gid (real, effective, saved, filesystem) and
+    Groups, as the kernel sees them."""
+    status = pathlib.Path("/proc/%d/status" % pid).read_text()
+    return {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
+            if line.startswith(("Uid:", "Gid:", "Groups:"))}
+
+
 class MailHost:
     """A spool directory, a user database and a config file in a temporary
     directory that the test uid can reach."""
@@ -205,6 +213,9 @@ class TcpInetd:
             self.processes.append(subprocess.Popen(self.command, stdin=conn, stdout=conn,
                                                    env=self.env))
             conn.close()
+
+    def connect(self) -> Conversation:
+        return Conversation(socket.create_connection(("127.0.0.1", self.port)))
 
     def close(self):
         self.running = False

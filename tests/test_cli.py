@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, free_port, hashed
+from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, free_port, hashed, process_ids
 
 from popper import __version__
 
@@ -248,11 +248,9 @@ def test_serving_process_runs_as_the_user(mailhost, inetd):
     mailhost.deliver(MAIL)
     conv = inetd()
     conv.login()
-    status = open("/proc/%d/status" % conv.process.pid).read()
-    uids = [line.split()[1:] for line in status.splitlines() if line.startswith(("Uid:", "Gid:"))]
-    assert uids == [[str(TEST_UID)] * 4, [str(TEST_GID)] * 4]
-    groups = [line for line in status.splitlines() if line.startswith("Groups:")][0].split()[1:]
-    assert "0" not in groups
+    ids = process_ids(conv.process.pid)
+    assert ids["Uid"] == [str(TEST_UID)] * 4 and ids["Gid"] == [str(TEST_GID)] * 4
+    assert "0" not in ids["Groups"]
 
 
 def test_not_root_cannot_serve_another_uid(mailhost, inetd):

@@ -13,12 +13,11 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 
 import pytest
 
-from conftest import IS_ROOT, Conversation, TcpInetd, corpus, start_inetd
+from conftest import IS_ROOT, corpus, process_ids, start_inetd
 
 pytestmark = pytest.mark.skipif(
     not IS_ROOT or not shutil.which("useradd") or not os.path.isdir("/etc/pam.d")
@@ -45,34 +44,26 @@ def real_user(mailhost):
         subprocess.run(["userdel", name], capture_output=True)
 
 
-def ids_of(pid: int) -> dict:
-    status = pathlib.Path("/proc/%d/status" % pid).read_text()
-    return {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
-            if line.startswith(("Uid:", "Gid:"))}
-
-
 @pytest.mark.parametrize("backend", ["pam", "unix"])
-def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_user, backend):
+def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_user, tcp_inetd,
+                                                               backend):
     name, password, entry, service = real_user
     extra = ["set pam-service = %s" % service] if backend == "pam" else []
     mailhost.write_config(*extra, userdb=False)
-    server = TcpInetd(mailhost.command())
-    try:
-        conv = Conversation(socket.create_connection(("127.0.0.1", server.port)))
-        assert conv.login(name, password).startswith(b"+OK %s has 3 visible messages"
-                                                     % name.encode())
-        ids = ids_of(server.processes[-1].pid)
-        assert ids["Uid"] == [str(entry.pw_uid)] * 4
-        assert ids["Gid"] == [str(entry.pw_gid)] * 4
-        assert os.stat(mailhost.temp_drop(name)).st_uid == entry.pw_uid
-        assert conv.cmd("QUIT").startswith(b"+OK Pop server at")
-        conv.close()
-        conv = Conversation(socket.create_connection(("127.0.0.1", server.port)))
-        assert conv.login(name, "wrong").startswith(
-            b'-ERR [AUTH] Password supplied for "%s" is incorrect.' % name.encode())
-        conv.close()
-    finally:
-        server.close()
+    server = tcp_inetd()
+    conv = server.connect()
+    assert conv.login(name, password).startswith(b"+OK %s has 3 visible messages"
+                                                 % name.encode())
+    ids = process_ids(server.processes[-1].pid)
+    assert ids["Uid"] == [str(entry.pw_uid)] * 4
+    assert ids["Gid"] == [str(entry.pw_gid)] * 4
+    assert os.stat(mailhost.temp_drop(name)).st_uid == entry.pw_uid
+    assert conv.cmd("QUIT").startswith(b"+OK Pop server at")
+    conv.close()
+    conv = server.connect()
+    assert conv.login(name, "wrong").startswith(
+        b'-ERR [AUTH] Password supplied for "%s" is incorrect.' % name.encode())
+    conv.close()
 
 
 # Every system call that names a path, and the ones that change identity.

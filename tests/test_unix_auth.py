@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, start_inetd
+from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, process_ids, start_inetd
 
 from popper import native
 
@@ -39,17 +39,13 @@ MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=71)))
 TODAY = int(time.time() // 86400)
 
 
-def des_setting() -> bytes:
-    return b"Zq"
-
-
 USERS = {
     # name: (password, setting or hash, shadow fields (lastchg, max, expire))
     "alice": ("yescrypt pw", None, None),                 # the system's preferred: yescrypt
     "bob": ("sha512 pw", b"$6$bobsalt$", None),
     "carol": ("sha256 pw", b"$5$carolsalt$", None),
     "dave": ("md5 pw", b"$1$davesalt$", None),
-    "erin": ("desword", des_setting(), None),
+    "erin": ("desword", b"Zq", None),
     "frank": ("a bigcrypt password from SCO", b"Zq" + b"." * 33, None),   # 35 chars: bigcrypt
     "gina": ("blowfish pw", b"$2b$05$abcdefghijklmnopqrstuu", None),
     "locked": ("locked pw", "!", None),
@@ -65,7 +61,6 @@ class Cwrap:
 
     def __init__(self, mailhost):
         self.base = mailhost.base
-        self.uid, self.gid = (TEST_UID, TEST_GID)
         passwd, shadow = [], []
         for name, (password, setting, fields) in USERS.items():
             if setting is None:
@@ -76,7 +71,7 @@ class Cwrap:
                 hashed = setting + (native.crypt(password.encode(), b"$6$x$").decode()
                                     if setting == "!" else "")
             lastchg, maximum, expire = fields or (TODAY - 1, -1, -1)
-            passwd.append("%s:x:%d:%d:%s:%s:/bin/sh" % (name, self.uid, self.gid, name,
+            passwd.append("%s:x:%d:%d:%s:%s:/bin/sh" % (name, TEST_UID, TEST_GID, name,
                                                        mailhost.base))
             shadow.append("%s:%s:%d:0:%s:7::%s:" % (name, hashed, lastchg,
                                                    "" if maximum < 0 else maximum,
@@ -84,11 +79,11 @@ class Cwrap:
         passwd.append("lowuser:x:10:10:low:%s:/bin/sh" % mailhost.base)
         shadow.append("lowuser:%s:%d:0::7:::" % (native.crypt(b"low pw", b"$6$low$").decode(),
                                                  TODAY - 1))
-        passwd.append("noshadow:x:%d:%d::/:/bin/sh" % (self.uid, self.gid))
+        passwd.append("noshadow:x:%d:%d::/:/bin/sh" % (TEST_UID, TEST_GID))
         (self.base / "passwd").write_text("\n".join(passwd) + "\n")
         (self.base / "shadow").write_text("\n".join(shadow) + "\n")
         (self.base / "group").write_text("users:x:%d:\nextra:x:4343:alice\nlow:x:10:\n"
-                                         % self.gid)
+                                         % TEST_GID)
         for name in list(USERS) + ["lowuser"]:
             mailhost.deliver(MAIL, user=name)
         self.preload = [str(NSS_WRAPPER)] + ([] if IS_ROOT else [str(UID_WRAPPER)])
@@ -122,9 +117,12 @@ class Cwrap:
         self.env.update(PAM_WRAPPER="1", PAM_WRAPPER_SERVICE_DIR=str(services))
         self.record = record
 
+    def process_env(self, **extra) -> dict:
+        """The environment of a popper that sees the fake databases."""
+        return dict(self.env, LD_PRELOAD=":".join(self.preload), **extra)
+
     def session(self, mailhost, *args):
-        env = dict(self.env, LD_PRELOAD=":".join(self.preload))
-        return start_inetd(mailhost.command(*args), env=env)
+        return start_inetd(mailhost.command(*args), env=self.process_env())
 
 
 @pytest.fixture
@@ -203,13 +201,11 @@ def test_the_session_becomes_the_user_before_the_spool(cwrap, mailhost):
     try:
         assert conv.login("alice", USERS["alice"][0]).startswith(b"+OK")
         if IS_ROOT:         # the kernel's view; under uid_wrapper only popper is fooled
-            status = open("/proc/%d/status" % conv.process.pid).read()
-            ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
-                   if line.startswith(("Uid:", "Gid:", "Groups:"))}
+            ids = process_ids(conv.process.pid)
             assert ids["Uid"] == [str(TEST_UID)] * 4 and ids["Gid"] == [str(TEST_GID)] * 4
             assert "4343" in ids["Groups"] and "0" not in ids["Groups"]
         owner = os.stat(mailhost.temp_drop("alice")).st_uid
-        assert owner == (TEST_UID if IS_ROOT else os.getuid())
+        assert owner == TEST_UID
     finally:
         conv.close()
 
@@ -269,8 +265,8 @@ def test_configure_with_pam_makes_pam_the_default(cwrap, mailhost, tmp_path):
     for switches, expected in (([], b"+OK alice has 3"),
                                (["--with-pam=popper-test-none"], b"-ERR [AUTH] Password")):
         tree.configure(*switches)
-        env = dict(cwrap.env, LD_PRELOAD=":".join(cwrap.preload), **tree.env())
-        conv = start_inetd(tree.command(mailhost), env=env, cwd=tree.path)
+        conv = start_inetd(tree.command(mailhost), env=cwrap.process_env(**tree.env()),
+                           cwd=tree.path)
         assert conv.login("alice", USERS["alice"][0]).startswith(expected)
         conv.close()
     assert 'PAM authentication failed for user "alice"' in trace.read_text()

@@ -11,19 +11,20 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# The constants and array sizes are popper.h's, filled in by the compiler.
 SCANNER_CDEF = """
-#define PN_SEEN 1
-#define PN_HAS_STATUS 2
-#define PN_HAS_UIDL 4
-#define PN_MMDF_MESSAGE 8
-#define PN_UW_DATA 16
-#define PN_EMPTY 0
-#define PN_MBOX 1
-#define PN_MMDF 2
-#define PN_OK 0
-#define PN_NOT_A_MAILBOX 1
-#define PN_IO_ERROR 2
-#define PN_NO_MEMORY 3
+#define PN_SEEN ...
+#define PN_HAS_STATUS ...
+#define PN_HAS_UIDL ...
+#define PN_MMDF_MESSAGE ...
+#define PN_UW_DATA ...
+#define PN_EMPTY ...
+#define PN_MBOX ...
+#define PN_MMDF ...
+#define PN_OK ...
+#define PN_NOT_A_MAILBOX ...
+#define PN_IO_ERROR ...
+#define PN_NO_MEMORY ...
 
 typedef struct {
     int64_t start;
@@ -34,7 +35,7 @@ typedef struct {
     int64_t octets;
     int32_t flags;
     int32_t uid_len;
-    char uid[72];
+    char uid[...];
 } pn_message;
 
 typedef struct {
@@ -43,7 +44,7 @@ typedef struct {
     int format;
     int error;
     size_t separator_len;
-    char separator[1024];
+    char separator[...];
 } pn_scan_result;
 
 int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time,
@@ -54,8 +55,8 @@ void pn_encode_uid(const unsigned char digest[16], char out[20]);
 """
 
 WIRE_CDEF = """
-#define PN_AT_LINE_START 1
-#define PN_AFTER_CR 2
+#define PN_AT_LINE_START ...
+#define PN_AFTER_CR ...
 size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
 """
 

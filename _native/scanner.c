@@ -235,11 +235,16 @@ typedef struct {
     int64_t lf, crlf;
 } line_ends;
 
+static void count_crlf(const unsigned char *p, size_t n, line_ends *c)
+{
+    if (memchr(p - 1, '\r', n))            /* most spools hold no CR at all */
+        c->crlf += (int64_t)count_pairs(p - 1, p, n, '\r', '\n');
+}
+
 static void count_ends(const unsigned char *p, size_t n, line_ends *c)
 {
     c->lf += (int64_t)count_byte(p, n, '\n');
-    if (memchr(p - 1, '\r', n))            /* most spools hold no CR at all */
-        c->crlf += (int64_t)count_pairs(p - 1, p, n, '\r', '\n');
+    count_crlf(p, n, c);
 }
 
 /* The first i >= pos with byte i == '\n' and byte i+1 == second, or the
@@ -283,8 +288,7 @@ static int64_t next_candidate(reader *r, int64_t pos, unsigned char second, line
                 return pos + (int64_t)(off + k);
             }
             c->lf += (int64_t)lf;
-            if (memchr(q - 1, '\r', m))
-                c->crlf += (int64_t)count_pairs(q - 1, q, m, '\r', '\n');
+            count_crlf(q, m, c);
         }
         pos += (int64_t)n;
     }
@@ -409,6 +413,16 @@ static int uw_hints(const char *p, size_t n)
            (n >= 31 && memcmp(p, "From: Mail System Internal Data", 31) == 0);
 }
 
+/* The next piece of [q, end), WINDOW bytes at most: its bytes, and its
+ * length in *n. */
+static const char *piece(reader *r, int64_t q, int64_t end, size_t *n)
+{
+    size_t avail, want = end - q < WINDOW ? (size_t)(end - q) : WINDOW;
+    const char *c = at(r, q, want, &avail);
+    *n = avail < want ? avail : want;
+    return c;
+}
+
 /* Scan the message whose separator line spans [start, header). */
 static int scan_message(reader *r, int format, const char *sep, size_t seplen,
                         int64_t start, int64_t header, int uw, pn_message *m)
@@ -436,20 +450,18 @@ static int scan_message(reader *r, int format, const char *sep, size_t seplen,
             break;
         }
         if (uw)
-            hints += uw_hints(p, len < LINE_WINDOW ? (size_t)len : LINE_WINDOW);
+            hints += uw_hints(p, seen);
         if (has_prefix_ci(p, seen, "status:")) {
             m->flags |= PN_HAS_STATUS;
-            for (int64_t q = pos; q < le;) {
-                size_t want = le - q < WINDOW ? (size_t)(le - q) : WINDOW;
-                const char *c = at(r, q, want, &avail);
+            size_t n;
+            for (int64_t q = pos; q < le; q += (int64_t)n) {
+                const char *c = piece(r, q, le, &n);
                 if (!c)
                     return -1;
-                size_t n = avail < want ? avail : want;
                 if (memchr(c, 'R', n)) {
                     m->flags |= PN_SEEN;
                     break;
                 }
-                q += (int64_t)n;
             }
             p = at(r, pos, seen, &avail);
             if (!p)
@@ -521,14 +533,12 @@ static int make_uid(reader *r, pn_message *m, const char *sepline, size_t seplen
         size_t seen = avail < 16 ? avail : 16;
         if (has_prefix_ci(p, seen, "received:") || has_prefix_ci(p, seen, "date:") ||
             has_prefix_ci(p, seen, "message-id:") || has_prefix_ci(p, seen, "subject:")) {
-            for (int64_t q = pos; q < le;) {
-                size_t want = le - q < WINDOW ? (size_t)(le - q) : WINDOW;
-                const char *c = at(r, q, want, &avail);
+            size_t n;
+            for (int64_t q = pos; q < le; q += (int64_t)n) {
+                const char *c = piece(r, q, le, &n);
                 if (!c)
                     return -1;
-                size_t n = avail < want ? avail : want;
                 pn_md5_update(&md5, c, n);
-                q += (int64_t)n;
             }
         }
         pos = le;

@@ -162,7 +162,7 @@ def crypt_hash(password: str, source: pathlib.Path) -> str:
     hashed = native.crypt(password.encode(), SALT)
     if not hashed:
         raise SystemExit("cannot hash a password with crypt(3)")
-    return hashed.decode() if isinstance(hashed, bytes) else hashed
+    return hashed.decode()
 
 
 class MailHost:
@@ -314,11 +314,7 @@ class Server:
     def stop(self) -> int:
         """SIGTERM to the server (and, when --popper is a wrapper that
         forks, to the popper it started); SIGKILL after a minute."""
-        for pid in sorted(self.initial):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        terminate(sorted(self.initial))
         if self.process.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
         try:
@@ -361,15 +357,30 @@ def descendants(pid: int) -> list:
     return found
 
 
+def terminate(pids) -> None:
+    """SIGTERM to each of these processes that still runs."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def proc_stat(pid: int):
+    """The fields of /proc/<pid>/stat after the command name (the state is
+    fields[0]), None if the process is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def start_time(pid: int):
     """When the process started (clock ticks after boot), None if it is gone
     or a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if fields[0] in ("Z", "X"):
+    fields = proc_stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
 
@@ -506,12 +517,8 @@ def octets_of(status: bytes) -> int:
 
 def cpu_seconds(pid: int):
     """utime + stime of a process in seconds (clock-tick resolution), None if gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    fields = proc_stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -960,11 +967,7 @@ def main(argv=None) -> int:
             if leftover:
                 note("warning: session processes still running at the end: %s; "
                      "sending them SIGTERM" % leftover)
-                for pid in leftover:
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
+                terminate(leftover)
             code = server.stop()
             if code != 0:
                 note("popper exited with status %d: %s" % (code, server.stderr()))

@@ -3,6 +3,7 @@ temporary drop, MMDF spools, UW-IMAP's folder data, unique UIDs, dot-locks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -11,6 +12,8 @@ import time
 import mda
 from conftest import TEST_GID, TEST_UID, corpus, start_inetd
 from test_crash import message_id, split_mbox
+
+from popper.maildrop.scan import encode_uid
 
 MAIL = corpus.mbox_bytes(list(corpus.messages(8, seed=61)))
 
@@ -212,6 +215,19 @@ def test_repeated_uids_are_made_unique_and_written_back(mailhost):
     uids = [line.split()[1] for line in first]
     assert uids[0] == b"sameuid" and len(set(uids)) == 3
     assert uidl(mailhost) == first          # the same after they were written back
+
+
+def test_a_made_uid_never_takes_one_a_later_message_has(mailhost):
+    # The UID the second "sameuid" would get is already the fourth message's.
+    made = encode_uid(hashlib.md5(b"sameuid/1").digest())
+    msgs = list(corpus.messages(5, seed=67))
+    given = [b"sameuid", b"sameuid", b"sameuid", made, b"other"]
+    mailhost.deliver(b"".join(m.envelope + m.data.replace(b"\n\n", b"\nX-UIDL: %s\n\n" % uid, 1)
+                              + b"\n" for m, uid in zip(msgs, given)))
+    uids = [line.split()[1] for line in uidl(mailhost)]
+    assert uids[0] == b"sameuid" and uids[3] == made and uids[4] == b"other"
+    assert len(set(uids)) == 5
+    assert uids[1:3] == [encode_uid(hashlib.md5(b"sameuid/%d" % k).digest()) for k in (2, 3)]
 
 
 def test_qpopper_uids_are_honoured(mailhost):

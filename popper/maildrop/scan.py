@@ -113,15 +113,18 @@ class MessageTable:
         """RFC 1939 wants every UID once in a maildrop; a copied message or a
         sender's own X-UIDL: can repeat one.  The later ones get a UID made
         from theirs (the same one each time), which QUIT then writes back."""
-        seen = set()
+        seen, taken = set(), set(self.uid)
+        next_k = {}             # per repeated UID: where its search goes on (taken only grows)
         for i, uid in enumerate(self.uid):
             if uid in seen:
-                k = 1
+                k = next_k.get(uid, 1)
                 while True:
                     new = encode_uid(hashlib.md5(uid + b"/%d" % k).digest())
-                    if new not in seen and new not in self.uid:
-                        break
                     k += 1
+                    if new not in taken:
+                        break
+                next_k[uid] = k
+                taken.add(new)
                 self.octets[i] += len(new) - len(uid)
                 self.flags[i] &= ~HAS_UIDL
                 self.uid[i] = uid = new

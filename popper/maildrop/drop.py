@@ -32,9 +32,9 @@ import threading
 import time
 
 from popper import native
-from popper.maildrop import cache, render
-from popper.maildrop.journal import Journal, JournalError, parse_ranges, ranges_text
-from popper.maildrop.locking import LockError, SpoolLock
+from popper.maildrop import MaildropError, cache, render
+from popper.maildrop.journal import Journal, parse_ranges, ranges_text
+from popper.maildrop.locking import SpoolLock
 from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, MessageTable, NotAMailbox
 from popper.protocol import replies
 from popper.settings import Settings, spool_path, temp_drop_path
@@ -45,10 +45,6 @@ SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buf
 MARKER = b"\0popper-rewrite\0"    # the spool's first bytes while popper rewrites it
 PRINT = 4096                # bytes at each end of a range that identify it
 GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends)
-
-
-class MaildropError(Exception):
-    """A maildrop failure; args[0] is the -ERR text for the client."""
 
 
 def _error(template: str, exc: OSError = None, **fields) -> MaildropError:
@@ -317,10 +313,7 @@ class Maildrop:
         return fd
 
     def _login(self) -> None:
-        try:
-            record = self.journal.read()
-        except JournalError as exc:
-            raise MaildropError(exc.args[0]) from None
+        record = self.journal.read()
         spool_fd = self._open_spool(create=record is not None)
         if spool_fd is None:                # no spool and nothing to recover
             self._scan([(0, _size(self.temp_fd))])
@@ -347,8 +340,6 @@ class Maildrop:
             if self.journaled or _size(spool_fd):
                 self.finisher = _Finisher(self._empty_spool, spool_fd, lock)
                 spool_fd = None
-        except LockError as exc:
-            raise MaildropError(exc.args[0]) from None
         except OSError as exc:
             raise _error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
         finally:
@@ -532,7 +523,7 @@ class Maildrop:
                 self._scan([(0, _size(self.spool_fd))], self.spool_fd)
                 cache.save(self.settings, self.user, self.spool_fd, self.messages,
                            self.separator)
-        except (OSError, MaildropError, LockError) as exc:
+        except (OSError, MaildropError) as exc:
             self.log.debug("%s: no cache for the next login: %s" % (self.user, exc))
 
     # --- serving -------------------------------------------------------------------
@@ -556,10 +547,6 @@ class Maildrop:
                 self._update_in_place(kept, deleted, seen, rewrite)
             else:
                 self._update(kept, seen, rewrite)
-        except LockError as exc:
-            raise MaildropError(exc.args[0]) from None
-        except JournalError as exc:
-            raise MaildropError(exc.args[0]) from None
         except OSError as exc:
             self.log.error("%s: update of %s failed: %s; the mail is in %s"
                            % (self.user, self.spool_path, exc, self.temp_path))

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import os
 
+from popper.maildrop import MaildropError
 from popper.protocol import replies
 
 NAME = "%s.journal"         # beside the temp drop: .<user>.pop.journal
 MAGIC = "popper-journal 1"
 
 
-class JournalError(Exception):
+class JournalError(MaildropError):
     """A journal popper cannot trust; args[0] is the -ERR text."""
 
 

@@ -23,6 +23,7 @@ import socket
 import stat
 import time
 
+from popper.maildrop import MaildropError
 from popper.protocol import replies
 
 KINDS = ("fcntl", "dotlock", "flock")
@@ -32,7 +33,7 @@ POLL = 0.05             # seconds between tries
 REFRESH_EVERY = 60      # seconds between touches of a dot-lock held for a long copy
 
 
-class LockError(Exception):
+class LockError(MaildropError):
     """A lock that could not be taken; args[0] is the -ERR text."""
 
 

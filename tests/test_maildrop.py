@@ -74,6 +74,20 @@ def test_server_mode_second_login_takes_the_cache(mailhost):
     assert "cached message table" not in trace.read_text()
 
 
+def test_the_cache_is_written_after_a_scan_and_left_alone_after_a_cached_login(mailhost):
+    mailhost.deliver(MAIL)
+    session(mailhost)                       # X-UIDL: and Status: written once
+    cache_file = mailhost.spool_dir / ".alice.cache"
+    assert not cache_file.exists()
+    session(mailhost, "-S")                 # a scan, and nothing to change: cached
+    before = os.stat(cache_file)
+    trace = mailhost.base / "trace"
+    session(mailhost, "-S", "-t", str(trace))
+    assert "cached message table" in trace.read_text()
+    after = os.stat(cache_file)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
 def test_server_mode_update_keeps_new_mail_and_writes_headers(mailhost):
     mailhost.deliver(MAIL)
     conv = start_inetd(mailhost.command("-S"))

@@ -245,7 +245,7 @@ class Maildrop:
         self.finisher = None            # emptying the spool after login, beside the session
         self.journaled = False          # the login's move wrote the journal
         self.spool_print = None         # server mode: (dev, ino, size, fingerprint) at login
-        self.spool_key = None           # server mode: the cache key of the spool at login
+        self.spool_key = None           # server mode: the cache key of a spool scanned at login
         self.cache_after_close = False  # server mode: the spool was rewritten; cache it
 
     @property
@@ -503,10 +503,10 @@ class Maildrop:
             self.scanned_end = st.st_size
         else:
             self._scan([(0, st.st_size)], spool_fd)
+            self.spool_key = cache.key(st)          # cache it if the session changes nothing
         self.spool_fd, self.server = spool_fd, True
         self.spool_print = (st.st_dev, st.st_ino, st.st_size,
                             fingerprint(spool_fd, st.st_size))
-        self.spool_key = cache.key(st)
 
     def _spool_unchanged(self) -> bool:
         """Is the spool still what was scanned (delivery may have added to it)?"""
@@ -558,7 +558,8 @@ class Maildrop:
             (seen[i] and not messages.flags[i] & 1) or not messages.flags[i] & 4
             for i in range(len(messages)) if not messages.flags[i] & UW_DATA))
         if not dirty:
-            if cache.key(os.fstat(self.spool_fd)) == self.spool_key:   # no new mail either
+            if self.spool_key and cache.key(os.fstat(self.spool_fd)) == self.spool_key:
+                # scanned at login, and no mail came since: the next login needs no scan
                 cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
             self._finish()
             return

@@ -99,10 +99,3 @@ def save(settings, user: str, spool_fd: int, table: MessageTable, separator: byt
         replace_file(path_of(settings, user), b"".join(parts), durable=False)
     except OSError:
         pass
-
-
-def forget(settings, user: str) -> None:
-    try:
-        os.unlink(path_of(settings, user))
-    except OSError:
-        pass

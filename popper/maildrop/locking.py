@@ -26,8 +26,6 @@ import time
 from popper.maildrop import MaildropError
 from popper.protocol import replies
 
-KINDS = ("fcntl", "dotlock", "flock")
-DEFAULT_ORDER = KINDS
 STALE_AFTER = 300       # seconds: an older dot-lock is abandoned (Qpopper, liblockfile)
 POLL = 0.05             # seconds between tries
 REFRESH_EVERY = 60      # seconds between touches of a dot-lock held for a long copy
@@ -191,7 +189,7 @@ class SpoolLock:
     another order (procmail: dot-lock first) never waits on popper while
     popper waits on it."""
 
-    def __init__(self, fd: int, path: str, wait: float, order: tuple = DEFAULT_ORDER):
+    def __init__(self, fd: int, path: str, wait: float, order: tuple):
         self.fd, self.path, self.wait, self.order = fd, path, wait, order
         self.dotlock = DotLock(path)
         self.taken = []

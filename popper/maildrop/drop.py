@@ -116,8 +116,7 @@ def first_mail_byte(fd: int, start: int, end: int) -> int:
     """The first offset at or after start that is not a NUL byte (or end).
     Mail never starts with a NUL; the zeros are a rewrite's preallocation."""
     pos = start
-    while pos < end:
-        data = os.pread(fd, min(COPY_CHUNK, end - pos), pos)
+    for data in render.read_range(fd, start, end, COPY_CHUNK):
         stripped = data.lstrip(b"\0")
         if stripped:
             return pos + len(data) - len(stripped)

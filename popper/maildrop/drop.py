@@ -347,17 +347,21 @@ class Maildrop:
                 os.close(spool_fd)
 
     def _empty_spool(self, spool_fd: int, lock: SpoolLock) -> None:
-        """The end of a login's move, run by the finisher: empty the spool
-        (the journal says its mail is in the temp drop), forget the journal."""
+        """The end of a login's move, run by the finisher."""
         try:
-            if _size(spool_fd):
-                os.ftruncate(spool_fd, 0)
-                os.fsync(spool_fd)
-            if self.journaled:
-                self.journal.remove()
+            self._empty(spool_fd, _size(spool_fd))
         finally:
             lock.release()
             os.close(spool_fd)
+
+    def _empty(self, spool_fd: int, size: int) -> None:
+        """Empty the spool (the journal says its mail is in the temp drop),
+        then forget the journal."""
+        if size:
+            os.ftruncate(spool_fd, 0)
+            os.fsync(spool_fd)
+        if self.journaled:
+            self.journal.remove()
 
     def _recover(self, record, spool_fd: int):
         """From the journal's last record: how many of the temp drop's bytes
@@ -441,10 +445,7 @@ class Maildrop:
             self.journal.write("settled", t=_size(temp_fd), s=spool_size,
                                fp=fingerprint(spool_fd, spool_size))
         if at_quit:
-            if spool_size:
-                os.ftruncate(spool_fd, 0)
-                os.fsync(spool_fd)
-            self.journal.remove()
+            self._empty(spool_fd, spool_size)
 
     def _copy(self, spool_fd: int, placements: list, refresh) -> None:
         """The copier's work: each range into its place, then fsync."""

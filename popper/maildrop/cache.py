@@ -14,7 +14,7 @@ import os
 import struct
 from array import array
 
-from popper.maildrop.journal import replace_file
+from popper.maildrop.journal import is_private, replace_file
 from popper.maildrop.scan import MessageTable
 from popper.settings import temp_drop_path
 
@@ -38,7 +38,7 @@ def load(settings, user: str, st):
         return None
     try:
         info = os.fstat(fd)
-        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        if not is_private(info):
             return None
         data = b""
         while len(data) < info.st_size:

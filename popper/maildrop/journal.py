@@ -63,6 +63,12 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def is_private(st: os.stat_result) -> bool:
+    """Owned by this user and closed to everyone else, as popper's own
+    files (the journal, the cache) must be before they are believed."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o077
+
+
 def replace_file(path: str, data: bytes, durable: bool) -> None:
     """Put data at path whole or not at all: written into path.new (made
     afresh, never through a link), then renamed over path.  durable: on the
@@ -102,7 +108,7 @@ class Journal:
                                             why=exc.strerror)) from None
         try:
             st = os.fstat(fd)
-            if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            if not is_private(st):
                 raise JournalError(replies.text(replies.JOURNAL_BAD, file=self.path,
                                                 why="not owned by the user, or open to others"))
             text = os.read(fd, 65536).decode("ascii", "replace")

@@ -246,6 +246,11 @@ class _Reader:
         i = pos - self.base
         return self.buf, i, len(self.buf) - i
 
+    def read(self, pos: int, n: int) -> bytes:
+        """The bytes [pos, pos+n), fewer only at the limit."""
+        buf, i, _ = self.at(pos, n)
+        return buf[i:i + n]
+
     def line_end(self, pos: int) -> int:
         """Offset just past the LF ending the line at pos (or the limit)."""
         while pos < self.limit:
@@ -311,8 +316,7 @@ def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
     if start >= limit:
         return ScanResult(EMPTY, b"", MessageTable())
     first_end = reader.line_end(start)
-    buf, i, _ = reader.at(start, first_end - start)
-    first = buf[i:i + first_end - start]
+    first = reader.read(start, first_end - start)
     if first.startswith(b"\x01"):
         if not first.endswith(b"\n") or len(first) > MAX_SEPARATOR:
             raise NotAMailbox("the MMDF separator line is not a complete line")
@@ -326,8 +330,7 @@ def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
     pos = start
     while pos < limit:
         sep_end = reader.line_end(pos)
-        buf, i, _ = reader.at(pos, sep_end - pos)
-        sepline = buf[i:i + sep_end - pos]
+        sepline = reader.read(pos, sep_end - pos)
         msg = _scan_message(reader, fmt, separator, pos, sep_end, uw and not messages)
         if msg.uid is None:
             msg.uid = _make_uid(reader, msg, sepline, base_time + len(messages) + 1,
@@ -352,8 +355,7 @@ def _scan_message(reader: _Reader, fmt: str, separator: bytes, start: int,
     body = content_end = None
     while pos < limit:                          # the header, line by line
         line_end = reader.line_end(pos)
-        buf, i, _ = reader.at(pos, min(line_end - pos, LINE_WINDOW))
-        head = buf[i:i + min(line_end - pos, LINE_WINDOW)]
+        head = reader.read(pos, min(line_end - pos, LINE_WINDOW))
         if head in (b"\n", b"\r\n"):
             body = pos
             break
@@ -398,8 +400,7 @@ def _uw_hints(line: bytes, name: bytes) -> int:
 
 
 def _last2(reader: _Reader, line_end: int) -> bytes:
-    buf, i, _ = reader.at(line_end - 2, 2)
-    return buf[i:i + 2]
+    return reader.read(line_end - 2, 2)
 
 
 def _find_end(reader: _Reader, fmt: str, separator: bytes, body: int):
@@ -428,8 +429,7 @@ def _find_end(reader: _Reader, fmt: str, separator: bytes, body: int):
         if blank is not None and blank >= body:
             line_end = reader.line_end(candidate)
             if line_end - candidate <= MAX_SEPARATOR:
-                cbuf, ci, _ = reader.at(candidate, line_end - candidate)
-                if is_from_line(cbuf[ci:ci + line_end - candidate]):
+                if is_from_line(reader.read(candidate, line_end - candidate)):
                     return blank, candidate
         pos = candidate
     # The last message: a blank line at the very end belongs to no message.
@@ -449,8 +449,7 @@ def _after_trailer(reader: _Reader, separator: bytes, trailer: int) -> int:
     limit = reader.limit
     while pos < limit:
         line_end = reader.line_end(pos)
-        buf, i, _ = reader.at(pos, min(line_end - pos, len(separator) + 1))
-        if buf[i:i + line_end - pos] == separator:
+        if reader.read(pos, min(line_end - pos, len(separator) + 1)) == separator:
             return pos
         pos = line_end
     return limit
@@ -464,8 +463,7 @@ def _make_uid(reader: _Reader, msg: Message, sepline: bytes, counter: int,
     pos = msg.header
     while pos < msg.body:
         line_end = reader.line_end(pos)
-        buf, i, _ = reader.at(pos, 16)
-        if buf[i:i + 16].lower().startswith(UID_HEADERS):
+        if reader.read(pos, 16).lower().startswith(UID_HEADERS):
             for chunk in reader.chunks(pos, line_end):
                 md5.update(chunk)
         pos = line_end

@@ -23,90 +23,15 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-import mda
-from conftest import IS_ROOT, ROOT, TEST_GID, TEST_UID, corpus, start_inetd
+from conftest import IS_ROOT, corpus, start_inetd
+from helpers import World, message_id, split_mbox
 from mda import digest
 
 TRIALS = int(os.environ.get("POPPER_CRASH_TRIALS", "24"))
-MDA = str(ROOT / "tests" / "mda.py")
-
-
-def split_mbox(data: bytes) -> list:
-    """The messages of an mbox, each without the blank line that ends it.
-    An independent reader: a From line after a blank line starts a message."""
-    if not data:
-        return []
-    assert data.startswith(b"From "), data[:80]
-    starts = [0] + [m.start() + 2 for m in re.finditer(rb"\n\nFrom \S+ \w{3} \w{3} [ \d]\d ", data)]
-    out = []
-    for a, b in zip(starts, starts[1:] + [len(data)]):
-        chunk = data[a:b]
-        out.append(chunk[:-1] if chunk.endswith(b"\n\n") else chunk)
-    return out
-
-
-def message_id(message: bytes) -> bytes:
-    return re.search(rb"\nMessage-ID: <([^>]+)>", message).group(1)
-
-
-class World:
-    """The spool, what was delivered to it (and what it must hold), and a
-    delivery agent appending to it all the time."""
-
-    def __init__(self, mailhost, seed: int):
-        self.host = mailhost
-        self.rng = random.Random(seed)
-        initial = list(corpus.messages(400, seed=seed))
-        mailhost.deliver(corpus.mbox_bytes(initial))
-        self.known = {m.message_id.decode(): digest(m.envelope + m.data) for m in initial}
-        self.gone = set()
-        self.mda_log = mailhost.base / "mda.log"        # where the test uid may write
-        self.mda_log.write_text("")
-        os.chown(self.mda_log, TEST_UID, TEST_GID)
-        self.mda = None
-
-    def start_mda(self, count: int) -> None:
-        command = [sys.executable, MDA, str(self.host.spool()), str(self.mda_log), str(count),
-                   "--pause", "0.03", "--prefix", "mda%d" % self.rng.randrange(10**6)]
-        if IS_ROOT:
-            command += ["--uid", str(TEST_UID), "--gid", str(TEST_GID)]
-        self.mda = subprocess.Popen(command)
-
-    def stop_mda(self) -> None:
-        if self.mda:
-            self.mda.wait(120)
-            assert self.mda.returncode == 0
-            self.mda = None
-
-    def delivered(self) -> dict:
-        """Message-ID -> digest of what the delivery agent has delivered."""
-        return dict(line.split(" ") for line in self.mda_log.read_text().splitlines())
-
-    def check(self, deleted: set, trial: str) -> None:
-        """The spool holds each message once: all of `deleted` gone or none."""
-        with mda.MdaLock(self.host.spool()):
-            data = self.host.spool().read_bytes()
-            expected = dict(self.known, **self.delivered())
-        messages = split_mbox(data)
-        counts = collections.Counter(message_id(m) for m in messages)
-        dupes = [i for i, n in counts.items() if n > 1]
-        assert not dupes, "%s: duplicated %s" % (trial, dupes[:5])
-        for m in messages:
-            i = message_id(m).decode()
-            if i in expected:           # (a delivery not logged yet is not)
-                assert expected[i] == digest(m), "%s: %s corrupted" % (trial, i)
-        present = {i.decode() for i in counts}
-        missing = set(expected) - present - self.gone
-        applied = {i.decode() for i in deleted} & missing
-        assert applied in (set(), {i.decode() for i in deleted}), \
-            "%s: deletions half applied" % trial
-        assert missing == applied, "%s: lost %s" % (trial, sorted(missing - applied)[:5])
-        self.gone |= applied
 
 
 def timed_session(world: World, extra_args: list) -> tuple:

@@ -24,7 +24,7 @@ import pytest
 
 import mda
 from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, start_inetd
-from test_crash import message_id, split_mbox
+from helpers import message_id, split_mbox
 
 AGENT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/"}
 

@@ -11,7 +11,7 @@ import time
 
 import mda
 from conftest import TEST_GID, TEST_UID, corpus, start_inetd
-from test_crash import message_id, split_mbox
+from helpers import message_id, split_mbox
 
 from popper.maildrop.scan import encode_uid
 

@@ -7,8 +7,6 @@ through the stdlib, which passes it as one "%s" argument, and the trace file
 gets it through write().  Control characters are replaced with "?".
 """
 
-from __future__ import annotations
-
 import os
 import sys
 import syslog
@@ -16,9 +14,9 @@ import time
 
 from popper import __version__
 
-PRIORITIES = {"error": syslog.LOG_ERR, "warning": syslog.LOG_WARNING,
-              "notice": syslog.LOG_NOTICE, "info": syslog.LOG_INFO,
-              "debug": syslog.LOG_DEBUG}
+PRIORITIES = {"critical": syslog.LOG_CRIT, "error": syslog.LOG_ERR,
+              "warning": syslog.LOG_WARNING, "notice": syslog.LOG_NOTICE,
+              "info": syslog.LOG_INFO, "debug": syslog.LOG_DEBUG}
 
 LOG_LOGIN_TEMPLATE = '(v%0) POP login by user "%1" at (%2) %3'
 
@@ -77,6 +75,10 @@ class Log:
             if level == "debug":
                 return
         syslog.syslog(self.facility | PRIORITIES[level], message)
+
+    def critical(self, message: str) -> None:
+        """Something an administrator must look at (mail set aside)."""
+        self._write("critical", message)
 
     def error(self, message: str) -> None:
         self._write("error", message)

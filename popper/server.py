@@ -1,8 +1,6 @@
 """Putting a session together: the authenticator, the maildrop opener, the
 client's name.  The transports call serve() for each connection."""
 
-from __future__ import annotations
-
 import functools
 import os
 import socket
@@ -11,7 +9,7 @@ from popper import __version__, privsep
 from popper.auth.pam import PamAuth
 from popper.auth.unix import UnixAuth
 from popper.auth.userdb import UserDB
-from popper.maildrop.drop import Maildrop, MaildropError
+from popper import maildrop
 from popper.protocol.session import Client, Session
 from popper.transport import connection
 
@@ -71,10 +69,8 @@ def make_session(settings, log, client: Client) -> Session:
         try:
             privsep.become(account, settings.spool_dir)
         except privsep.CannotServe as exc:
-            raise MaildropError(exc.args[0]) from None
-        drop = Maildrop(settings, account.name, log)
-        drop.open()
-        return drop
+            raise maildrop.MaildropError(exc.args[0]) from None
+        return maildrop.open_maildrop(settings, account.name, log)
 
     return Session(settings, authenticator(settings, log), open_maildrop, log, client,
                    local_hostname())
@@ -93,7 +89,7 @@ def no_delay(fd: int) -> None:
     reply), so Nagle's algorithm could only hold back a reply's last piece
     until the client's delayed ACK, 40 ms on Linux."""
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        sock = connection.socket_of(os.dup(fd))
     except OSError:
         return
     try:
@@ -108,7 +104,7 @@ def no_delay(fd: int) -> None:
 def peer_of(fd: int) -> str:
     """The IP of the peer on a socket fd; "0.0.0.0" when fd is not a socket."""
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        sock = connection.socket_of(os.dup(fd))
     except OSError:
         return "0.0.0.0"
     try:

@@ -31,7 +31,8 @@ _spec.loader.exec_module(corpus)
 
 from popper import native  # noqa: E402
 from popper.auth import Account, AuthError  # noqa: E402
-from popper.maildrop.drop import Maildrop  # noqa: E402
+from popper.log import PRIORITIES  # noqa: E402
+from popper.maildrop import open_maildrop as open_drop  # noqa: E402
 from popper.protocol import replies as R  # noqa: E402
 from popper.protocol.session import Client, Session  # noqa: E402
 from popper.settings import Settings  # noqa: E402
@@ -360,7 +361,7 @@ class RecordingLog:
         self.lines = []
 
     def __getattr__(self, level):
-        if level in ("error", "warning", "notice", "info", "debug"):
+        if level in PRIORITIES:
             return lambda message: self.lines.append((level, message))
         raise AttributeError(level)
 
@@ -399,9 +400,7 @@ def make_session(spool):
         log = RecordingLog()
 
         def open_maildrop(account):
-            drop = Maildrop(s, account.name, log)
-            drop.open()
-            return drop
+            return open_drop(s, account.name, log)
         session = Session(s, auth or StubAuth(), open_maildrop, log,
                           client or Client("client.example", "192.0.2.9"), "mail.example")
         made.append(session)

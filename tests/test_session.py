@@ -12,7 +12,7 @@ from conftest import USERS, corpus
 
 from popper import __version__
 from popper.auth import Account
-from popper.maildrop.drop import MaildropError
+from popper.maildrop import MaildropError
 from popper.protocol import replies as R
 from popper.protocol.session import FLUSH, AfterSend, Client, Pause
 from popper.settings import Settings
@@ -417,14 +417,27 @@ def test_auto_delete_deletes_what_was_retrieved(make_session, spool):
 
 
 def test_maildrop_failure_ends_the_session(make_session, spool):
-    session, _ = make_session(mail=b"this is not a mailbox\n")
-    out = login_attempt = run(session, b"USER alice\r\nPASS secret\r\n")
-    assert out[1] == (b"-ERR [SYS/PERM] Unable to process From lines (envelopes) in %s; change "
-                      b"recognition mode or check for corrupted mail drop.\r\n"
-                      % str(spool / "alice").encode())
-    assert session.done and login_attempt
-    assert (spool / "alice").read_bytes() == b"this is not a mailbox\n"
-    assert not (spool / ".alice.pop").exists() or (spool / ".alice.pop").stat().st_size == 0
+    (spool / ".alice.pop").write_bytes(b"")
+    os.chmod(spool / ".alice.pop", 0o644)
+    session, _ = make_session(mail=MAIL)
+    out = login_attempt = run(session, b"USER alice\r\nPASS secret\r\nSTAT\r\n")
+    assert out[1] == (b"-ERR [SYS/PERM] Your temporary file %s is accessible by others.  This "
+                      b"must be fixed\r\n" % str(spool / ".alice.pop").encode())
+    assert session.done and login_attempt and len(out) == 2
+    assert (spool / "alice").read_bytes() == MAIL
+
+
+def test_a_spool_that_is_not_mail_is_set_aside_and_the_login_goes_on(make_session, spool):
+    session, log = make_session(mail=b"this is not a mailbox\n")
+    out = run(session, b"USER alice\r\nPASS secret\r\n")
+    assert out[1] == b"+OK alice has 0 visible messages (0 hidden) in 0 octets.\r\n"
+    assert run(session, b"QUIT\r\n")[0].startswith(b"+OK")
+    [aside] = spool.glob(".alice.pop.damaged.*")
+    assert aside.read_bytes() == b"this is not a mailbox\n"
+    assert (aside.stat().st_mode & 0o777) == 0o600
+    assert (spool / "alice").read_bytes() == b""
+    [crit] = log.texts("critical")
+    assert str(aside) in crit and "not mail" in crit
 
 
 def test_an_unexpected_failure_while_opening_the_maildrop_ends_the_session(make_session):

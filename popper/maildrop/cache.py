@@ -8,8 +8,6 @@ and after a QUIT that rewrote it.  Any doubt -- another key, a short or
 foreign file -- means no cache: the spool is scanned.
 """
 
-from __future__ import annotations
-
 import os
 import struct
 from array import array

@@ -1,4 +1,4 @@
-"""The maildrop's journal: what a session was doing to the spool when it died.
+"""The maildrop's journal: what a session was doing to the spool when it stopped.
 
 The temporary drop <temp-dir>/.<user>.pop holds the mail while popper works
 on the spool; this one-line file beside it, .<user>.pop.journal, says what
@@ -7,27 +7,39 @@ message exactly once.  A record is replaced atomically (written to a new
 file, fsync'ed, renamed over the old one, the directory fsync'ed), so the
 file always holds the last record written, whole, or nothing.
 
-Records (offsets are byte offsets; ranges are "a-b,c-d", spool bytes):
+A record never claims more than the files already hold: each is written
+when the files fit both it and the record it replaces, so a kill or an
+error at any point leaves a true record (recovery.py reads them).
 
-  move     t=T ranges=R          copying spool ranges R into the temp drop,
-                                 which was T bytes long
-  moved    t=T at=P ranges=R fp=F
-                                 R is in the temp drop from P on, fsync'ed;
-                                 the spool is being emptied (F identifies R)
-  stash    m=M                   QUIT: copying the new mail at the end of
-                                 the spool into the temp drop, M bytes long
-  rewrite  tlen=L n=N bound=B    QUIT: the temp drop's first L bytes hold
-                                 all the mail; the spool (N bytes of new
-                                 mail) is being rewritten, B bytes long
-  done     total=S head=H        QUIT: the spool's first S bytes are its new
-                                 content, but its first 16 bytes may still
-                                 be the marker; H (hex) are the real ones
+The records (offsets and sizes in bytes; ranges are spool ranges "a-b,c-d";
+fp is a fingerprint of a file's first bytes, files.fingerprint):
 
-docs/maildrop.md tells what recovery does with each.
+  move     t=T s=S fp=F ranges=R
+           copying spool ranges R into the temp drop, which held T bytes
+           of mail; the spool was S bytes long (F of its S bytes) and is
+           not changed by the move.  At login R is the spool's mail, at
+           QUIT the mail delivered during the session.
+  settled  t=T s=S fp=F
+           login: the temp drop's first T bytes hold all the mail, the
+           spool's first S bytes (F) included, on the disk; the spool is
+           being emptied.
+  rewrite  tlen=L n=N fp=F bound=B
+           QUIT: the temp drop's first L bytes hold all the mail, on the
+           disk, the spool's first N bytes (F) included; the spool is being
+           rewritten: emptied, set to B bytes of zeros (later deliveries
+           land after them), its first bytes the marker files.MARKER until
+           the rest is written.
+  done     total=S head=H
+           QUIT: the spool's first S bytes are its new content, on the
+           disk, except that its first bytes may still be the marker; H
+           (hex) are the real ones.  The temp drop is no longer needed.
+
+A journal written by an older popper may hold `stash m=M` (QUIT copying
+the new mail into the temp drop, which held M bytes): it is read as
+`move t=M s=0 ranges=-`, which is what it meant.
 """
 
-from __future__ import annotations
-
+import collections
 import os
 
 from popper.maildrop import MaildropError
@@ -38,21 +50,70 @@ MAGIC = "popper-journal 1"
 
 
 class JournalError(MaildropError):
-    """A journal popper cannot trust; args[0] is the -ERR text."""
+    """A journal popper must not trust (another user's); args[0] is the -ERR text."""
 
 
 def ranges_text(ranges) -> str:
     return ",".join("%d-%d" % r for r in ranges) or "-"
 
 
-def parse_ranges(text: str) -> list:
+def parse_ranges(text: str) -> tuple:
     if text == "-":
-        return []
+        return ()
     out = []
     for item in text.split(","):
         a, _, b = item.partition("-")
         out.append((int(a), int(b)))
-    return out
+    return tuple(out)
+
+
+def _record(op: str, fields: str, **kinds):
+    """A record type: a named tuple of the fields, which knows its op and how
+    each field is written and read (int unless kinds says otherwise)."""
+    names = fields.split()
+    base = collections.namedtuple(op.capitalize(), names)
+    writers = {"ranges": ranges_text, "head": bytes.hex, "fp": lambda fp: fp or "-"}
+    readers = {"ranges": parse_ranges, "head": bytes.fromhex,
+               "fp": lambda text: None if text == "-" else text}
+
+    def line(self) -> str:
+        return " ".join([op] + ["%s=%s" % (name, writers.get(name, str)(value))
+                                for name, value in zip(names, self)])
+
+    @classmethod
+    def parse(cls, words: dict):
+        return cls(*(readers.get(name, int)(words[name]) for name in names))
+
+    return type(base.__name__, (base,), {"__slots__": (), "op": op, "line": line,
+                                         "parse": parse})
+
+
+Move = _record("move", "t s fp ranges")
+Settled = _record("settled", "t s fp")
+Rewrite = _record("rewrite", "tlen n fp bound")
+Done = _record("done", "total head")
+RECORDS = {kind.op: kind for kind in (Move, Settled, Rewrite, Done)}
+
+
+class Unreadable(collections.namedtuple("Unreadable", "text")):
+    """A journal popper wrote but cannot read (not a record of this version)."""
+    __slots__ = ()
+    op = "unreadable"
+
+
+def parse(text: str):
+    """The record a journal's text holds, or Unreadable."""
+    words = text.split()
+    if " ".join(words[:2]) != MAGIC or len(words) < 3:
+        return Unreadable(text)
+    fields = dict(word.partition("=")[::2] for word in words[3:])
+    op = words[2]
+    try:
+        if op == "stash":                       # an older popper's
+            return Move(int(fields["m"]), 0, None, ())
+        return RECORDS[op].parse(fields)
+    except (KeyError, ValueError):
+        return Unreadable(text)
 
 
 def fsync_dir(path: str) -> None:
@@ -72,7 +133,9 @@ def is_private(st: os.stat_result) -> bool:
 def replace_file(path: str, data: bytes, durable: bool) -> None:
     """Put data at path whole or not at all: written into path.new (made
     afresh, never through a link), then renamed over path.  durable: on the
-    disk, file and directory, before this returns."""
+    disk, file and directory, before this returns.  A failure leaves path
+    as it was (or, if only the directory's fsync failed, replaced) and no
+    path.new behind."""
     new = path + ".new"
     try:
         os.unlink(new)
@@ -80,14 +143,21 @@ def replace_file(path: str, data: bytes, durable: bool) -> None:
         pass
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(new, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(new, path)
+    except BaseException:
+        try:
+            os.unlink(new)
+        except OSError:
+            pass
+        raise
     if durable:
         fsync_dir(os.path.dirname(path) or ".")
 
@@ -98,7 +168,8 @@ class Journal:
         self.directory = os.path.dirname(self.path) or "."
 
     def read(self):
-        """The last record as a dict (its "op" and fields), or None."""
+        """The last record (Move, Settled, Rewrite, Done or Unreadable), or
+        None.  Raises JournalError for a file that is not the user's own."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -107,25 +178,16 @@ class Journal:
             raise JournalError(replies.text(replies.JOURNAL_BAD, file=self.path,
                                             why=exc.strerror)) from None
         try:
-            st = os.fstat(fd)
-            if not is_private(st):
+            if not is_private(os.fstat(fd)):
                 raise JournalError(replies.text(replies.JOURNAL_BAD, file=self.path,
                                                 why="not owned by the user, or open to others"))
             text = os.read(fd, 65536).decode("ascii", "replace")
         finally:
             os.close(fd)
-        words = text.split()
-        if " ".join(words[:2]) != MAGIC or len(words) < 3:
-            raise JournalError(replies.text(replies.JOURNAL_BAD, file=self.path,
-                                            why="not a popper journal"))
-        record = {"op": words[2]}
-        for word in words[3:]:
-            key, _, value = word.partition("=")
-            record[key] = value
-        return record
+        return parse(text)
 
-    def write(self, op: str, **fields) -> None:
-        line = " ".join([MAGIC, op] + ["%s=%s" % item for item in fields.items()]) + "\n"
+    def write(self, record) -> None:
+        line = "%s %s\n" % (MAGIC, record.line())
         replace_file(self.path, line.encode("ascii"), durable=True)
 
     def remove(self) -> None:

@@ -14,8 +14,6 @@ with a bounded wait, and releases them in the reverse order.  A failure
 raises LockError with Qpopper's [SYS/TEMP] text.
 """
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import os
@@ -72,12 +70,16 @@ class DotLock:
             except FileExistsError:
                 self._break_if_stale()
                 return False
+            self.held = True            # from here on, release() removes it
+            self.touched = time.monotonic()
             if os.lstat(self.path).st_nlink != 2:        # not the file we linked
+                self.held = False
                 raise self._fail("Other lock error", 6)
         finally:
-            os.unlink(mine)
-        self.held = True
-        self.touched = time.monotonic()
+            try:
+                os.unlink(mine)
+            except OSError:
+                pass        # a leftover named for our pid: broken with our lock once we are gone
         return True
 
     def _break_if_stale(self) -> None:
@@ -133,8 +135,8 @@ class DotLock:
     def _unlink(self) -> None:
         try:
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass        # gone already; or it stays, naming us, and is stale once we are gone
 
     def try_once(self) -> bool:
         """One try: True if taken, False if another holds it."""

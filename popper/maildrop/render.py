@@ -9,8 +9,6 @@ octets the scanner counted (scan.py) are exactly what retr_chunks sends
 before dot-stuffing; tests hold the two together.
 """
 
-from __future__ import annotations
-
 import os
 
 from popper import native

@@ -23,8 +23,6 @@ The rules (Qpopper's, docs/deviations.md says where we differ):
   the separator, a salt, and the Received:/Date:/Message-Id:/Subject: lines.
 """
 
-from __future__ import annotations
-
 import hashlib
 import os
 import struct

@@ -7,8 +7,6 @@ named fields; callers pass client or mail text only as field values, which
 str.format never interprets, and reply() strips the control characters.
 """
 
-from __future__ import annotations
-
 from popper.log import clean
 
 OK = "+OK"

@@ -12,17 +12,15 @@ pipelined commands run strictly in order, and a QUIT that follows a RETR
 in the same packet updates the maildrop only after the RETR was sent.
 """
 
-from __future__ import annotations
-
 import traceback
 
 from popper import __version__
 from popper.auth import AuthError
 from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
-from popper.maildrop.drop import MaildropError
+from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
 from popper.protocol import replies as R
-from popper.protocol.lines import LineReader, TooLong
+from popper.protocol.lines import LineReader, TooLong, is_number
 
 AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
 
@@ -333,7 +331,7 @@ class Session:
     def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED):
         """(index, None) for a message number argument, or (None, -ERR reply)."""
         count = len(self.maildrop.messages) - self.first
-        if not (arg.isdigit() and arg.isascii()):
+        if not is_number(arg):
             return None, self.err(R.NOT_A_NUMBER, count=count)
         n = int(arg)
         if not 1 <= n <= count:
@@ -363,7 +361,7 @@ class Session:
         i, error = self.message(arg)
         if error:
             return error
-        if not (lines.isdigit() and lines.isascii()):
+        if not is_number(lines):
             return self.err(R.BAD_LINE_COUNT, arg=lines)
         return self.send_message(i, int(lines))
 

@@ -1,0 +1,109 @@
+"""Recovery: from the journal's last record and what the files hold now,
+where the mail is.
+
+observe() reads the few facts a record's claims can be checked against;
+plan() is a pure function from the record and those facts to a Plan: the
+temp drop's first temp_len bytes hold mail, and so do these ranges of the
+spool; `head` goes back at the spool's start first (a finished rewrite
+whose marker is still there); `aside` are spool ranges nobody can read as
+mail, to be kept in a file for the administrator.  The login moves the
+ranges into the temp drop; the QUIT moves them before it rewrites.
+
+A record that does not fit the files (another program or a person changed
+them after popper stopped) never loses mail: the plan keeps everything
+that may be mail, even if a message then appears twice, and says why in
+`warning`, which the caller logs at LOG_CRIT.
+"""
+
+import collections
+
+from popper.maildrop import files
+from popper.maildrop.journal import Done, Move, Rewrite, Settled, Unreadable
+
+
+class Plan(collections.namedtuple("Plan", "temp_len ranges head aside warning")):
+    __slots__ = ()
+
+    def __new__(cls, temp_len, ranges, head=None, aside=(), warning=None):
+        ranges = tuple((a, b) for a, b in ranges if b > a)
+        aside = tuple((a, b) for a, b in aside if b > a)
+        return super().__new__(cls, temp_len, ranges, head, aside, warning)
+
+
+class Facts(collections.namedtuple(
+        "Facts", "spool_size temp_size marker printed head_ok mail_from")):
+    """spool_size, temp_size: the files' sizes.  marker: the spool starts
+    with files.MARKER.  printed: the spool still starts with the bytes the
+    record fingerprinted (True where it fingerprinted none).  head_ok: the
+    spool starts with a done record's head.  mail_from: {offset: the first
+    offset at or after it that is not a NUL} for 0 and the record's offsets."""
+    __slots__ = ()
+
+
+def observe(record, spool_fd: int, temp_fd: int) -> Facts:
+    spool_size = files.size(spool_fd)
+    first = files.render.read_range(spool_fd, 0, min(spool_size, len(files.MARKER)))
+    first = b"".join(first)
+    printed = {Move: "s", Settled: "s", Rewrite: "n"}.get(type(record))
+    printed = (record.fp is None or files.starts_with(spool_fd, getattr(record, printed),
+                                                      record.fp)) if printed else True
+    offsets = {0}
+    if isinstance(record, Rewrite):
+        offsets |= {record.n, record.bound}
+    elif isinstance(record, Done):
+        offsets.add(record.total)
+    return Facts(spool_size, files.size(temp_fd), first == files.MARKER, printed,
+                 isinstance(record, Done) and first == record.head[:len(first)],
+                 {pos: files.first_mail_byte(spool_fd, pos, spool_size) for pos in offsets})
+
+
+def plan(record, f: Facts) -> Plan:
+    """Where the mail is, after `record` (None: no journal)."""
+    whole_spool = [(f.mail_from[0], f.spool_size)]
+    if record is None:
+        if f.marker:
+            return Plan(f.temp_size, [], aside=[(0, f.spool_size)],
+                        warning="the spool begins with popper's rewrite marker, but no "
+                                "journal says how far the rewrite went")
+        return Plan(f.temp_size, whole_spool)
+    if isinstance(record, Unreadable):
+        return _keep_all(f, "the journal cannot be read (%r)" % record.text[:200])
+    if isinstance(record, Done):            # the spool is right; the temp drop is stale
+        if f.spool_size < record.total or not (f.marker or f.head_ok):
+            return Plan(0, whole_spool,
+                        warning="the spool is not the one the finished update wrote; "
+                                "it was changed since")
+        return Plan(0, [(0, record.total), (f.mail_from[record.total], f.spool_size)],
+                    head=record.head if f.marker else None)
+    temp_len = record.tlen if isinstance(record, Rewrite) else record.t
+    if temp_len > f.temp_size:
+        return _keep_all(f, "the temporary drop is shorter than the journal says (%d bytes, "
+                            "not %d)" % (f.temp_size, temp_len),
+                         getattr(record, "bound", None))
+    if isinstance(record, Move):            # the spool is as it was: undo the copy, copy again
+        if not f.printed or any(b > record.s for _, b in record.ranges):
+            return Plan(record.t, whole_spool,
+                        warning="the spool was changed by another program after a session "
+                                "stopped moving it")
+        return Plan(record.t, list(record.ranges) + [(record.s, f.spool_size)])
+    if isinstance(record, Settled):         # the spool's first s bytes are in the temp drop
+        if f.printed:                       # not emptied yet
+            return Plan(record.t, [(record.s, f.spool_size)])
+        return Plan(record.t, whole_spool)  # emptied; deliveries since begin at 0
+    # Rewrite: the temp drop holds everything the spool held
+    if f.marker:                            # the new mail came after the bound
+        return Plan(record.tlen, [(f.mail_from[record.bound], f.spool_size)])
+    if f.printed:                           # not started, or only preallocated (zeros)
+        return Plan(record.tlen, [(f.mail_from[record.n], f.spool_size)])
+    return Plan(record.tlen, whole_spool)   # given up and emptied
+
+
+def _keep_all(f: Facts, why: str, bound: int = None) -> Plan:
+    """The temp drop and the spool as they are, but for popper's own
+    half-written rewrite, which is set aside."""
+    why += "; every message is kept, and some may appear twice"
+    if f.marker:
+        end = f.spool_size if bound is None else min(bound, f.spool_size)
+        return Plan(f.temp_size, [(f.mail_from.get(end, end), f.spool_size)],
+                    aside=[(0, end)], warning=why)
+    return Plan(f.temp_size, [(f.mail_from[0], f.spool_size)], warning=why)

@@ -1,0 +1,246 @@
+"""The QUIT's rewrite of the spool, in place, from the temporary drop.
+
+When it starts, the temp drop holds all the mail, on the disk (the login
+moved the spool there, and the QUIT has just moved what was delivered
+during the session), and the spool is locked.  Then:
+
+  rewrite  the spool is emptied and set to a bound it cannot outgrow, in
+           zeros (a delivery that comes after a crash lands beyond it,
+           where recovery finds it),
+           its first bytes become files.MARKER, which no mailbox starts
+           with, and the kept messages (with X-UIDL: and Status: written
+           in) and the new mail are written behind it and fsync'ed;
+  done     the real first bytes are recorded, the spool cut to its size,
+           those bytes put in place and fsync'ed: the update is done;
+           the temp drop and the journal are removed.
+
+A failure before `done` (a full disk) gives up: the spool is emptied, as
+Qpopper left "Mail left in temporary maildrop", and the journal removed; if
+even that fails the `rewrite` record stays true and the next login
+recovers from it.  A failure after `done` is not the session's: the update
+is made, and the next login finishes the tidying the record describes.
+"""
+
+import errno
+import os
+
+from popper.maildrop import MaildropError, files, render
+from popper.maildrop.journal import Done, Rewrite
+from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA
+
+SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buffer
+GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends)
+
+
+class Unfinished(Exception):
+    """The update failed before it was made; args[0] is the OSError."""
+
+
+def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log) -> None:
+    """The spool := drop's kept messages (headers rewritten if `headers`) +
+    the mail at the temp drop's `extras` ranges, as the module says.
+    Raises Unfinished if the spool is not updated (the mail is then in the
+    temp drop); logs, and returns, a failure after the update is made."""
+    temp_fd, messages = drop.temp_fd, drop.messages
+    tlen, n = files.size(temp_fd), files.size(spool_fd)
+    bound = (sum(messages.end[i] - messages.start[i] for i in kept)
+             + (GROWTH + len(drop.separator)) * len(kept)
+             + sum(b - a for a, b in extras) + 2 * len(extras) + len(files.MARKER))
+    try:
+        drop.journal.write(Rewrite(tlen, n, files.fingerprint(spool_fd, n), bound))
+    except OSError as exc:
+        raise Unfinished(exc) from None
+    try:
+        # Zeros up to the bound: what a crash leaves after the written part is
+        # never old mail, and deliveries after a crash land beyond it.
+        os.ftruncate(spool_fd, 0)
+        os.ftruncate(spool_fd, bound)
+        os.pwrite(spool_fd, files.MARKER, 0)
+        out = _SpoolWriter(spool_fd, withhold=len(files.MARKER))
+        window = _Window(temp_fd)
+        for count, i in enumerate(kept, 1):
+            _write_message(out, drop, messages[i], seen[i], headers, window)
+            if count % drop.settings.lock_refresh == 0:
+                lock.refresh()
+        for a, b in extras:
+            out.write(files.separation(out.last2, os.pread(temp_fd, 1, a)))
+            out.copy(temp_fd, a, b)
+        out.sync()
+    except OSError as exc:
+        _give_up(spool_fd, drop.journal, log, drop.user)
+        raise Unfinished(exc) from None
+    try:
+        drop.journal.write(Done(out.pos, out.head))
+    except OSError as exc:
+        # The journal holds "rewrite" or "done", both true of the files now:
+        # go on as the one it holds says.
+        held = _record_held(drop.journal)
+        if not isinstance(held, Done):
+            if isinstance(held, Rewrite):
+                _give_up(spool_fd, drop.journal, log, drop.user)
+            raise Unfinished(exc) from None
+    try:
+        try:
+            os.ftruncate(spool_fd, out.pos)
+        finally:
+            os.pwrite(spool_fd, out.head, 0)      # whatever happens, the spool is complete
+        os.fsync(spool_fd)
+        drop.finish()
+    except OSError as exc:
+        log.error("%s: the update of %s is made, but tidying after it failed: %s; the next "
+                  "login finishes it" % (drop.user, drop.spool_path, exc))
+
+
+def _record_held(journal):
+    """The journal's record, or None if it cannot be read."""
+    try:
+        return journal.read()
+    except (OSError, MaildropError):
+        return None
+
+
+def _give_up(spool_fd: int, journal, log, user: str) -> None:
+    """A rewrite that failed: all the mail is in the temp drop.  Empty the
+    spool and, once that is on the disk, the journal has nothing to say."""
+    try:
+        os.ftruncate(spool_fd, 0)
+        os.fsync(spool_fd)
+        journal.remove()
+    except OSError as exc:
+        log.error("%s: could not empty the spool after a failed update: %s; the next login "
+                  "recovers" % (user, exc))
+
+
+class _SpoolWriter:
+    """Buffered pwrite into the spool, with kernel copies for large pieces.
+    Its first `withhold` bytes are kept back in `head` (the marker stays in
+    their place until the rest is safely written).  Every SYNC_EVERY bytes a
+    background fdatasync starts writing what is there to the disk, so that
+    the fsync at the end (sync()) has little left to wait for."""
+
+    SYNC_EVERY = 8 << 20
+
+    def __init__(self, fd: int, withhold: int = 0):
+        self.fd, self.pos, self.buf = fd, 0, bytearray()
+        self.withhold = withhold
+        self.head = b""
+        self.last2 = b"\n\n"            # the last two bytes written
+        self.synced_to = 0
+        self.syncer = None
+
+    def _sync_behind(self) -> None:
+        if self.pos - self.synced_to >= self.SYNC_EVERY and not (
+                self.syncer and self.syncer.running()):
+            self.synced_to = self.pos
+            self.syncer = files.Background(os.fdatasync, self.fd)
+
+    def sync(self) -> None:
+        """Everything written, on the disk."""
+        self.flush()
+        if self.syncer and self.syncer.wait():
+            raise self.syncer.failure
+        os.fsync(self.fd)
+
+    def write(self, data) -> None:
+        if data:
+            self.buf += data
+            self.last2 = (self.last2 + bytes(data[-2:]))[-2:]
+            if len(self.buf) >= files.COPY_CHUNK:
+                self.flush()
+
+    def copy(self, src: int, start: int, end: int) -> None:
+        if end <= start:
+            return
+        if end - start <= SMALL_BODY or self.pos + len(self.buf) < self.withhold:
+            data = os.pread(src, end - start, start)
+            if len(data) != end - start:
+                raise OSError(errno.EIO, "the temporary drop shrank")
+            self.write(data)
+        else:
+            self.flush()
+            self.pos = files.copy_range(src, self.fd, start, end, self.pos)
+            self.last2 = (self.last2 + os.pread(src, 2, max(end - 2, start)))[-2:]
+            self._sync_behind()
+
+    def flush(self) -> None:
+        data = memoryview(self.buf)
+        if self.pos < self.withhold:
+            keep = min(self.withhold - self.pos, len(data))
+            self.head += data[:keep].tobytes()
+            data, self.pos = data[keep:], self.pos + keep
+        while data:
+            n = os.pwrite(self.fd, data, self.pos)
+            self.pos += n
+            data = data[n:]
+        self.buf = bytearray()
+        self._sync_behind()
+
+
+class _Window:
+    """Reads a file forwards a megabyte at a time, for slicing small pieces."""
+
+    def __init__(self, fd: int):
+        self.fd, self.base, self.data = fd, 0, b""
+
+    def read(self, start: int, end: int) -> bytes:
+        if not (self.base <= start and end <= self.base + len(self.data)):
+            self.base = start
+            self.data = os.pread(self.fd, max(end - start, files.COPY_CHUNK), start)
+            if len(self.data) < end - start:
+                raise OSError(errno.EIO, "the temporary drop shrank")
+        return self.data[start - self.base:end - self.base]
+
+
+def _separator_line(line: bytes):
+    """A message's separator line as written back, and the line end its
+    spool uses: a separator cut off by the end of the file gets one."""
+    if line.endswith(b"\r\n"):
+        return line, b"\r\n"
+    return (line if line.endswith(b"\n") else line + b"\n"), b"\n"
+
+
+def _write_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
+                   window: _Window) -> None:
+    """One kept message into the spool: its separator line, its header
+    (rewritten unless headers is off or it is UW-IMAP's folder data), its
+    body, what ends it.  A small one is sliced out of a window read a
+    megabyte at a time and written as one piece."""
+    headers = headers and not msg.flags & UW_DATA
+    if msg.end - msg.start > SMALL_BODY:
+        _write_large_message(out, drop, msg, seen, headers)
+        return
+    a, data = msg.start, window.read(msg.start, msg.end)
+    head, eol = _separator_line(data[:msg.header - a])
+    header = data[msg.header - a:msg.body - a]
+    if headers:
+        header = render.rewritten_header([header], msg.uid, seen, eol)
+    body = data[msg.body - a:msg.content_end - a]
+    last = (body or header or head)[-1:]
+    out.write(b"".join((head, header, body,
+                        _ending(last, eol, msg, data[msg.content_end - a:], drop.separator))))
+
+
+def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool) -> None:
+    fd = drop.temp_fd
+    head, eol = _separator_line(os.pread(fd, msg.header - msg.start, msg.start))
+    out.write(head)
+    if headers:
+        out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
+                                          msg.uid, seen, eol))
+    else:
+        out.copy(fd, msg.header, msg.body)
+    out.copy(fd, msg.body, msg.content_end)
+    tail = (os.pread(fd, msg.end - msg.content_end, msg.content_end)
+            if msg.flags & MMDF_MESSAGE else b"")
+    out.write(_ending(out.last2[-1:], eol, msg, tail, drop.separator))
+
+
+def _ending(last: bytes, eol: bytes, msg, tail: bytes, separator: bytes) -> bytes:
+    """What ends a message in the spool: an LF if it lacks one (the fewest
+    bytes added; the client gets a CRLF either way), then the blank line
+    (mbox) or its trailer (MMDF: the one it had, and what followed it, or
+    the separator where it was missing)."""
+    fix = b"" if last == b"\n" else b"\n"
+    if msg.flags & MMDF_MESSAGE:
+        return fix + (tail if tail.startswith(separator) else separator)
+    return fix + eol

@@ -105,6 +105,8 @@ N = corpus.mbox_bytes(MSGS[3:5])        # delivered during the session
 P = corpus.mbox_bytes(MSGS[5:6])        # delivered after the crash
 C = corpus.mbox_bytes(MSGS[1:5])        # a finished rewrite: A less its first, then N
 ZEROS = 4096
+MMDF_N, MMDF_P = (b"".join(b"\1\1\1\1\n" + m.data + b"\1\1\1\1\n" for m in part)
+                  for part in (MSGS[3:5], MSGS[5:6]))
 
 
 def ids(*parts):
@@ -173,6 +175,9 @@ ROWS = {
                                            b"X" * len(MARKER) + C[len(MARKER):] + P, [],
                                            True),
     "a journal that cannot be read": ("popper-journal 1 frobnicate", A, N, ids(A, N), False),
+    "a temp drop in another format than the spool": (None, A, MMDF_N, ids(A, N), False),
+    "a spool in another format than the temp drop, mail since": (None, A, MMDF_N + MMDF_P,
+                                                                ids(A, N, P), False),
 }
 
 

@@ -23,13 +23,17 @@ is made, and the next login finishes the tidying the record describes.
 
 import errno
 import os
+import time
 
+from popper import native
 from popper.maildrop import MaildropError, files, render
 from popper.maildrop.journal import Done, Rewrite
-from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA
+from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, NotAMailbox
 
 SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buffer
-GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends)
+GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends,
+                            # a From line for MMDF mail in an mbox spool)
+MMDF_SEPARATOR = b"\x01\x01\x01\x01\n"
 
 
 class Unfinished(Exception):
@@ -43,8 +47,19 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
     temp drop); logs, and returns, a failure after the update is made."""
     temp_fd, messages = drop.temp_fd, drop.messages
     tlen, n = files.size(temp_fd), files.size(spool_fd)
+    # One format for the whole spool, the first message's (a temp drop and a
+    # spool in different formats would otherwise run together): mmdf is its
+    # separator line for MMDF, None for mbox.
+    separator = drop.separator or MMDF_SEPARATOR
+    first_mmdf = (messages.flags[kept[0]] & MMDF_MESSAGE if kept else
+                  extras and os.pread(temp_fd, 1, extras[0][0]) == b"\x01")
+    mmdf = separator if first_mmdf else None
+    # New mail in the other format goes message by message (None: copied whole).
+    converted = [None if (os.pread(temp_fd, 1, a) == b"\x01") == bool(mmdf)
+                 else _messages(temp_fd, a, b) for a, b in extras]
+    grown = len(kept) + sum(len(mail) for mail in converted if mail is not None)
     bound = (sum(messages.end[i] - messages.start[i] for i in kept)
-             + (GROWTH + len(drop.separator)) * len(kept)
+             + (GROWTH + len(separator)) * grown
              + sum(b - a for a, b in extras) + 2 * len(extras) + len(files.MARKER))
     try:
         drop.journal.write(Rewrite(tlen, n, files.fingerprint(spool_fd, n), bound))
@@ -59,12 +74,16 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
         out = _SpoolWriter(spool_fd, withhold=len(files.MARKER))
         window = _Window(temp_fd)
         for count, i in enumerate(kept, 1):
-            _write_message(out, drop, messages[i], seen[i], headers, window)
+            _write_message(out, drop, messages[i], seen[i], headers, window, mmdf)
             if count % drop.settings.lock_refresh == 0:
                 lock.refresh()
-        for a, b in extras:
-            out.write(files.separation(out.last2, os.pread(temp_fd, 1, a)))
-            out.copy(temp_fd, a, b)
+        for (a, b), mail in zip(extras, converted):
+            if mail is None:
+                out.write(files.separation(out.last2, os.pread(temp_fd, 1, a)))
+                out.copy(temp_fd, a, b)
+            else:
+                for msg in mail:
+                    _write_message(out, drop, msg, False, False, window, mmdf)
         out.sync()
     except OSError as exc:
         _give_up(spool_fd, drop.journal, log, drop.user)
@@ -89,6 +108,15 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
     except OSError as exc:
         log.error("%s: the update of %s is made, but tidying after it failed: %s; the next "
                   "login finishes it" % (drop.user, drop.spool_path, exc))
+
+
+def _messages(fd: int, start: int, end: int):
+    """The messages of [start, end), or None if it is not mail (then it is
+    copied as it is)."""
+    try:
+        return native.scan(fd, start=start, limit=end).messages
+    except NotAMailbox:
+        return None
 
 
 def _record_held(journal):
@@ -191,38 +219,32 @@ class _Window:
         return self.data[start - self.base:end - self.base]
 
 
-def _separator_line(line: bytes):
-    """A message's separator line as written back, and the line end its
-    spool uses: a separator cut off by the end of the file gets one."""
-    if line.endswith(b"\r\n"):
-        return line, b"\r\n"
-    return (line if line.endswith(b"\n") else line + b"\n"), b"\n"
-
-
 def _write_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
-                   window: _Window) -> None:
-    """One kept message into the spool: its separator line, its header
-    (rewritten unless headers is off or it is UW-IMAP's folder data), its
-    body, what ends it.  A small one is sliced out of a window read a
-    megabyte at a time and written as one piece."""
+                   window: _Window, mmdf) -> None:
+    """One kept message into the spool, as MMDF (mmdf: the separator) or
+    mbox (mmdf None): its
+    separator line, its header (rewritten unless headers is off or it is
+    UW-IMAP's folder data), its body, what ends it.  A small one is sliced
+    out of a window read a megabyte at a time and written as one piece."""
     headers = headers and not msg.flags & UW_DATA
     if msg.end - msg.start > SMALL_BODY:
-        _write_large_message(out, drop, msg, seen, headers)
+        _write_large_message(out, drop, msg, seen, headers, mmdf)
         return
     a, data = msg.start, window.read(msg.start, msg.end)
-    head, eol = _separator_line(data[:msg.header - a])
+    head, eol = _separator_line(data[:msg.header - a], msg, mmdf)
     header = data[msg.header - a:msg.body - a]
     if headers:
         header = render.rewritten_header([header], msg.uid, seen, eol)
     body = data[msg.body - a:msg.content_end - a]
     last = (body or header or head)[-1:]
     out.write(b"".join((head, header, body,
-                        _ending(last, eol, msg, data[msg.content_end - a:], drop.separator))))
+                        _ending(last, eol, msg, data[msg.content_end - a:], mmdf))))
 
 
-def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool) -> None:
+def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
+                         mmdf) -> None:
     fd = drop.temp_fd
-    head, eol = _separator_line(os.pread(fd, msg.header - msg.start, msg.start))
+    head, eol = _separator_line(os.pread(fd, msg.header - msg.start, msg.start), msg, mmdf)
     out.write(head)
     if headers:
         out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
@@ -232,15 +254,27 @@ def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool
     out.copy(fd, msg.body, msg.content_end)
     tail = (os.pread(fd, msg.end - msg.content_end, msg.content_end)
             if msg.flags & MMDF_MESSAGE else b"")
-    out.write(_ending(out.last2[-1:], eol, msg, tail, drop.separator))
+    out.write(_ending(out.last2[-1:], eol, msg, tail, mmdf))
 
 
-def _ending(last: bytes, eol: bytes, msg, tail: bytes, separator: bytes) -> bytes:
+def _separator_line(line: bytes, msg, mmdf):
+    """A message's separator line as written back, and the line end its
+    spool uses: a separator cut off by the end of the file gets one.  A
+    message going into a spool of the other format gets that format's
+    (an mbox From line of MAILER-DAEMON and the time now, for MMDF mail)."""
+    if bool(msg.flags & MMDF_MESSAGE) != bool(mmdf):
+        line = mmdf or b"From MAILER-DAEMON %s\n" % time.asctime().encode()
+    if line.endswith(b"\r\n"):
+        return line, b"\r\n"
+    return (line if line.endswith(b"\n") else line + b"\n"), b"\n"
+
+
+def _ending(last: bytes, eol: bytes, msg, tail: bytes, mmdf) -> bytes:
     """What ends a message in the spool: an LF if it lacks one (the fewest
     bytes added; the client gets a CRLF either way), then the blank line
     (mbox) or its trailer (MMDF: the one it had, and what followed it, or
     the separator where it was missing)."""
     fix = b"" if last == b"\n" else b"\n"
-    if msg.flags & MMDF_MESSAGE:
-        return fix + (tail if tail.startswith(separator) else separator)
+    if mmdf:
+        return fix + (tail if msg.flags & MMDF_MESSAGE and tail.startswith(mmdf) else mmdf)
     return fix + eol

@@ -21,6 +21,7 @@ import syslog
 
 from popper import __version__
 from popper.log import Log
+from popper.protocol.lines import is_number
 from popper.settings import ConfigError, Settings, facility, load_config_file
 
 OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
@@ -60,7 +61,7 @@ class UsageError(Exception):
 
 
 def _number(option: str, value: str, low: int = 0) -> int:
-    if not (value.isdigit() and value.isascii()) or int(value) < low:
+    if not is_number(value) or int(value) < low:
         raise UsageError("%s needs a whole number%s, not %r"
                          % (option, " of at least %d" % low if low else "", value))
     return int(value)

@@ -6,6 +6,13 @@ from __future__ import annotations
 MAX_LINE = 1023
 
 
+def is_number(text: str) -> bool:
+    """Whether text is a whole number in ASCII digits only: str.isdigit()
+    alone also takes other scripts' digits and superscripts, and
+    str.isascii() is Python 3.7."""
+    return bool(text) and not text.strip("0123456789")
+
+
 class TooLong:
     """An over-long line that was thrown away: `discarded` bytes of it."""
 

@@ -14,6 +14,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import time
 import traceback
 
@@ -21,6 +22,25 @@ from popper.protocol.session import FLUSH, AfterSend, Pause
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
+
+
+def socket_of(fd: int) -> socket.socket:
+    """A socket object on fd, with the socket's own family, as
+    socket.socket(fileno=fd) gives from Python 3.7 on.  Python 3.6 takes
+    AF_INET unless told, and then reads only the first half of an IPv6
+    address (the peer ::1 came out as "::%<junk>"): there the family is read off
+    the socket's own address, got through an AF_UNIX object, whose address
+    buffer is the largest.  OSError if fd is not a socket (fd stays open)."""
+    if sys.version_info >= (3, 7):
+        return socket.socket(fileno=fd)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    try:
+        name = probe.getsockname()
+    finally:
+        probe.detach()
+    family = {2: socket.AF_INET, 4: socket.AF_INET6}.get(
+        len(name) if isinstance(name, tuple) else 0, socket.AF_UNIX)
+    return socket.socket(family, socket.SOCK_STREAM, 0, fd)
 
 
 class Hangup(Exception):

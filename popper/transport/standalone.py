@@ -18,7 +18,7 @@ import socket
 import traceback
 
 from popper import server
-from popper.transport.connection import Connection
+from popper.transport.connection import Connection, socket_of
 
 DEFAULT_PORT = 110
 SD_LISTEN_FDS_START = 3
@@ -77,8 +77,7 @@ def inherited_listeners():
     count = int(os.environ.get("LISTEN_FDS", "0") or 0)
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    return [socket.socket(fileno=fd) for fd in range(SD_LISTEN_FDS_START,
-                                                     SD_LISTEN_FDS_START + count)]
+    return [socket_of(fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
 
 
 class _Stop(Exception):

@@ -12,8 +12,6 @@ the values a -f file before it set.  Without an address popper serves the
 connection on fd 0/1 (inetd); with one it listens itself.
 """
 
-from __future__ import annotations
-
 import getopt
 import os
 import sys

@@ -14,8 +14,6 @@ the extension is built, so the parity tests compare both in either case.  Caller
   pam_login(service, ...)   a PAM login               (auth/libpam.py; popper._cpam)
 """
 
-from __future__ import annotations
-
 import errno
 import os
 

@@ -6,8 +6,6 @@ opens any file the user can influence.  Started as anybody else, it serves
 only users it can serve as itself.
 """
 
-from __future__ import annotations
-
 import os
 
 from popper import native

@@ -11,8 +11,6 @@ writes.  The config file syntax is Qpopper's (qpopper-behaviour.md 2.3):
     set tracefile = "/var/log/popper.trace"
 """
 
-from __future__ import annotations
-
 import os
 
 try:

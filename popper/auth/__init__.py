@@ -6,8 +6,6 @@ are the same for every back-end (the UID floor, the failure delay, the log
 lines); a back-end only checks the password.
 """
 
-from __future__ import annotations
-
 import hmac
 
 

@@ -4,8 +4,6 @@ Both call the system's crypt library (libxcrypt on Linux: yescrypt,
 SHA-512/256, MD5, bcrypt, DES and bigDES); this twin needs no compiler.
 """
 
-from __future__ import annotations
-
 import ctypes
 import ctypes.util
 

@@ -3,8 +3,6 @@ binding in native.py (_native_pam_login), used when popper._cpam is not
 built.  python-pam starts the transaction itself, so PAM_RHOST and
 PAM_TTY can only be set after pam_authenticate, for the account check."""
 
-from __future__ import annotations
-
 from ctypes import c_char_p
 
 

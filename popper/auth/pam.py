@@ -7,9 +7,6 @@ every failed login gets, so it cannot tell an unknown user from a wrong
 password.  The account must also be a Unix one (its uid and gid).
 """
 
-from __future__ import annotations
-
-
 from popper import native
 from popper.auth import Account, AuthError
 from popper.protocol import replies

@@ -9,8 +9,6 @@ answer.  Account and password expiry (Qpopper's texts) are told only to a
 client that gave the right password.
 """
 
-from __future__ import annotations
-
 import time
 
 from popper import native

@@ -3,8 +3,6 @@ getpwnam (the stdlib's pwd), getspnam and crypt_gensalt (through ctypes,
 since the stdlib's spwd is gone from Python 3.13).  Both twins go through
 the C library, so nss_wrapper and every NSS module see the same calls."""
 
-from __future__ import annotations
-
 import ctypes
 import errno
 import os

@@ -10,8 +10,6 @@ served as the user popper runs as.  The file is read at each login, so an
 edit takes effect for the next connection.
 """
 
-from __future__ import annotations
-
 from popper import native
 from popper.auth import Account, AuthError, same_hash
 from popper.protocol import replies

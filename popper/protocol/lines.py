@@ -1,7 +1,5 @@
 """Client bytes to command lines, with a bound on their length."""
 
-from __future__ import annotations
-
 # Qpopper hands its parser at most 1023 characters of a command line.
 MAX_LINE = 1023
 

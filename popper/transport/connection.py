@@ -8,8 +8,6 @@ end the session as a hangup, but only while the loop waits for the peer:
 never in the middle of a maildrop update.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import signal

@@ -2,8 +2,6 @@
 (Accept=yes) hand it over.  BSD inetd puts the socket on fd 2 as well, so
 fd 2 is pointed at /dev/null first: nothing meant for a log reaches the client."""
 
-from __future__ import annotations
-
 import os
 
 from popper import server

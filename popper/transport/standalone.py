@@ -8,8 +8,6 @@ systemd, runit, or `make demo`); put it in the background with your
 service manager.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import select

@@ -16,8 +16,6 @@ It writes three files:
 An unknown or malformed switch is an error (exit status 1).
 """
 
-from __future__ import annotations
-
 import os
 import shlex
 import shutil
@@ -225,7 +223,7 @@ def usage() -> str:
 
 def parse(argv: list) -> dict:
     """Turn the switches into settings; raise ConfigureError on a bad one."""
-    chosen: dict = {}
+    chosen = {}
     for arg in argv:
         if not arg.startswith("--"):
             raise ConfigureError("%s: not a switch (they all start with --)" % arg)
@@ -244,7 +242,7 @@ def parse(argv: list) -> dict:
 
 class Log:
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines = []
 
     def __call__(self, text: str) -> None:
         self.lines.append(text)
@@ -268,8 +266,9 @@ def probe_sendmail(log: Log) -> str:
     return "/usr/sbin/sendmail"
 
 
-def probe_c(log: Log, header: str, library: str | None) -> bool:
-    """Can this machine compile and link a program using header/library?"""
+def probe_c(log: Log, header: str, library) -> bool:
+    """Can this machine compile and link a program using header/library
+    (None: no library)?"""
     cc = sysconfig.get_config_var("CC") or "cc"
     compiler = shlex.split(cc)
     if not shutil.which(compiler[0]):
@@ -282,7 +281,8 @@ def probe_c(log: Log, header: str, library: str | None) -> bool:
         cmd = compiler + [source, "-o", os.path.join(tmp, "conftest")]
         if library:
             cmd.append("-l" + library)
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True)
     ok = result.returncode == 0
     log("checking for <%s>%s... %s" % (header, " and -l%s" % library if library else "",
                                       "yes" if ok else "no"))
@@ -302,7 +302,7 @@ def probe_cffi(log: Log) -> bool:
     return True
 
 
-def settings_for(argv: list[str], log: Log) -> dict:
+def settings_for(argv: list, log: Log) -> dict:
     settings = dict(DEFAULTS)
     settings.update(parse(argv))
     if settings["SPOOL_DIR"] is None:
@@ -325,7 +325,7 @@ def settings_for(argv: list[str], log: Log) -> dict:
 
 # --- writing the results ----------------------------------------------------
 
-def render_settings(argv: list[str], settings: dict) -> str:
+def render_settings(argv: list, settings: dict) -> str:
     out = ['"""Compiled-in defaults, written by configure.py; do not edit.',
            "",
            "Re-run ./configure.py to change them.  popper's -f config file and",
@@ -354,7 +354,7 @@ def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
     return True
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list) -> int:
     if "--help" in argv or "-h" in argv:
         print(usage())
         return 0

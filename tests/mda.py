@@ -46,17 +46,34 @@ def _dotlock_is_stale(path: str) -> bool:
 
 
 class MdaLock:
-    """fcntl, then the dot-lock; __enter__ waits for both (up to `wait`)."""
+    """fcntl, then the dot-lock; __enter__ waits for both (the dot-lock up
+    to `wait`, the fcntl lock as long as it takes -- or up to fcntl_wait)."""
 
-    def __init__(self, spool, wait: float = 60):
+    def __init__(self, spool, wait: float = 60, fcntl_wait: float = None):
         self.spool = str(spool)
         self.lock_path = self.spool + ".lock"
         self.wait = wait
+        self.fcntl_wait = fcntl_wait
         self.fd = None
+
+    def _lockf(self) -> None:
+        if self.fcntl_wait is None:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+            return
+        deadline = time.monotonic() + self.fcntl_wait
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (BlockingIOError, PermissionError):      # EAGAIN, EACCES: held
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise TimeoutError("fcntl lock on %s held too long" % self.spool) from None
+                time.sleep(0.01)
 
     def __enter__(self):
         self.fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        self._lockf()
         deadline = time.monotonic() + self.wait
         while True:
             try:

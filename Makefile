@@ -36,10 +36,16 @@ MESSAGES ?= 10000
 bench: build
 	$(PYTHON) -m bench.harness --messages $(MESSAGES)
 
-# The kill -9 suite at length: TRIALS trials in each mode (tests/test_crash.py).
+# At length: the random kill -9 suite, TRIALS trials in each mode
+# (tests/test_crash.py), and the faults at every call instead of make check's
+# subset (tests/test_faults.py); both run, either failing fails.
 TRIALS ?= 500
 soak: build
-	POPPER_CRASH_TRIALS=$(TRIALS) $(PYTHON) -m pytest -q -s tests/test_crash.py -k kill
+	POPPER_CRASH_TRIALS=$(TRIALS) $(PYTHON) -m pytest -q -s tests/test_crash.py -k kill; \
+	crash=$$?; \
+	POPPER_FAULTS_FULL=1 $(PYTHON) -m pytest -q -rf tests/test_faults.py; \
+	faults=$$?; \
+	test $$crash = 0 && test $$faults = 0
 
 install: popper/_settings.py
 	prefix=$$($(SETTING) PREFIX) && \

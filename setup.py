@@ -29,10 +29,13 @@ setup(
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
-    python_requires=">=3.9",
+    python_requires=">=3.6",
     packages=find_packages(include=["popper", "popper.*"]),
     # python-pam: PAM when popper._cpam is not built (no PAM headers, or pure).
-    install_requires=(["cffi>=1.12"] if native else []) + ["python-pam>=2"],
+    # Before Python 3.11 pip picks python-pam 2.0.x, which imports six
+    # without declaring it.
+    install_requires=(["cffi>=1.12"] if native else []) + [
+        "python-pam>=2", 'six; python_version < "3.11"'],
     cffi_modules=builders,
     entry_points={"console_scripts": ["popper = popper.cli:main"]},
     zip_safe=False,

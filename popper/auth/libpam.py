@@ -11,8 +11,8 @@ def pam_login(service: str, user: str, password: bytes, rhost: str, tty: str):
     account may log in (pam_authenticate, pam_acct_mgmt, pam_setcred)."""
     try:
         import pam
-    except ImportError:
-        return 28, "PAM is not available (neither popper._cpam nor python-pam)"
+    except ImportError as exc:          # python-pam 2.0.x also needs six, undeclared
+        return 28, "PAM is not available (neither popper._cpam nor python-pam: %s)" % exc
     p = pam.pam()
     try:
         ok = p.authenticate(user, password, service=service, call_end=False, resetcreds=False)

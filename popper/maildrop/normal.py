@@ -16,7 +16,7 @@ from popper.maildrop import files, recovery
 from popper.maildrop.drop import Drop, Unscannable
 from popper.maildrop.journal import Settled
 from popper.maildrop.locking import SpoolLock
-from popper.maildrop.move import move
+from popper.maildrop.move import cut_back, move
 from popper.protocol import replies
 
 
@@ -48,12 +48,23 @@ class NormalDrop(Drop):
             if plan.head:                   # a finished rewrite's real first bytes
                 os.pwrite(spool_fd, plan.head, 0)
                 os.fsync(spool_fd)
-            if self._move_in(spool_fd, plan, lock) or record is not None:
+            settled = False
+            try:
+                if self._move_in(spool_fd, plan, lock) or record is not None:
+                    size = files.size(spool_fd)
+                    self.journal.write(Settled(files.size(self.temp_fd), size,
+                                               files.fingerprint(spool_fd, size)))
+                    settled = True
+            except BaseException:
+                # The spool is as it was; with nothing to finish before, leave
+                # nothing behind (a record would be true, but a mail reader
+                # may change the spool before the next login).
+                if record is None and cut_back(self.temp_fd, plan.temp_len):
+                    self._forget_journal()
+                raise
+            if settled:
                 # Everything is in the temp drop: the spool can be emptied behind
                 # the client's back, and the emptier lets go of it and its locks.
-                size = files.size(spool_fd)
-                self.journal.write(Settled(files.size(self.temp_fd), size,
-                                           files.fingerprint(spool_fd, size)))
                 self.emptier = files.Background(self._empty_spool, spool_fd, lock)
                 spool_fd = None
         except OSError as exc:

@@ -85,6 +85,7 @@ INITIAL = 40                # messages in the spool at the start of each trial
 DELETE = (2, 5, 17, 33)     # what the session deletes
 DURING = 3                  # messages delivered while it is open
 LOCKED_OUT = 3              # seconds a delivery during the session waits for the locks
+LOCK_WAIT = 1               # popper's spool-lock-wait (three times that at QUIT)
 
 # The groups of files traced together (names in the spool directory; "" is
 # the directory itself).
@@ -364,6 +365,10 @@ class Lab:
 
     def __init__(self, mailhost, mode: str):
         self.host, self.mode, self.args = mailhost, mode, MODES[mode]
+        # Nothing holds a lock popper wants here but what a fault left (a
+        # dot-lock that could not be removed names popper itself): no
+        # trial waits long for that.
+        mailhost.write_config("set spool-lock-wait = %d" % LOCK_WAIT)
         self.dir = str(mailhost.spool_dir)
         self.spool = mailhost.spool()
         self.data = seasoned_spool(mailhost)

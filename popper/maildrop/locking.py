@@ -112,7 +112,8 @@ class DotLock:
 
     def _owner_is_gone(self):
         """The pid the lock names, if it is a process of this host that no
-        longer runs; else 0."""
+        longer runs, or this process (which holds no lock now: one it
+        could not remove before); else 0."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
@@ -124,6 +125,8 @@ class DotLock:
         pid, _, host = text.partition("@")
         if not pid.isdigit() or int(pid) <= 1 or (host and host != socket.gethostname()):
             return 0
+        if int(pid) == os.getpid():
+            return int(pid)
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:

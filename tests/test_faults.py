@@ -47,6 +47,10 @@ Right after the failed session exits, the spool must also be a valid mbox
 (empty, or a From line first, no NUL bytes, not popper's marker) -- after
 an error; after a kill -9 the marker is allowed (the next login repairs it).
 
+strace makes an injected call fail without running it: a write that
+fails wrote nothing, a close that fails left the file open, an unlock that
+fails kept the lock.  A kill comes as the call starts, before it runs.
+
 Each (mode, system call, errno or SIGKILL) is a test that runs all its
 trials and lists every one that failed.  make check runs a subset: for the
 session kind the calls before the QUIT, for the quit kind those of the
@@ -54,7 +58,11 @@ QUIT, all of few, every third of many; for the login kind the first; ENOSPC
 from the N-th call on (a full disk stays full), EIO once; kills only at
 calls that change something.  POPPER_FAULTS_FULL=1 runs every N, both ways,
 every kill (make soak).  POPPER_FAULTS_REPORT=<file> appends a JSON line for
-each trial that failed or left a note.
+each trial that failed or left a note.  They need root (strace follows
+popper as it becomes the test user) and strace; from the checkout:
+
+  make build && python3 -m pytest -q tests/test_faults.py
+  POPPER_FAULTS_FULL=1 python3 -m pytest -q tests/test_faults.py -k server-fsync
 """
 
 import collections
@@ -595,7 +603,12 @@ class Lab:
             conv.process.kill()
             conv.process.wait()
         if tracer is not None:
-            tracer.wait(30)
+            try:
+                tracer.wait(30)
+            except subprocess.TimeoutExpired:
+                trial.notes.append("strace did not exit within 30 s of popper; killed")
+                tracer.kill()
+                tracer.wait()
         trial.rc = conv.process.returncode
         if trial.variant != "kill" and trial.rc not in (0, None):
             tail = (self.host.base / "popper.stderr").read_bytes().decode("latin-1").strip()

@@ -130,12 +130,13 @@ def is_private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o077
 
 
-def replace_file(path: str, data: bytes, durable: bool) -> None:
+def replace_file(path: str, data: bytes, durable: bool) -> bool:
     """Put data at path whole or not at all: written into path.new (made
     afresh, never through a link), then renamed over path.  durable: on the
-    disk, file and directory, before this returns.  A failure leaves path
-    as it was (or, if only the directory's fsync failed, replaced) and no
-    path.new behind."""
+    disk, file and directory, before this returns.  An exception means path
+    is as it was (and no path.new is left); once the rename is done the
+    file is replaced, and False says only that the directory's fsync
+    failed."""
     new = path + ".new"
     try:
         os.unlink(new)
@@ -159,7 +160,11 @@ def replace_file(path: str, data: bytes, durable: bool) -> None:
             pass
         raise
     if durable:
-        fsync_dir(os.path.dirname(path) or ".")
+        try:
+            fsync_dir(os.path.dirname(path) or ".")
+        except OSError:
+            return False
+    return True
 
 
 class Journal:
@@ -187,6 +192,7 @@ class Journal:
         return parse(text)
 
     def write(self, record) -> None:
+        """Replace the record; an exception means the old one is still there."""
         line = "%s %s\n" % (MAGIC, record.line())
         replace_file(self.path, line.encode("ascii"), durable=True)
 

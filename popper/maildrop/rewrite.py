@@ -26,7 +26,7 @@ import os
 import time
 
 from popper import native
-from popper.maildrop import MaildropError, files, render
+from popper.maildrop import files, render
 from popper.maildrop.journal import Done, Rewrite
 from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, NotAMailbox
 
@@ -85,19 +85,10 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
                 for msg in mail:
                     _write_message(out, drop, msg, False, False, window, mmdf)
         out.sync()
-    except OSError as exc:
+        drop.journal.write(Done(out.pos, out.head))
+    except OSError as exc:                  # the journal still says "rewrite"
         _give_up(spool_fd, drop.journal, log, drop.user)
         raise Unfinished(exc) from None
-    try:
-        drop.journal.write(Done(out.pos, out.head))
-    except OSError as exc:
-        # The journal holds "rewrite" or "done", both true of the files now:
-        # go on as the one it holds says.
-        held = _record_held(drop.journal)
-        if not isinstance(held, Done):
-            if isinstance(held, Rewrite):
-                _give_up(spool_fd, drop.journal, log, drop.user)
-            raise Unfinished(exc) from None
     try:
         try:
             os.ftruncate(spool_fd, out.pos)
@@ -116,14 +107,6 @@ def _messages(fd: int, start: int, end: int):
     try:
         return native.scan(fd, start=start, limit=end).messages
     except NotAMailbox:
-        return None
-
-
-def _record_held(journal):
-    """The journal's record, or None if it cannot be read."""
-    try:
-        return journal.read()
-    except (OSError, MaildropError):
         return None
 
 

@@ -90,10 +90,13 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
         _give_up(spool_fd, drop.journal, log, drop.user)
         raise Unfinished(exc) from None
     try:
+        # Only these two can leave the spool unreadable to others (ending in
+        # zeros, or behind the marker) until the next login: a failure is
+        # tried once more.
         try:
-            os.ftruncate(spool_fd, out.pos)
+            _twice(os.ftruncate, spool_fd, out.pos)
         finally:
-            os.pwrite(spool_fd, out.head, 0)      # whatever happens, the spool is complete
+            _twice(os.pwrite, spool_fd, out.head, 0)    # whatever happens, the spool is whole
         os.fsync(spool_fd)
         drop.finish()
     except OSError as exc:
@@ -108,6 +111,13 @@ def _messages(fd: int, start: int, end: int):
         return native.scan(fd, start=start, limit=end).messages
     except NotAMailbox:
         return None
+
+
+def _twice(call, *args):
+    try:
+        return call(*args)
+    except OSError:
+        return call(*args)
 
 
 def _give_up(spool_fd: int, journal, log, user: str) -> None:

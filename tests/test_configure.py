@@ -136,6 +136,9 @@ def test_enable_spool_dir_and_temp_drop_dir(tree, mailhost):
     conv = tree.session(mailhost, "-R")
     assert conv.login().startswith(b"+OK alice has 3 visible messages")
     assert (temp / ".alice.pop").stat().st_size == len(MAIL)
+    deadline = time.monotonic() + 10        # the spool is emptied after the +OK
+    while (spool / "alice").stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert (spool / "alice").stat().st_size == 0
 
 

@@ -161,7 +161,7 @@ def generic(name: str) -> str:
     return re.sub(r"\.\d+\.[0-9a-f]+$", ".<pid>.<hex>", name)
 
 
-_LINE = re.compile(r"(\d+) +(\d+\.\d+) (.*)$")
+_LINE = re.compile(r"(?:(\d+) +)?(\d+\.\d+) (.*)$")     # no pid without -f
 
 
 def read_trace(path) -> list:
@@ -175,7 +175,7 @@ def read_trace(path) -> list:
         m = _LINE.match(line)
         if not m:
             continue
-        tid, when, rest = int(m.group(1)), float(m.group(2)), m.group(3)
+        tid, when, rest = int(m.group(1) or 0), float(m.group(2)), m.group(3)
         resumed = re.match(r"<\.\.\. (\w+) resumed>(.*)$", rest)
         if resumed:
             call = pending.pop(tid, None)
@@ -219,10 +219,11 @@ class Calibration:
     counts[(call, group)]: the most calls of that system call on the
     group's files one thread makes (strace counts per thread: N goes up to
     this); early[...]: the same before the QUIT.  other[call]: (K, what,
-    early) for each call on another file of the spool directory, K its
-    number among that thread's calls of that system call."""
+    early, thread) for each call on another file of the spool directory, K
+    its number among that thread's calls of that system call, thread "main"
+    (popper's first) or "thread"."""
 
-    def __init__(self, calls: list, directory: str, quit_at: float):
+    def __init__(self, calls: list, directory: str, quit_at: float, main: int):
         self.counts = collections.Counter()
         self.early = collections.Counter()
         self.other = collections.defaultdict(list)
@@ -242,7 +243,8 @@ class Calibration:
                     self.early[key] = self.counts[key]
             if OTHER in groups and not groups - {OTHER}:
                 self.other[call.name].append((index[call.tid, call.name], call.show(directory),
-                                              call.when < quit_at))
+                                              call.when < quit_at,
+                                              "main" if call.tid == main else "thread"))
 
 
 # --- the trials --------------------------------------------------------------------------
@@ -278,8 +280,8 @@ def ordinal(n: int) -> str:
 class Trial:
     def __init__(self, mode, kind, call, fault, target, variant):
         self.mode, self.kind, self.call, self.fault = mode, kind, call, fault
-        # target: (group, N), or (OTHER, j, K, what): the j-th call on other
-        # files, the K-th of that system call in its thread
+        # target: (group, N), or (OTHER, j, K, what, thread): the j-th call
+        # on other files, the K-th of that system call in its thread
         self.target, self.variant = target, variant
         self.problems, self.notes, self.hits = [], [], []
         self.login = self.quit = self.rc = self.pid = None
@@ -288,8 +290,9 @@ class Trial:
     def describe(self) -> str:
         group = self.target[0]
         if group == OTHER:
-            where = "the %s %s on other files: %s, %s #%d of its thread" % (
-                ordinal(self.target[1]), self.call, self.target[3], self.call, self.target[2])
+            where = "the %s %s on other files: %s, %s #%d of the %s" % (
+                ordinal(self.target[1]), self.call, self.target[3], self.call, self.target[2],
+                "main thread" if self.target[4] == "main" else "thread that makes it")
         else:
             where = "the %s %s on the %s" % (ordinal(self.target[1]), self.call, group)
         what = {"once": "%s once at %s" % (self.fault, where),
@@ -452,7 +455,7 @@ class Lab:
                 "calibration: login %r (%s)" % (trial.login, trial.notes)
             assert trial.quit and trial.quit.startswith(b"+OK"), \
                 "calibration: QUIT %r (%s)" % (trial.quit, trial.notes)
-            _CALIBRATIONS[key] = Calibration(read_trace(log), self.dir, marks["QUIT"])
+            _CALIBRATIONS[key] = Calibration(read_trace(log), self.dir, marks["QUIT"], trial.pid)
         return _CALIBRATIONS[key]
 
     def plan(self, call: str, fault: str) -> list:
@@ -467,7 +470,7 @@ class Lab:
                 for n in pick(count, kind):
                     out += [(kind, (group, n), v) for v in chosen]
             # Without -P, "every later one" would hit other files too: once only.
-            others = [(j, k, what) for j, (k, what, before) in
+            others = [(j, k, what, thread) for j, (k, what, before, thread) in
                       enumerate(cal.other.get(call, []), 1) if before or not early]
             for i in pick(len(others), kind) if chosen else ():
                 out.append((kind, (OTHER,) + others[i - 1],
@@ -479,8 +482,15 @@ class Lab:
     def strace_options(self, trial: Trial, log) -> list:
         call, group = trial.call, trial.target[0]
         action = "signal=SIGKILL" if trial.variant == "kill" else "error=" + trial.fault
-        options = ["-f", "-qq", "-ttt", "-y", "-o", str(log), "-e", "trace=" + call]
-        if trial.variant != "kill" and trial.kind != "quit":
+        # A call of the main thread on other files is hit with the main
+        # thread alone traced: the K-th call of the other threads and of
+        # the programs popper runs (ldconfig, for ctypes in the pure
+        # environment) is no longer hit too.
+        alone = group == OTHER and trial.target[4] == "main"
+        options = ["-qq", "-ttt", "-y", "-o", str(log), "-e", "trace=" + call]
+        if not alone:
+            options.insert(0, "-f")
+        if trial.variant != "kill" and trial.kind != "quit" and not alone:
             # Stops only at the traced calls -- but strace 6.1 delivers no
             # injected signal in this mode, and cannot use it with -p.
             options.append("--seccomp-bpf")
@@ -502,13 +512,14 @@ class Lab:
         self._hits(trial, read_trace(log), marks)
         if again and target[0] == OTHER and any("stale" in p for p in trial.problems):
             # Made again, the calibration may know better (K counts what
-            # Python's start-up does too); if it does not, the trial says so.
+            # Python's start-up does too): the trial once more (it starts
+            # afresh); if that misses too, it says so.
             del _CALIBRATIONS[self.mode, kind]
             others = self.calibration(kind).other.get(call, [])
-            if len(others) >= target[1] and others[target[1] - 1][0] != target[2]:
-                k, what, _ = others[target[1] - 1]
-                return self.run(kind, call, fault, (OTHER, target[1], k, what), variant,
-                                again=False)
+            if len(others) >= target[1]:
+                k, what, _, thread = others[target[1] - 1]
+                target = (OTHER, target[1], k, what, thread)
+            return self.run(kind, call, fault, target, variant, again=False)
         try:
             self._after(trial, expected, deleted)
         except Exception as exc:        # a failure of the harness itself: say so, go on
@@ -579,11 +590,13 @@ class Lab:
         return expected, deleted, marks
 
     def _attach(self, options: list, pid: int) -> subprocess.Popen:
-        """strace attached to every thread of popper (-p with -f)."""
+        """strace attached to every thread of popper (-p with -f), or to
+        its main thread alone."""
         tracer = subprocess.Popen([STRACE] + options + ["-p", str(pid)])
         deadline = time.monotonic() + 10
         while not all(_tracer(pid, tid) in (tracer.pid, -1)
-                      for tid in os.listdir("/proc/%d/task" % pid)):
+                      for tid in (os.listdir("/proc/%d/task" % pid) if "-f" in options
+                                  else [str(pid)])):
             if tracer.poll() is not None or time.monotonic() > deadline:
                 if tracer.poll() is None:
                     tracer.kill()
@@ -633,7 +646,7 @@ class Lab:
             if not hit:
                 trial.problems.append("harness: nothing was injected: the calibration is stale")
         trial.hits = ["%s in %s during %s" % (c.show(self.dir),
-                                              "main" if c.tid == trial.pid else "a thread",
+                                              "main" if c.tid in (trial.pid, 0) else "a thread",
                                               phase(c.when)) for c in hit]
         if trial.target[0] == OTHER and hit and not any(
                 classify(p, self.dir) == OTHER for p in hit[0].paths):
@@ -716,7 +729,7 @@ def test_the_calibration_sees_only_calls_the_tests_know(mailhost, mode):
         cal = lab.calibration(kind)
         print("%s mode, %s: %s; other files: %s" % (
             mode, kind, ", ".join("%s %s: %d" % (c, g, n) for (c, g), n in sorted(cal.counts.items())),
-            dict((c, [w for _, w, _ in v]) for c, v in cal.other.items())))
+            dict((c, [(k, w, t) for k, w, _, t in v]) for c, v in cal.other.items())))
         assert not cal.unknown, "%s mode, %s: calls the fault tests do not make fail: %s" % (
             mode, kind, dict(cal.unknown))
 

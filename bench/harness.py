@@ -802,8 +802,9 @@ def report(results: dict) -> str:
     row("list", "  LIST, %d lines" % count)
     row("retr", "  RETR x %d, one at a time" % count, octets,
         "%.0f us a message" % (s["retr"]["median"] / count * 1e6))
-    row("retr_pipelined", "  RETR x %d, pipelined" % count, octets,
-        "%.0f us a message" % (s["retr_pipelined"]["median"] / count * 1e6))
+    if s.get("retr_pipelined"):             # not with --no-pipelined
+        row("retr_pipelined", "  RETR x %d, pipelined" % count, octets,
+            "%.0f us a message" % (s["retr_pipelined"]["median"] / count * 1e6))
     row("dele", "  DELE x %d, pipelined" % s["dele_count"])
     row("quit", "  QUIT (write back %d kept)" % f["kept_messages"], f["kept_bytes"],
         "%.2fx C kept-half write" % (s["quit"]["median"] / ref["keep"]["min"]))

@@ -16,6 +16,7 @@ that may be mail, even if a message then appears twice, and says why in
 """
 
 import collections
+import os
 
 from popper.maildrop import files
 from popper.maildrop.journal import Done, Move, Rewrite, Settled, Unreadable
@@ -42,8 +43,7 @@ class Facts(collections.namedtuple(
 
 def observe(record, spool_fd: int, temp_fd: int) -> Facts:
     spool_size = files.size(spool_fd)
-    first = files.render.read_range(spool_fd, 0, min(spool_size, len(files.MARKER)))
-    first = b"".join(first)
+    first = os.pread(spool_fd, len(files.MARKER), 0)
     printed = {Move: "s", Settled: "s", Rewrite: "n"}.get(type(record))
     printed = (record.fp is None or files.starts_with(spool_fd, getattr(record, printed),
                                                       record.fp)) if printed else True

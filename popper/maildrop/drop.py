@@ -102,7 +102,7 @@ class Drop(Maildrop):
         kept = [i for i in range(len(messages))
                 if not deleted[i] or messages.flags[i] & UW_DATA]
         try:
-            self._quit(kept, deleted, seen, headers)
+            self._quit(kept, seen, headers)
         except (OSError, Unfinished) as exc:
             exc = exc.args[0] if isinstance(exc, Unfinished) else exc
             self.log.error("%s: update of %s failed: %s; the mail is in %s"
@@ -114,7 +114,7 @@ class Drop(Maildrop):
         count = len(self.messages)
         self.update(bytearray(count), bytearray(count), headers=False)
 
-    def _quit(self, kept, deleted, seen, headers: bool) -> None:
+    def _quit(self, kept, seen, headers: bool) -> None:
         raise NotImplementedError
 
     def _write_back(self, spool_fd: int, lock, kept, seen, headers: bool, record) -> None:

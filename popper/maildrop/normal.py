@@ -132,7 +132,7 @@ class NormalDrop(Drop):
 
     # --- QUIT ------------------------------------------------------------------------
 
-    def _quit(self, kept, deleted, seen, headers: bool) -> None:
+    def _quit(self, kept, seen, headers: bool) -> None:
         self._wait_for_emptier()
         record = self.journal.read()        # None, or "settled" if emptying failed
         if not kept and record is None:     # the spool holds only mail that came since

@@ -72,7 +72,7 @@ class ServerDrop(Drop):
         return (st.st_dev, st.st_ino) == (dev, ino) and files.starts_with(
             self.spool_fd, size, print_)
 
-    def _quit(self, kept, deleted, seen, headers: bool) -> None:
+    def _quit(self, kept, seen, headers: bool) -> None:
         messages = self.messages
         flags = messages.flags
         dirty = len(kept) != len(messages) or (headers and any(

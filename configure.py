@@ -83,6 +83,13 @@ def _service(value: str) -> str:
     return value
 
 
+def _account(value: str) -> str:
+    if not value or "/" in value or value.startswith(".") or not value.isprintable() \
+            or " " in value or len(value) > 64:
+        raise ConfigureError("needs a user name, not %r" % value)
+    return value
+
+
 # --- the switches ---------------------------------------------------------
 
 class Switch:
@@ -175,6 +182,9 @@ SWITCHES = [
     Switch("--with-locking=LIST", "LOCKING",
            "the spool locks to take, in order: fcntl, dotlock, flock [fcntl,dotlock,flock]",
            off=None, check=_locking),
+    Switch("--with-login-user=USER", "LOGIN_USER",
+           "the unprivileged user that reads the client until it has logged in [nobody]",
+           off=None, check=_account),
     Switch("--disable-uw-kludge", "UW_KLUDGE",
            "do not hide UW-IMAP's folder internal data message [hide it]"),
     Switch("--disable-native", "NATIVE",
@@ -205,6 +215,7 @@ DEFAULTS = {
     "MAIL_COMMAND": None,
     "TIMEOUT": 120,
     "LOCKING": ("fcntl", "dotlock", "flock"),
+    "LOGIN_USER": "nobody",
     "UW_KLUDGE": True,
     "NATIVE": True,
     "NATIVE_PAM": False,        # probed

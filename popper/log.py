@@ -14,7 +14,7 @@ import time
 
 from popper import __version__
 
-PRIORITIES = {"critical": syslog.LOG_CRIT, "error": syslog.LOG_ERR,
+PRIORITIES = {"alert": syslog.LOG_ALERT, "critical": syslog.LOG_CRIT, "error": syslog.LOG_ERR,
               "warning": syslog.LOG_WARNING, "notice": syslog.LOG_NOTICE,
               "info": syslog.LOG_INFO, "debug": syslog.LOG_DEBUG}
 
@@ -75,6 +75,11 @@ class Log:
             if level == "debug":
                 return
         syslog.syslog(self.facility | PRIORITIES[level], message)
+
+    def alert(self, message: str) -> None:
+        """An attack or a misconfiguration that puts mail at risk (a spool
+        that is not the user's): to be acted on at once."""
+        self._write("alert", message)
 
     def critical(self, message: str) -> None:
         """Something an administrator must look at (mail set aside)."""

@@ -79,6 +79,13 @@ class Settings:
         self.spool_options = False                   # -U
         self.drac_host = None                        # -D
         self.bulldb_nonfatal = False                 # -B
+        # Hostile clients: deadlines and limits (docs/popper.8, LIMITS).
+        self.login_user = compiled.LOGIN_USER        # who reads the client before login
+        self.write_timeout = None                    # seconds; None: the same as -T
+        self.login_timeout = 600                     # seconds a session may take to log in
+        self.max_sessions = 200                      # standalone: 0 = unlimited
+        self.max_sessions_per_address = 20
+        self.max_connections_per_second = 10         # new connections per address
 
     @property
     def temp_drop_dir(self) -> str:
@@ -162,6 +169,13 @@ def _service(value: str):
     return value
 
 
+def _account(value: str) -> str:
+    """A Unix account name (login-user)."""
+    if bad_name(value):
+        raise ConfigError("needs a user name, not %r" % value)
+    return value
+
+
 def _announce(value: str) -> int:
     return -1 if value.lower() == "never" else _seconds(value)
 
@@ -202,6 +216,12 @@ OPTIONS = {
     "bulldir": ("bulldir", _path),
     "kerberos": ("kerberos", _bool),
     "kerberos-service": ("kerberos_service", str),
+    "login-user": ("login_user", _account),
+    "write-timeout": ("write_timeout", _seconds),
+    "login-timeout": ("login_timeout", _seconds),
+    "max-sessions": ("max_sessions", _seconds),
+    "max-sessions-per-address": ("max_sessions_per_address", _seconds),
+    "max-connections-per-second": ("max_connections_per_second", _seconds),
 }
 
 
@@ -280,9 +300,37 @@ def load_config_file(settings: Settings, path: str) -> None:
             raise ConfigError("%s line %d: %s" % (path, number, exc)) from None
 
 
+# The longest account name popper serves (Qpopper truncates USER at 64 too).
+MAX_NAME = 64
+
+
+def bad_name(name: str):
+    """Why name cannot be an account name popper builds a path from, or
+    None: it must be 1 to MAX_NAME printable characters, with no "/", no
+    NUL, and no leading "." (so never "." or "..")."""
+    if not name:
+        return "empty"
+    if len(name) > MAX_NAME:
+        return "longer than %d characters" % MAX_NAME
+    if "/" in name or "\0" in name:
+        return "contains / or NUL"
+    if name.startswith("."):
+        return "starts with a dot"
+    if not name.isprintable() or " " in name:
+        return "contains unprintable characters or spaces"
+    return None
+
+
+def _checked(user: str) -> str:
+    reason = bad_name(user)
+    if reason:
+        raise ValueError("account name %r %s" % (user, reason))
+    return user
+
+
 def temp_drop_path(settings: Settings, user: str) -> str:
-    return os.path.join(settings.temp_drop_dir, ".%s.pop" % user)
+    return os.path.join(settings.temp_drop_dir, ".%s.pop" % _checked(user))
 
 
 def spool_path(settings: Settings, user: str) -> str:
-    return os.path.join(settings.spool_dir, user)
+    return os.path.join(settings.spool_dir, _checked(user))

@@ -32,20 +32,86 @@ def size(fd: int) -> int:
     return os.fstat(fd).st_size
 
 
-def open_spool(path: str, create: bool):
-    """The spool open for reading and writing (never through a symbolic
-    link), or None if there is none and create is false."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+def open_spool(path: str, log, create: bool):
+    """The spool open for reading and writing, checked to be the user's
+    (spool_checked()), or None if there is none and create is false.  It is
+    never opened through a symbolic link, and never adopted: a missing
+    spool is created by popper itself (O_EXCL), and one another program
+    made meanwhile is opened again and checked like any other."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(3):
+        try:
+            return spool_checked(os.open(path, flags), path, log)
+        except FileNotFoundError:
+            if not create:
+                return None
+        except OSError as exc:
+            raise _open_error(exc, path, log) from None
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, _new_spool_mode(path))
+        except FileExistsError:
+            continue                        # made meanwhile: open it and check it
+        except OSError as exc:
+            raise _open_error(exc, path, log) from None
+        return spool_checked(fd, path, log)
+    raise error(replies.OPEN_FAILED, OSError(errno.EAGAIN, "it keeps appearing and "
+                                             "disappearing"), file=path)
+
+
+def _new_spool_mode(path: str) -> int:
+    """0660 in a setgid directory (Debian's 2775 root:mail: the spool is
+    the mail group's, as the delivery agent makes it), else 0600 (the new
+    file's group is the user's own); the umask (privsep) applies too."""
     try:
-        fd = os.open(path, flags, 0o660)    # the umask decides (privsep)
-    except FileNotFoundError:
-        return None
+        return 0o660 if os.stat(os.path.dirname(path) or ".").st_mode & stat.S_ISGID else 0o600
+    except OSError:
+        return 0o600
+
+
+def spool_checked(fd: int, path: str, log) -> int:
+    """fd, if the file it is open on is the user's spool and nobody
+    else's: a regular file of one link, owned by the user (popper's euid:
+    it is the user by now), not writable by others (group-writable is the
+    mail group's, Debian's 0660 user:mail).  Else the fd is closed, the
+    refusal logged at LOG_ALERT, and MaildropError raised: nothing of the
+    file was read or changed."""
+    try:
+        st = os.fstat(fd)
     except OSError as exc:
-        raise error(replies.OPEN_FAILED, exc, file=path) from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise error(replies.OPEN_FAILED, OSError(errno.EINVAL, "not a regular file"), file=path)
-    return fd
+        raise error(replies.OPEN_FAILED, exc, file=path) from None
+    why = []
+    if not stat.S_ISREG(st.st_mode):
+        why.append("not a regular file")
+    if st.st_uid != os.geteuid():
+        why.append("owned by uid %d" % st.st_uid)
+    if st.st_nlink != 1:
+        why.append("%d links" % st.st_nlink)
+    if st.st_mode & 0o002:
+        why.append("writable by others")
+    if not why:
+        return fd
+    os.close(fd)
+    raise _refused(path, st, ", ".join(why), log)
+
+
+def _open_error(exc: OSError, path: str, log) -> MaildropError:
+    if exc.errno == errno.ELOOP:            # O_NOFOLLOW: a symbolic link
+        try:
+            st = os.lstat(path)
+        except OSError:
+            st = None
+        return _refused(path, st, "a symbolic link", log)
+    return error(replies.OPEN_FAILED, exc, file=path)
+
+
+def _refused(path: str, st, why: str, log) -> MaildropError:
+    log.alert("refused the spool %s (%s): owner uid %s, mode %s, %s links; popper runs as "
+              "uid %d. Nothing in it was read or changed; find out who made it so"
+              % (path, why, st.st_uid if st else "?",
+                 "%04o" % stat.S_IMODE(st.st_mode) if st else "?",
+                 st.st_nlink if st else "?", os.geteuid()))
+    return error(replies.SPOOL_NOT_YOURS, file=path, why=why)
 
 
 def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int, refresh=None) -> int:

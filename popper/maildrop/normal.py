@@ -29,7 +29,7 @@ class NormalDrop(Drop):
     # --- login -----------------------------------------------------------------------
 
     def _open(self, record) -> None:
-        spool_fd = files.open_spool(self.spool_path, create=record is not None)
+        spool_fd = files.open_spool(self.spool_path, self.log, create=record is not None)
         if spool_fd is None:                # no spool and nothing to recover
             self._move_in(None, recovery.Plan(files.size(self.temp_fd), []), None)
             return
@@ -138,7 +138,7 @@ class NormalDrop(Drop):
         if not kept and record is None:     # the spool holds only mail that came since
             self.finish()
             return
-        spool_fd = files.open_spool(self.spool_path, create=True)
+        spool_fd = files.open_spool(self.spool_path, self.log, create=True)
         try:
             with SpoolLock(spool_fd, self.spool_path, self.update_wait,
                            self.settings.locking) as lock:

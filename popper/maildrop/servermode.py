@@ -37,7 +37,7 @@ class ServerDrop(Drop):
     def _open(self, record) -> bool:
         """Serve the spool in place; False if it is not mail popper can read
         there (normal mode then sets aside what it cannot read)."""
-        spool_fd = files.open_spool(self.spool_path, create=False)
+        spool_fd = files.open_spool(self.spool_path, self.log, create=False)
         if spool_fd is None:
             return True                     # no mail
         self.spool_fd = spool_fd

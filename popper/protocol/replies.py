@@ -81,6 +81,7 @@ COPY_FAILED = ("[SYS/TEMP] Unable to copy mail spool file to temp pop dropbox {t
                "{error} ({errno})")
 QUOTA = "[SYS/TEMP] Unable to copy mail spool file, quota exceeded ({errno})"
 OPEN_FAILED = "[SYS/TEMP] Unable to open {file}: {error} ({errno})"
+SPOOL_NOT_YOURS = "[SYS/PERM] Mail spool {file} is not yours alone ({why}).  This must be fixed"
 UPDATE_FAILED = ("Error updating primary drop.  Mail left in temporary maildrop "
                  "[{error} ({errno})]")
 JOURNAL_BAD = "[SYS/PERM] Cannot use the maildrop journal {file}: {why}"

@@ -15,10 +15,9 @@ connection on fd 0/1 (inetd); with one it listens itself.
 import getopt
 import os
 import sys
-import syslog
 
 from popper import __version__
-from popper.log import Log
+from popper.log import LOG_ERR, Log, UnsafeTraceFile, clean
 from popper.protocol.lines import is_number
 from popper.settings import ConfigError, Settings, facility, load_config_file
 
@@ -136,13 +135,16 @@ def check(settings: Settings) -> list:
     return problems
 
 
-def _refuse(prog: str, settings: Settings, problems: list) -> None:
-    """Say why popper will not start: on stderr, and in syslog, where an
-    administrator looks when inetd started it."""
-    syslog.openlog(prog, syslog.LOG_PID, getattr(syslog, "LOG_" + settings.log_facility.upper()))
+def _refuse(prog: str, settings: Settings, problems: list, prefix: bool = True) -> None:
+    """Say why popper will not start: on stderr (after "prog: " unless
+    prefix is false), and in syslog, where an administrator looks when inetd
+    started it -- through popper's own syslog client, which never waits for
+    a daemon that is not reading."""
+    log = Log(prog, settings.log_facility)
     for problem in problems:
-        print("%s: %s" % (prog, problem), file=sys.stderr)
-        syslog.syslog(syslog.LOG_ERR, problem)
+        print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr)
+        log.syslog.send(LOG_ERR, clean(problem))
+    log.close()
 
 
 def main(argv: list = None) -> int:
@@ -170,9 +172,12 @@ def main(argv: list = None) -> int:
     try:
         log = Log(prog, settings.log_facility, settings.debug, settings.tracefile,
                   settings.debug_build)
+    except UnsafeTraceFile as exc:
+        _refuse(prog, settings, [exc.args[0]])
+        return 1
     except OSError as exc:
-        print('Unable to open trace file "%s": %s (%d)'
-              % (settings.tracefile, exc.strerror, exc.errno), file=sys.stderr)
+        _refuse(prog, settings, ['Unable to open trace file "%s": %s (%d)'
+                                 % (settings.tracefile, exc.strerror, exc.errno)], prefix=False)
         return 1
     from popper.transport import inetd, standalone
     if address is None:

@@ -457,16 +457,17 @@ class Session:
         else:
             self.maildrop.update(deleted, self.seen)
 
-    def end(self, reason: str) -> list:
-        """The connection ended without QUIT: 'eof', 'hangup' or 'timeout'.
-        Returns what may still be sent (the timeout's -ERR)."""
+    def end(self, reason: str, seconds: int = None, during: str = "nw read") -> list:
+        """The connection ended without QUIT: 'eof', 'hangup' or 'timeout'
+        (after `seconds`, -T unless given, waiting `during` "nw read", "nw
+        write" or "login").  Returns what may still be sent (the timeout's -ERR)."""
         if self.state == DONE:
             return []
         out = []
         if reason == "timeout":
-            self.log.notice("(v%s) Timeout (%d secs) during nw read from %s at %s (%s)"
-                            % (__version__, self.settings.timeout, self.user or "(null)",
-                               self.client.host, self.client.ip))
+            self.log.notice("(v%s) Timeout (%d secs) during %s from %s at %s (%s)"
+                            % (__version__, self.settings.timeout if seconds is None else seconds,
+                               during, self.user or "(null)", self.client.host, self.client.ip))
             out.append(self.err(R.TIMEOUT, host=self.client.host))
         elif reason == "hangup":
             self.log_err(R.err(R.HANGUP, host=self.client.host))

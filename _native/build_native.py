@@ -78,6 +78,12 @@ struct spwd { char *sp_namp; char *sp_pwdp; long sp_lstchg; long sp_min; long sp
 int getpwnam_r(const char *name, struct passwd *pwd, char *buf, size_t buflen,
                struct passwd **result);
 struct spwd *getspnam(const char *name);
+void setpwent(void);
+struct passwd *getpwent(void);
+void endpwent(void);
+void setspent(void);
+struct spwd *getspent(void);
+void endspent(void);
 """
 
 ffibuilder = FFI()

@@ -11,7 +11,13 @@ the extension is built, so the parity tests compare both in either case.  Caller
   crypt_gensalt()           the preferred hash's setting (auth/unixdb.py)
   getpwnam(name)            the passwd entry          (auth/unixdb.py)
   getspnam(name)            the shadow entry          (auth/unixdb.py)
+  passwd_hashes(limit)      getpwent's password fields (auth/unixdb.py)
+  shadow_hashes(limit)      getspent's password fields (auth/unixdb.py)
   pam_login(service, ...)   a PAM login               (auth/libpam.py; popper._cpam)
+
+A name or password with a NUL is refused by both twins of every account
+call (None, or PAM_AUTH_ERR) before C, which would cut it at the NUL, sees
+it; tests/test_backend_parity.py holds them to the same answers.
 """
 
 import errno
@@ -94,9 +100,11 @@ def _native_wire_encode(data: bytes, state: int):
 
 
 def _native_getpwnam(name: str):
+    raw = unixdb.c_name(name)
+    if raw is None:
+        return None
     entry, result = ffi.new("struct passwd *"), ffi.new("struct passwd **")
-    buf, rc = _with_buffer(lambda buf, size: lib.getpwnam_r(name.encode("latin-1"), entry, buf,
-                                                            size, result))
+    buf, rc = _with_buffer(lambda buf, size: lib.getpwnam_r(raw, entry, buf, size, result))
     if rc or result[0] == ffi.NULL:
         return None
     text = lambda p: ffi.string(p).decode("latin-1")   # noqa: E731
@@ -108,8 +116,11 @@ def _native_getpwnam(name: str):
 def _native_getspnam(name: str):
     # getspnam, not getspnam_r: it is what nss_wrapper (and every NSS) serves;
     # popper looks up one user, before any thread exists.
+    raw = unixdb.c_name(name)
+    if raw is None:
+        return None
     ffi.errno = 0
-    entry = lib.getspnam(name.encode("latin-1"))
+    entry = lib.getspnam(raw)
     if entry == ffi.NULL:
         if ffi.errno not in (0, errno.ENOENT):
             raise OSError(ffi.errno, os.strerror(ffi.errno))
@@ -118,6 +129,34 @@ def _native_getspnam(name: str):
                          ffi.string(entry.sp_pwdp) if entry.sp_pwdp != ffi.NULL else b"",
                          entry.sp_lstchg, entry.sp_min, entry.sp_max, entry.sp_warn,
                          entry.sp_inact, entry.sp_expire)
+
+
+def _native_passwd_hashes(limit: int) -> list:
+    hashes = []
+    lib.setpwent()
+    try:
+        while len(hashes) < limit:
+            entry = lib.getpwent()
+            if entry == ffi.NULL:
+                break
+            hashes.append(ffi.string(entry.pw_passwd) if entry.pw_passwd != ffi.NULL else b"")
+    finally:
+        lib.endpwent()
+    return hashes
+
+
+def _native_shadow_hashes(limit: int) -> list:
+    hashes = []
+    lib.setspent()
+    try:
+        while len(hashes) < limit:
+            entry = lib.getspent()
+            if entry == ffi.NULL:
+                break
+            hashes.append(ffi.string(entry.sp_pwdp) if entry.sp_pwdp != ffi.NULL else b"")
+    finally:
+        lib.endspent()
+    return hashes
 
 
 def _with_buffer(call):
@@ -138,11 +177,32 @@ def _native_crypt_gensalt() -> bytes:
     return ffi.string(out)
 
 
+PAM_AUTH_ERR = 7
+
+
+def _pam_refusal(user: str, password: bytes):
+    """(PAM_AUTH_ERR, text) for a name or password that C would cut at a
+    NUL, as python-pam refuses them (ValueError); else None."""
+    if unixdb.c_name(user) is None or b"\0" in password:
+        return PAM_AUTH_ERR, "a NUL (or a character beyond latin-1) in the user or password"
+    return None
+
+
+def _refusing_nul(login):
+    """The pure twin's login, with the native one's refusal in front."""
+    def pam_login(service: str, user: str, password: bytes, rhost: str, tty: str):
+        return _pam_refusal(user, password) or login(service, user, password, rhost, tty)
+    return pam_login
+
+
 def _native_pam_login(service: str, user: str, password: bytes, rhost: str, tty: str):
     """(code, text) of a PAM login: pam_start, PAM_RHOST and PAM_TTY,
     pam_authenticate, pam_acct_mgmt, pam_setcred(ESTABLISH), pam_end.  The
     conversation answers echo-off prompts with the password, echo-on ones
     with the user name."""
+    refusal = _pam_refusal(user, password)
+    if refusal:
+        return refusal
     ffi_, lib_ = pam_ffi, pam_lib
     answers = {"user": user.encode("latin-1"), "password": password, "said": []}
     handle = ffi_.new_handle(answers)
@@ -194,7 +254,8 @@ def _native_crypt(password: bytes, setting: bytes):
 
 
 # PAM has its own module: the native login when it is built (and in use).
-pam_login = _native_pam_login if pam_lib is not None and NATIVE else libpam.pam_login
+pam_login = (_native_pam_login if pam_lib is not None and NATIVE
+             else _refusing_nul(libpam.pam_login))
 
 if NATIVE:
     scan = _native_scan
@@ -203,6 +264,8 @@ if NATIVE:
     crypt_gensalt = _native_crypt_gensalt
     getpwnam = _native_getpwnam
     getspnam = _native_getspnam
+    passwd_hashes = _native_passwd_hashes
+    shadow_hashes = _native_shadow_hashes
 else:
     scan = pure_scan.scan
     wire_encode = pure_wire.wire_encode
@@ -210,5 +273,7 @@ else:
     crypt_gensalt = unixdb.crypt_gensalt
     getpwnam = unixdb.getpwnam
     getspnam = unixdb.getspnam
+    passwd_hashes = unixdb.passwd_hashes
+    shadow_hashes = unixdb.shadow_hashes
 
 NotAMailbox = pure_scan.NotAMailbox

@@ -1,7 +1,14 @@
 """The Unix account databases, pure-Python twins of the native lookups:
-getpwnam (the stdlib's pwd), getspnam and crypt_gensalt (through ctypes,
-since the stdlib's spwd is gone from Python 3.13).  Both twins go through
-the C library, so nss_wrapper and every NSS module see the same calls."""
+getpwnam and passwd_hashes (the stdlib's pwd), getspnam, shadow_hashes
+and crypt_gensalt (through ctypes, since the stdlib's spwd is gone from
+Python 3.13).  Both twins go through the C library, so nss_wrapper and
+every NSS module see the same calls.
+
+Names are text decoded as latin-1 (as the session decodes the wire) and
+reach the C library as those bytes; a name with a NUL, which C would cut
+short ("alice\0junk" looked up as "alice"), or one that is not latin-1 is
+nobody's: None, in both twins.  The entries' text is latin-1 too.
+"""
 
 import ctypes
 import errno
@@ -39,14 +46,38 @@ class Shadow:
         return "Shadow(%r, expire=%r)" % (self.name, self.expire)
 
 
+def c_name(name: str):
+    """The bytes C is asked for name, or None when no entry can be name's."""
+    try:
+        raw = name.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    return None if b"\0" in raw else raw
+
+
+def _text(field: str) -> str:
+    # pwd decodes with the file system encoding (surrogateescape): back to
+    # the C bytes, then latin-1 as the native twin reads them.
+    return os.fsencode(field).decode("latin-1")
+
+
 def getpwnam(name: str):
     """The passwd entry of name (bytes fields decoded as latin-1), or None."""
+    raw = c_name(name)
+    if raw is None:
+        return None
     try:
-        entry = pwd.getpwnam(name)
+        entry = pwd.getpwnam(os.fsdecode(raw))      # pwd encodes it back to raw
     except (KeyError, ValueError):
         return None
-    return Passwd(entry.pw_name, entry.pw_passwd.encode("latin-1"), entry.pw_uid, entry.pw_gid,
-                  entry.pw_gecos, entry.pw_dir, entry.pw_shell)
+    return Passwd(_text(entry.pw_name), os.fsencode(entry.pw_passwd), entry.pw_uid,
+                  entry.pw_gid, _text(entry.pw_gecos), _text(entry.pw_dir),
+                  _text(entry.pw_shell))
+
+
+def passwd_hashes(limit: int) -> list:
+    """The password fields of the first limit passwd entries (getpwent)."""
+    return [os.fsencode(entry.pw_passwd) for entry in pwd.getpwall()[:limit]]
 
 
 class _Spwd(ctypes.Structure):
@@ -72,12 +103,14 @@ def _lib():
 def getspnam(name: str):
     """The shadow entry of name, or None; OSError when it cannot be read
     (not root).  getspnam, not getspnam_r: nss_wrapper serves only it."""
+    raw = c_name(name)
     lib = _lib()
-    if not hasattr(lib, "getspnam"):
+    if raw is None or not hasattr(lib, "getspnam"):
         return None
     lib.getspnam.restype = ctypes.POINTER(_Spwd)
+    lib.getspnam.argtypes = (ctypes.c_char_p,)
     ctypes.set_errno(0)
-    result = lib.getspnam(name.encode("latin-1"))
+    result = lib.getspnam(raw)
     if not result:
         number = ctypes.get_errno()
         if number not in (0, errno.ENOENT):
@@ -86,6 +119,26 @@ def getspnam(name: str):
     entry = result.contents
     return Shadow(entry.sp_namp.decode("latin-1"), entry.sp_pwdp or b"", entry.sp_lstchg,
                   entry.sp_min, entry.sp_max, entry.sp_warn, entry.sp_inact, entry.sp_expire)
+
+
+def shadow_hashes(limit: int) -> list:
+    """The password fields of the first limit shadow entries (setspent,
+    getspent, endspent); [] where they cannot be read (not root)."""
+    lib = _lib()
+    if not all(hasattr(lib, name) for name in ("setspent", "getspent", "endspent")):
+        return []
+    lib.getspent.restype = ctypes.POINTER(_Spwd)
+    hashes = []
+    lib.setspent()
+    try:
+        while len(hashes) < limit:
+            result = lib.getspent()
+            if not result:
+                break
+            hashes.append(result.contents.sp_pwdp or b"")
+    finally:
+        lib.endspent()
+    return hashes
 
 
 def crypt_gensalt() -> bytes:

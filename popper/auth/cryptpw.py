@@ -52,3 +52,79 @@ def _checked(result):
     if not result or result.startswith(b"*"):
         return None
     return result
+
+
+# --- what a failed login is checked against ---------------------------------------------
+#
+# A failure must cost what a success would: an unknown user or a locked
+# account is checked against a hash of the method and cost of the entries it
+# stands for.  crypt(password, hash) costs what the hash's setting (method,
+# cost parameters, salt length) makes it cost, so the dummy is the hash of
+# an entry of the most common cost class, used as a setting; what it
+# computes is never accepted (verifier() says it is not usable).
+
+_DES_ALPHABET = frozenset(b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def is_hash(hashed: bytes) -> bool:
+    """Whether crypt(3) can check a password against hashed: a "$id$...$"
+    hash, BSDI's "_" extended DES, DES (13 characters) or bigcrypt (13 +
+    11n); not a lock mark ("!", "*", "!!", "*LK*"), "x", "" or a bare
+    setting."""
+    return cost_class(hashed) is not None
+
+
+def cost_class(hashed: bytes):
+    """What decides the cost of checking hashed: its method and cost
+    parameters (everything before the salt) and its length (which holds the
+    salt's), e.g. (b"$6$rounds=5000$", 106), (b"$y$j9T$", 73), (b"$2b$12$", 60);
+    None if hashed is not a hash (is_hash)."""
+    if hashed[:1] == b"$":
+        if hashed.count(b"$") < 3 or hashed[-1:] == b"$":
+            return None
+        if hashed[1:2] == b"2" and hashed[3:4] == b"$":
+            prefix = hashed[:7]                   # $2b$12$, then salt and hash in one field
+        elif hashed[:3] == b"$7$":
+            prefix = hashed[:14]                  # scrypt: N, r, p lead the salt field
+        else:                                     # up to the salt: $6$rounds=5000$, $y$j9T$
+            prefix = hashed[:hashed.rfind(b"$", 0, hashed.rfind(b"$")) + 1]
+    elif hashed[:1] == b"_":
+        if len(hashed) != 20 or not _DES_ALPHABET.issuperset(hashed[1:]):
+            return None
+        prefix = hashed[:5]                       # the rounds
+    elif len(hashed) >= 13 and (len(hashed) - 13) % 11 == 0 and _DES_ALPHABET.issuperset(hashed):
+        prefix = b""                              # DES; bigcrypt by its length
+    else:
+        return None
+    return prefix, len(hashed)
+
+
+def most_common(hashes):
+    """The first hash of the most common cost class among hashes (those of
+    locked "!<hash>" entries count as theirs), or None if none is a hash."""
+    counts, first = {}, {}
+    for hashed in hashes:
+        if hashed[:1] == b"!":
+            hashed = hashed.lstrip(b"!")
+        key = cost_class(hashed)
+        if key is None:
+            continue
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key], first[key] = 1, hashed
+    if not counts:
+        return None
+    return first[max(counts, key=counts.__getitem__)]      # the first class of a tie
+
+
+def verifier(hashed: bytes, dummy: bytes):
+    """(what to hash the password with, whether a match logs in): the hash
+    itself; for a locked "!<hash>" (usermod -L) its hash, which costs what
+    it would; else the dummy."""
+    if is_hash(hashed):
+        return hashed, True
+    inner = hashed.lstrip(b"!")
+    if len(inner) < len(hashed) and is_hash(inner):
+        return inner, False
+    return dummy, False

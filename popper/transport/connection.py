@@ -1,11 +1,31 @@
 """Running one session over one connection: the loop every transport shares.
 
-It reads with the idle timeout, feeds the session, and writes what comes
-back: all the replies produced by one read go out in one write (a long
-reply such as RETR in writes of FLUSH_AT bytes), and an AfterSend runs
-once the bytes before it have been written.  SIGHUP, SIGTERM or a dead peer
-end the session as a hangup, but only while the loop waits for the peer:
-never in the middle of a maildrop update.
+It reads, feeds the session, and writes what comes back: all the replies
+produced by one read go out in one write (a long reply such as RETR in
+writes of FLUSH_AT bytes), and an AfterSend runs once the bytes before it
+have been written.  SIGHUP, SIGTERM or a dead peer end the session as a
+hangup, but only while the loop waits for the peer: never in the middle of
+a maildrop update.
+
+Every wait has a deadline, and none of them restarts at each byte:
+
+- -T (`timeout`) bounds the whole wait for one command line, from the
+  moment popper waits for it (its previous reply written) to the line's
+  LF.  A client that dribbles a byte now and then is timed out as one that
+  sends nothing; pipelined lines already read never wait.  On expiry: the
+  timeout's -ERR and sign-off, as Qpopper.
+- `set write-timeout` (default: the same as -T) bounds each write: the
+  client must take each FLUSH_AT bytes of a reply within it.  On expiry
+  the session ends as on a timeout, and nothing more is written (the client
+  does not read; a reply cut short must not get an -ERR in its middle).
+- `set login-timeout` (default 600 s) bounds the whole time before login
+  (the AUTHORIZATION states), reads and writes alike.
+
+The fds are never switched to non-blocking mode (under inetd fd 0 and 1 are
+one open file, shared with whoever else holds it): a socket is written and
+read with MSG_DONTWAIT, anything else (a pipe) after poll() said it is
+ready, at most PIPE_BUF bytes at a time.  Should somebody else have set
+O_NONBLOCK on the file, EAGAIN is taken as "not ready yet".
 """
 
 import os
@@ -16,10 +36,15 @@ import sys
 import time
 import traceback
 
-from popper.protocol.session import FLUSH, AfterSend, Pause
+from popper.protocol.session import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, AfterSend,
+                                     Pause)
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+LOGGED_OUT = (AUTHORIZATION, AUTHORIZATION_PASS)     # the states login-timeout bounds
 
 
 def socket_of(fd: int) -> socket.socket:
@@ -45,6 +70,15 @@ class Hangup(Exception):
     """SIGHUP/SIGTERM arrived, or the peer went away."""
 
 
+class _Expired(Exception):
+    """A deadline passed: Session.end("timeout", seconds, during); `reply`
+    says whether the -ERR and sign-off may still be written."""
+
+    def __init__(self, seconds, during: str, reply: bool):
+        super().__init__(during)
+        self.seconds, self.during, self.reply = seconds, during, reply
+
+
 class _Signals:
     """Turns SIGHUP/SIGTERM into Hangup, but only inside waiting()."""
 
@@ -66,25 +100,92 @@ class _Signals:
             raise Hangup()
 
 
+POLLIN = getattr(select, "POLLIN", 1)
+POLLOUT = getattr(select, "POLLOUT", 4)
+
+
+def _ready(fd: int, events: int, timeout) -> bool:
+    """Whether fd is ready (or in error, or hung up) within timeout
+    seconds (None: no limit)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, events)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+    lists = ([fd], [], [fd]) if events == POLLIN else ([], [fd], [fd])
+    return any(select.select(*lists, timeout))
+
+
 class Connection:
     """A byte stream to the client: a socket, or a pair of fds (inetd gives
-    fd 0 and 1; they are the same socket unless run from a pipe)."""
+    fd 0 and 1; they are the same socket unless run from a pipe).  No
+    method ever blocks except the wait_* ones, which take a timeout."""
 
     def __init__(self, read_fd: int, write_fd: int):
         self.read_fd, self.write_fd = read_fd, write_fd
+        self._sockets = {}      # fd -> a socket object on a dup of it, None if not a socket
+
+    def _socket(self, fd: int):
+        if fd not in self._sockets:
+            sock = None
+            if DONTWAIT:
+                try:
+                    dup = os.dup(fd)
+                except OSError:
+                    dup = None
+                if dup is not None:
+                    try:
+                        sock = socket_of(dup)
+                    except OSError:
+                        os.close(dup)
+            self._sockets[fd] = sock
+        return self._sockets[fd]
+
+    def release(self) -> None:
+        """Close popper's own duplicates of the fds (the fds stay open)."""
+        for sock in self._sockets.values():
+            if sock is not None:
+                sock.close()
+        self._sockets.clear()
 
     def wait_readable(self, timeout) -> bool:
-        readable, _, _ = select.select([self.read_fd], [], [], timeout)
-        return bool(readable)
+        return _ready(self.read_fd, POLLIN, timeout)
+
+    def wait_writable(self, timeout) -> bool:
+        return _ready(self.write_fd, POLLOUT, timeout)
 
     def recv(self) -> bytes:
+        """What the client sent (b"" at its end of file); BlockingIOError
+        if nothing is there yet."""
+        sock = self._socket(self.read_fd)
+        if sock is not None:
+            return sock.recv(READ_SIZE, DONTWAIT)
+        if not _ready(self.read_fd, POLLIN, 0):
+            raise BlockingIOError()
         return os.read(self.read_fd, READ_SIZE)
 
-    def send(self, data) -> None:
+    def send_some(self, data) -> int:
+        """Write what the client takes now, without waiting: how many bytes
+        (0: none)."""
+        try:
+            sock = self._socket(self.write_fd)
+            if sock is not None:
+                return sock.send(data, DONTWAIT)
+            if not _ready(self.write_fd, POLLOUT, 0):
+                return 0
+            return os.write(self.write_fd, data[:PIPE_BUF])
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def send(self, data, timeout=None) -> None:
+        """Write all of data; socket.timeout if the client takes nothing
+        for timeout seconds (None: no limit)."""
         view = memoryview(data)
         while view:
-            n = os.write(self.write_fd, view)
-            view = view[n:]
+            n = self.send_some(view)
+            if n:
+                view = view[n:]
+            elif not self.wait_writable(timeout):
+                raise socket.timeout("write timed out")
 
 
 class _Writer:
@@ -119,24 +220,78 @@ class _Writer:
             callback()
 
 
-def run(connection: Connection, session, timeout: int, log) -> None:
-    """Serve one session until QUIT, EOF, timeout or hangup."""
+def _earliest(*deadlines):
+    present = [d for d in deadlines if d is not None]
+    return min(present) if present else None
+
+
+def run(connection: Connection, session, timeout: int, log, first: list = None,
+        pending: bytes = b"", login_by: float = None) -> None:
+    """Serve one session until QUIT, EOF, a timeout or a hangup.
+
+    timeout: -T, the seconds one command line may take (0 or None: no limit).
+    first: the outputs (as Session methods return them) to send before
+      anything else, instead of session.greeting(); None: the greeting.
+    pending: bytes already read from the client, fed to the session before
+      anything more is read.
+    login_by: the time.monotonic() value by which the session must have left
+      the AUTHORIZATION states (CLOCK_MONOTONIC is one clock for every
+      process of the host, so a value can be handed to another process);
+      None: settings.login_timeout seconds from now (no limit if that is 0).
+    The write deadline is session.settings.write_timeout (None: timeout).
+
+    A connection that lacks send_some (a test's scripted one) is written
+    with its own blocking send(data)."""
+    settings = getattr(session, "settings", None)
+    write_timeout = getattr(settings, "write_timeout", None)
+    if write_timeout is None:
+        write_timeout = timeout
+    login_timeout = getattr(settings, "login_timeout", 0) or 0
+    if login_by is None and login_timeout:
+        login_by = time.monotonic() + login_timeout
+    nonblocking = hasattr(connection, "send_some")
     signals = _Signals()
     signals.install()
+
+    def login_deadline():
+        return login_by if login_by is not None and session.state in LOGGED_OUT else None
+
+    def write_all(data):
+        view = memoryview(data).cast("B")
+        pos, total = 0, len(view)
+        while pos < total:
+            # login-timeout bounds the waits only: a reply the client takes
+            # at once is written (read() enforces it before the next command).
+            login = login_deadline()
+            piece_by = time.monotonic() + write_timeout if write_timeout else None
+            end = min(pos + FLUSH_AT, total)
+            while pos < end:
+                n = connection.send_some(view[pos:end])
+                if n:
+                    pos += n
+                    continue
+                deadline = _earliest(piece_by, login)
+                wait = None if deadline is None else deadline - time.monotonic()
+                if (wait is not None and wait <= 0) or not connection.wait_writable(wait):
+                    if deadline == piece_by:
+                        raise _Expired(write_timeout, "nw write", reply=False)
+                    raise _Expired(login_timeout, "login", reply=False)
 
     def send(data):
         signals.waiting = True
         try:
             signals.check()
-            connection.send(data)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout) as exc:
+            if nonblocking:
+                write_all(data)
+            else:
+                connection.send(data)
+        except (ConnectionError, socket.timeout) as exc:
             raise Hangup() from exc
         finally:
             signals.waiting = False
 
-    writer = _Writer(send)
-
     def emit(outputs):
+        writer = _Writer(send)
         for out in outputs:
             if isinstance(out, bytes):
                 writer.add(out)
@@ -155,32 +310,69 @@ def run(connection: Connection, session, timeout: int, log) -> None:
                         writer.add(chunk)
         writer.flush()
 
+    def read():
+        """The client's next bytes (b"" at its end); None if nothing came
+        yet; _Expired when a deadline passed."""
+        now = time.monotonic()
+        login = login_deadline()
+        deadline = _earliest(line_by, login)
+        signals.waiting = True
+        try:
+            signals.check()
+            wait = None if deadline is None else deadline - now
+            if (wait is not None and wait <= 0) or not connection.wait_readable(wait):
+                if login is not None and (line_by is None or login <= line_by):
+                    raise _Expired(login_timeout, "login", reply=True)
+                raise _Expired(timeout, "nw read", reply=True)
+            return connection.recv()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""          # a reset connection is an end of file
+        finally:
+            signals.waiting = False
+
+    line_by = None              # when the command line being read must be complete
     try:
-        emit([session.greeting()])
-        while not session.done:
-            signals.waiting = True
-            try:
-                signals.check()
-                if not connection.wait_readable(timeout or None):
-                    signals.waiting = False
-                    emit(session.end("timeout"))
+        try:
+            emit([session.greeting()] if first is None else first)
+            data = pending
+            while not session.done:
+                if data:
+                    if b"\n" in data:
+                        line_by = None          # a line ended: the next one's wait starts anew
+                    emit(session.feed(data))
+                    data = b""
+                    continue
+                if line_by is None and timeout:
+                    line_by = time.monotonic() + timeout
+                data = read()
+                if data == b"":
+                    session.end("eof")
                     return
-                data = connection.recv()
-            except OSError:
-                data = b""          # a reset connection is an end of file
-            finally:
-                signals.waiting = False
-            if not data:
-                session.end("eof")
-                return
-            emit(session.feed(data))
-    except Hangup:
-        signals.waiting = False
-        session.end("hangup")
-    except Exception:
-        # A bug or an I/O error mid-reply: the client cannot be told in band,
-        # so the connection is cut (it sees an error, never a cut-short
-        # message) and the session ends as a hangup would.
-        signals.waiting = False
-        log.error("session aborted: %s" % traceback.format_exc())
-        session.end("hangup")
+        except _Expired as exc:
+            signals.waiting = False
+            out = session.end("timeout", seconds=exc.seconds, during=exc.during)
+            if exc.reply:
+                try:
+                    emit(out)
+                except (_Expired, Hangup):
+                    pass
+        except Hangup:
+            signals.waiting = False
+            session.end("hangup")
+        except Exception:
+            # A bug or an I/O error mid-reply: the client cannot be told in band,
+            # so the connection is cut (it sees an error, never a cut-short
+            # message) and the session ends as a hangup would.
+            signals.waiting = False
+            log.error("session aborted: %s" % traceback.format_exc())
+            session.end("hangup")
+    finally:
+        # After a QUIT whose reply could not be written, its AfterSend (the
+        # close) has not run: close here (a no-op for a closed session).
+        if session.done and hasattr(session, "close"):
+            session.close()
+        release = getattr(connection, "release", None)
+        if release is not None:
+            release()

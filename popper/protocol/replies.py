@@ -90,6 +90,13 @@ SPOOL_CHANGED = ("[SYS/TEMP] The mailbox was changed by another program during t
 INTERNAL_ERROR = "[SYS/TEMP] internal error; the session goes on"
 LOGIN_FAILED = "[SYS/TEMP] internal error while opening your maildrop; try again later"
 
+# --- standalone mode's limits (the connection is closed after the reply) ---------------
+TOO_MANY_SESSIONS = "[SYS/TEMP] Too many POP sessions; try again later."
+TOO_MANY_FROM_ADDRESS = "[SYS/TEMP] Too many POP sessions from {address}; try again later."
+TOO_FAST_FROM_ADDRESS = ("[SYS/TEMP] Too many connections from {address} in a second; "
+                         "try again later.")
+SERVER_BUSY = "[SYS/TEMP] Server busy; try again later."
+
 # --- abnormal ends ----------------------------------------------------------------
 HANGUP = "POP hangup from {host}"
 TIMEOUT = "POP timeout from {host}"

@@ -8,14 +8,17 @@ systemd, runit, or `make demo`); put it in the background with your
 service manager.
 """
 
+import collections
 import errno
 import os
 import select
 import signal
 import socket
+import time
 import traceback
 
 from popper import server
+from popper.protocol import replies as R
 from popper.transport.connection import Connection, socket_of
 
 DEFAULT_PORT = 110
@@ -82,9 +85,130 @@ class _Stop(Exception):
     pass
 
 
+REFUSAL_LOG_EVERY = 1.0     # seconds between two refusal lines about one address
+
+
+def _address_key(ip: str) -> str:
+    """The address limits count by: an IPv4-mapped IPv6 address as IPv4."""
+    return ip[7:] if ip.startswith("::ffff:") and "." in ip else ip
+
+
+class Limits:
+    """Who may start a session now (max-sessions, max-sessions-per-address,
+    max-connections-per-second; 0 = unlimited), and the log of refusals:
+    the first refusal of a kind (an address's, or the total's) is logged at
+    once, those that follow within REFUSAL_LOG_EVERY are counted and logged
+    as one line when it is over.  Not thread-safe; only the listener's
+    main loop calls it (children are reaped there, not in a handler)."""
+
+    def __init__(self, settings, log, clock=time.monotonic):
+        self.total = settings.max_sessions or 0
+        self.per_address = settings.max_sessions_per_address or 0
+        self.per_second = settings.max_connections_per_second or 0
+        self.log, self.clock = log, clock
+        self.children = {}          # pid -> address
+        self.running = {}           # address -> its sessions
+        self.starts = {}            # address -> the times of its starts in the last second
+        self.refused = {}           # (address or None, why) -> [count not logged, logged at]
+
+    def refusal(self, ip: str):
+        """None if a session from ip may start; else (reply, log text)."""
+        address = _address_key(ip)
+        if self.total and len(self.children) >= self.total:
+            return (R.err(R.TOO_MANY_SESSIONS),
+                    (None, "%d sessions running (max-sessions)" % self.total))
+        if self.per_address and self.running.get(address, 0) >= self.per_address:
+            return (R.err(R.TOO_MANY_FROM_ADDRESS, address=address),
+                    (address, "%d sessions from that address (max-sessions-per-address)"
+                     % self.per_address))
+        if self.per_second:
+            starts = self.starts.get(address)
+            if starts:
+                now = self.clock()
+                while starts and starts[0] <= now - 1:
+                    starts.popleft()
+                if len(starts) >= self.per_second:
+                    return (R.err(R.TOO_FAST_FROM_ADDRESS, address=address),
+                            (address, "%d connections from that address in the last second "
+                                      "(max-connections-per-second)" % self.per_second))
+        return None
+
+    def started(self, pid: int, ip: str) -> None:
+        address = _address_key(ip)
+        self.children[pid] = address
+        self.running[address] = self.running.get(address, 0) + 1
+        if self.per_second:
+            self.starts.setdefault(address, collections.deque()).append(self.clock())
+
+    def ended(self, pid: int) -> None:
+        address = self.children.pop(pid, None)
+        if address is None:
+            return
+        left = self.running.get(address, 1) - 1
+        if left:
+            self.running[address] = left
+        else:
+            del self.running[address]
+
+    def forget_old_starts(self) -> None:
+        now = self.clock()
+        for address in [a for a, s in self.starts.items() if not s or s[-1] <= now - 1]:
+            del self.starts[address]
+
+    def log_refusal(self, key) -> None:
+        now = self.clock()
+        entry = self.refused.get(key)
+        if entry is None:
+            self._log(key, 1)
+            self.refused[key] = [0, now]
+        else:
+            entry[0] += 1
+
+    def flush(self, force: bool = False) -> None:
+        """Log the refusals counted and not yet logged, for each kind whose
+        REFUSAL_LOG_EVERY is over (all with force); forget the quiet ones."""
+        now = self.clock()
+        for key, entry in list(self.refused.items()):
+            if force or now - entry[1] >= REFUSAL_LOG_EVERY:
+                if entry[0]:
+                    self._log(key, entry[0])
+                    self.refused[key] = [0, now]
+                else:
+                    del self.refused[key]
+
+    def next_flush(self):
+        """Seconds until flush() has something to do; None: nothing to do."""
+        if not self.refused:
+            return None
+        return max(0.0, min(e[1] for e in self.refused.values()) + REFUSAL_LOG_EVERY
+                   - self.clock())
+
+    def _log(self, key, count: int) -> None:
+        address, why = key
+        self.log.warning("Refused %d connection%s%s: %s"
+                         % (count, "" if count == 1 else "s",
+                            "" if address is None else " from " + address, why))
+
+
+def _refuse(conn, reply: bytes) -> None:
+    """The -ERR, if the socket takes it at once, and the close: never a wait."""
+    try:
+        conn.setblocking(False)
+        conn.send(reply)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
 def serve(listeners, settings, log) -> int:
-    """Accept connections until SIGTERM; one child process per session."""
-    children = set()
+    """Accept connections until SIGTERM; one child process per session,
+    within the limits."""
+    limits = Limits(settings, log)
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    accept_errors = {}
 
     def on_term(signum, frame):
         raise _Stop()
@@ -92,42 +216,93 @@ def serve(listeners, settings, log) -> int:
     def on_hup(signum, frame):
         log.reopen()        # now: the next session must already use the new files
 
-    def reap(signum=None, frame=None):
-        while children:
+    def on_chld(signum, frame):
+        pass                # the wakeup fd wakes the loop, which reaps
+
+    def reap():
+        while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                children.clear()
                 return
             if pid == 0:
                 return
-            children.discard(pid)
+            limits.ended(pid)
+
+    def accept_one(sock) -> bool:
+        """One connection: served, refused, or none waiting (False)."""
+        try:
+            conn, address = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return False
+        except OSError as exc:      # EMFILE, ENOBUFS...: logged once a second, then a pause
+            if time.monotonic() - accept_errors.get(exc.errno, -REFUSAL_LOG_EVERY) \
+                    >= REFUSAL_LOG_EVERY:
+                accept_errors[exc.errno] = time.monotonic()
+                log.error("accept: %s" % exc)
+            time.sleep(0.01)
+            return False
+        reap()
+        ip = address[0] if isinstance(address, tuple) else "0.0.0.0"
+        refusal = limits.refusal(ip)
+        if refusal is not None:
+            reply, key = refusal
+            _refuse(conn, reply)
+            limits.log_refusal(key)
+            return True
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _refuse(conn, R.err(R.SERVER_BUSY))
+            limits.log_refusal((None, "fork: %s" % exc.strerror))
+            return True
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            os.close(wake_r)
+            os.close(wake_w)
+            _child(conn, address, listeners, settings, log)
+        limits.started(pid, ip)
+        conn.close()
+        return True
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    signal.signal(signal.SIGCHLD, reap)
+    signal.signal(signal.SIGCHLD, on_chld)
+    signal.set_wakeup_fd(wake_w)
     for sock in listeners:
+        sock.setblocking(False)
         name = sock.getsockname()
         log.notice("listening on %s port %d" % (name[0], name[1]))
+    last_sweep = time.monotonic()
     try:
         while True:
-            ready, _, _ = select.select(listeners, [], [])
-            for sock in ready:
+            ready, _, _ = select.select(listeners + [wake_r], [], [], limits.next_flush())
+            if wake_r in ready:
                 try:
-                    conn, address = sock.accept()
-                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    while os.read(wake_r, 512):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
+                reap()
+            for sock in ready:
+                if sock is wake_r:
                     continue
-                pid = os.fork()
-                if pid == 0:
-                    _child(conn, address, listeners, settings, log)
-                children.add(pid)
-                conn.close()
+                for _ in range(256):            # then the other listeners get their turn
+                    if not accept_one(sock):
+                        break
+            limits.flush()
+            if time.monotonic() - last_sweep >= 10:
+                limits.forget_old_starts()
+                last_sweep = time.monotonic()
     except _Stop:
         pass
     for sock in listeners:
         sock.close()
-    log.notice("stopped accepting; waiting for %d session(s)" % len(children))
+    signal.set_wakeup_fd(-1)
+    reap()
+    limits.flush(force=True)
+    log.notice("stopped accepting; waiting for %d session(s)" % len(limits.children))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
         try:
@@ -146,6 +321,7 @@ def _child(conn, address, listeners, settings, log) -> None:
             signal.signal(sig, signal.SIG_DFL)
         for sock in listeners:
             sock.close()
+        conn.setblocking(True)      # as accept() gives it on Linux; not so everywhere
         fd = conn.fileno()
         server.serve(Connection(fd, fd), address[0], settings, log)
     except BaseException:

@@ -138,7 +138,7 @@ def test_pipelined_commands_never_read_end_with_the_write_deadline(mailhost, sys
         conv.process.wait(15)
         ended = time.monotonic()
         assert ended - progress[-1] < 2 + 1
-        assert len(progress) < len(data) // 65536      # popper stopped reading: it did not take it all
+        assert len(progress) < len(data) // 65536      # popper stopped reading
         wait_for_line(syslog, "Timeout (2 secs) during nw write from (null) at", 5)
         sender.join(5)
         next_login_works(start_inetd(mailhost.command()))
@@ -211,9 +211,9 @@ def test_run_sends_first_and_feeds_pending_before_reading(make_session):
             signal.signal(sig, handler)
         ours.close()
         theirs.close()
-    assert received[0].split(b"\r\n")[:4] == [b"+OK handed over", b"+OK 3 %d" % session.total_octets,
-                                              b"+OK no big woop",
-                                              b"+OK Pop server at mail.example signing off."]
+    assert received[0].split(b"\r\n")[:4] == [
+        b"+OK handed over", b"+OK 3 %d" % session.total_octets, b"+OK no big woop",
+        b"+OK Pop server at mail.example signing off."]
 
 
 def test_a_partial_line_keeps_its_deadline_across_reads(make_session):

@@ -67,7 +67,9 @@ def listen(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise AddressError("%s:%d in use" % (host, port)) from None
         raise AddressError("%s:%d: %s" % (host, port, exc.strerror)) from None
-    sock.listen(128)
+    # A burst of connections waits in the queue rather than being dropped (its
+    # clients would try again only a second later): the loop drains it fast.
+    sock.listen(max(128, socket.SOMAXCONN))
     return sock
 
 

@@ -1,22 +1,89 @@
-"""Becoming the user: the one place popper changes its identity.
+"""Privilege separation: which process runs what, as whom.
 
-Started as root (from inetd), popper becomes the authenticated user --
-supplementary groups, gid, uid, in that order, then checked -- before it
-opens any file the user can influence.  Started as anybody else, it serves
-only users it can serve as itself.
+Started as root, popper serves a connection as two processes until the
+client has logged in (popa3d's model; its pop_root.c keeps the same list):
+
+  the root part      the process inetd (or the standalone listener) started
+                     for the connection.  It never reads a byte the client
+                     sent before the client has logged in.
+  the login process  forked from it, running as login-user (`set
+                     login-user`, configure.py --with-login-user, default
+                     nobody).  It speaks POP3 with the client until the
+                     client has logged in.
+
+What runs as root, and nothing else:
+  - start-up: the config file and the command line, opening syslog and the
+    trace file, the listening socket (standalone);
+  - the reverse lookup of the client's address (Qpopper's), before the fork;
+  - for each name and password the login process hands over: the check
+    (auth/gatekeeper.py: the back-end -- shadow, PAM, the user database --
+    and the auth-file lists), then the failure delay (auth-fail-delay) when
+    it fails, so that a subverted login process guesses no faster than a
+    client;
+  - after a yes: waiting for the login process to be gone, then become()
+    -- the user's groups, gid and uid, checked -- before any other file is
+    opened.  The session goes on as the user: it reads the client, with the
+    bytes the login process had read past the PASS line, and it opens the
+    maildrop.
+
+What the login process has: the connection, its end of the channel to the
+root part, the syslog socket and the trace file (to log), and the memory
+the root part had before it read any password, hash or mail.  It has no
+capabilities, no supplementary groups, cannot fork (RLIMIT_NPROC 0) or gain
+privileges through exec (no_new_privs, on Linux), and reads no file.  What
+it can make the root part do: check a name and password (one at a time,
+each failure followed by the delay), and, after a yes for a name, serve
+that user -- with the bytes it hands over as the client's next commands,
+which the client could have sent itself.
+
+Later work keeps to this boundary: STLS and SASL exchanges happen in the
+login process (with TLS, it keeps the TLS connection and relays the clear
+bytes to the session process, as Dovecot's login processes do); the APOP
+timestamp is made by the root part before the fork, so the login process
+cannot choose the one a digest is checked against.
+
+Started as any other user (or with --without-login-user), popper runs the
+whole session in one process and serves only users it can serve as itself.
+
+The channel is a socketpair.  A message is a frame: 4-byte length, then
+fields, each a 4-byte length and its bytes.  Login process to root:
+[PASS, user, password], then after a YES [REST, bytes].  Root to login
+process: [YES] or [NO, template, name, value, ...] (the -ERR's template and
+fields).  Anything else, or a frame over MAX_FRAME, ends the session.
 """
 
+import errno
 import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
 
 from popper import native
+from popper.auth import Account, AuthError
 from popper.protocol import replies
+from popper.protocol.session import HANDED_OFF, Session
+
+MAX_FRAME = 256 * 1024      # a PASS request, or what the login process read past it
+MAX_FIELD = 4096            # a user name or a password (Qpopper's line is 1023)
+LENGTH = struct.Struct(">I")
+EXIT_WAIT = 5               # seconds the root part waits for the login process to exit
+SLACK = 60                  # seconds the root part gives the login process past login-timeout
 
 
 class CannotServe(Exception):
     """popper cannot take this account's identity; args[0] is the -ERR text."""
 
 
+# --- becoming the user ----------------------------------------------------------
+
 def become(account, spool_dir: str) -> None:
+    """Take the account's identity: supplementary groups, gid, uid, in that
+    order, then checked.  Started as another user than root, popper serves
+    only users it can serve as itself."""
     if os.geteuid() != 0:
         if account.uid is not None and account.uid != os.geteuid():
             raise CannotServe(replies.text(replies.CANNOT_SERVE, uid=os.geteuid(),
@@ -31,14 +98,18 @@ def become(account, spool_dir: str) -> None:
     mail_group = _mail_group(spool_dir)
     if mail_group is not None:
         groups.add(mail_group)
-    os.setgroups(sorted(groups))
-    os.setresgid(account.gid, account.gid, account.gid)
-    os.setresuid(account.uid, account.uid, account.uid)
-    if (os.getresuid() != (account.uid,) * 3 or os.getresgid() != (account.gid,) * 3
-            or set(os.getgroups()) != groups):
-        raise SystemExit("popper: could not become uid %d gid %d" % (account.uid, account.gid))
+    _set_identity(account.uid, account.gid, groups)
     if mail_group is not None:
         os.umask(0o007)     # a spool popper creates is the mail group's to write, as the MTA's
+
+
+def _set_identity(uid: int, gid: int, groups) -> None:
+    os.setgroups(sorted(groups))
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if (os.getresuid() != (uid,) * 3 or os.getresgid() != (gid,) * 3
+            or set(os.getgroups()) != set(groups)):
+        raise SystemExit("popper: could not become uid %d gid %d" % (uid, gid))
 
 
 def _mail_group(spool_dir: str):
@@ -50,3 +121,257 @@ def _mail_group(spool_dir: str):
     except OSError:
         return None
     return st.st_gid if st.st_gid != 0 and st.st_mode & 0o020 else None
+
+
+# --- the login process's identity -----------------------------------------------
+
+def login_identity(settings):
+    """(uid, gid) the login process runs as, or None when sessions are not
+    separated (popper is not root, or login-user is off).  LookupError if
+    login-user is not an account, or is root."""
+    if os.geteuid() != 0 or not settings.login_user:
+        return None
+    entry = native.getpwnam(settings.login_user)
+    if entry is None:
+        raise LookupError("login-user %s: no such user" % settings.login_user)
+    if entry.uid == 0 or entry.gid == 0:
+        raise LookupError("login-user %s: must not be root (uid %d, gid %d)"
+                          % (settings.login_user, entry.uid, entry.gid))
+    return entry.uid, entry.gid
+
+
+# Linux's prctl(2) options.
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+
+
+def _drop_to_login_user(uid: int, gid: int) -> None:
+    """Become the login user, with nothing left of root: no capabilities
+    (not even in the bounding set), no groups, no new privileges through
+    exec, no child processes."""
+    prctl = _prctl()
+    if prctl is not None:
+        for cap in range(64):
+            if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                break           # past the last capability this kernel has
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    os.chdir("/")
+    _set_identity(uid, gid, [gid])
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    except (ValueError, OSError, AttributeError):
+        pass
+
+
+def _prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+# --- the channel ----------------------------------------------------------------
+
+class ChannelError(Exception):
+    """The other process went away, broke the protocol, or took too long."""
+
+
+class Channel:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.sock.setblocking(False)
+
+    def send(self, fields, deadline: float) -> None:
+        body = b"".join(LENGTH.pack(len(field)) + field for field in fields)
+        data = memoryview(LENGTH.pack(len(body)) + body)
+        while data:
+            self._wait(deadline, write=True)
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise ChannelError("send: %s" % exc.strerror) from None
+            data = data[n:]
+
+    def receive(self, deadline: float) -> list:
+        """The fields of the next message; ChannelError at its end, on a
+        malformed frame or past the deadline."""
+        (length,) = LENGTH.unpack(self._read(LENGTH.size, deadline))
+        if length > MAX_FRAME:
+            raise ChannelError("a frame of %d bytes" % length)
+        body, fields, at = self._read(length, deadline), [], 0
+        while at < length:
+            if at + LENGTH.size > length:
+                raise ChannelError("a broken frame")
+            (size,) = LENGTH.unpack_from(body, at)
+            at += LENGTH.size
+            if at + size > length:
+                raise ChannelError("a broken frame")
+            fields.append(body[at:at + size])
+            at += size
+        return fields
+
+    def _read(self, count: int, deadline: float) -> bytes:
+        data = b""
+        while len(data) < count:
+            self._wait(deadline, write=False)
+            try:
+                piece = self.sock.recv(count - len(data))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                raise ChannelError("recv: %s" % exc.strerror) from None
+            if not piece:
+                raise ChannelError("the other process is gone")
+            data += piece
+        return data
+
+    def _wait(self, deadline: float, write: bool) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ChannelError("timed out")
+        try:
+            if write:
+                ready = select.select([], [self.sock], [], left)[1]
+            else:
+                ready = select.select([self.sock], [], [], left)[0]
+        except InterruptedError:
+            return
+        if not ready and deadline <= time.monotonic():
+            raise ChannelError("timed out")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# --- the login process ----------------------------------------------------------
+
+class AskRoot:
+    """The login process's authenticator: the root part checks."""
+
+    def __init__(self, channel: Channel, deadline: float):
+        self.channel, self.deadline = channel, deadline
+
+    def authenticate(self, user: str, password: bytes, client) -> Account:
+        try:
+            self.channel.send([b"PASS", user.encode("latin-1"), password], self.deadline)
+            answer = self.channel.receive(self.deadline)
+        except ChannelError as exc:
+            raise AuthError(replies.LOGIN_FAILED, log="the root part: %s" % exc,
+                            delay=False) from None
+        if answer == [b"YES"]:
+            return Account(user)
+        if len(answer) < 2 or answer[0] != b"NO" or len(answer) % 2:
+            raise AuthError(replies.LOGIN_FAILED, log="a bad answer from the root part",
+                            delay=False)
+        words = [field.decode("latin-1") for field in answer[1:]]
+        fields = dict(zip(words[1::2], words[2::2]))
+        # The root part has already waited auth-fail-delay.
+        raise AuthError(words[0], delay=False, **fields)
+
+
+class LoginSession(Session):
+    """The session up to a login: a yes from the root part ends it."""
+
+    def login(self, account):
+        self.user = account.name
+        self.state = HANDED_OFF
+        return []
+
+
+def _login_process(conn, channel: Channel, identity, settings, log, client, hostname, run):
+    status = 1
+    try:
+        _drop_to_login_user(*identity)
+        deadline = time.monotonic() + settings.login_timeout + SLACK
+        session = LoginSession(settings, AskRoot(channel, deadline), None, log, client,
+                               hostname)
+        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
+        if session.state == HANDED_OFF:
+            channel.send([b"REST", session.unread], deadline)
+        status = 0
+    except BaseException as exc:
+        if not isinstance(exc, (ChannelError, SystemExit)):
+            log.error("login process failed: %r" % (exc,))
+    finally:
+        os._exit(status)
+
+
+# --- the root part --------------------------------------------------------------
+
+def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user):
+    """The connection until the client has logged in, in a login process
+    running as identity (uid, gid); then serve_user(account, unread) as
+    the user.  Returns once the session is over."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _login_process(conn, Channel(theirs), identity, settings, log, client, hostname, run)
+    theirs.close()
+    channel = Channel(ours)
+    deadline = time.monotonic() + settings.login_timeout + SLACK
+    try:
+        account, unread = _check_logins(channel, deadline, settings, make_gatekeeper(),
+                                        client, log)
+    except ChannelError:
+        account = None
+    finally:
+        channel.close()
+        _reap(pid, log)
+    if account is not None:
+        serve_user(account, unread)
+
+
+def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log):
+    """Answer the login process's requests until one succeeds: (account,
+    the bytes it read past the PASS line).  ChannelError when it ends."""
+    while True:
+        request = channel.receive(deadline)
+        if len(request) != 3 or request[0] != b"PASS" or \
+                len(request[1]) > MAX_FIELD or len(request[2]) > MAX_FIELD:
+            raise ChannelError("a bad request from the login process")
+        user = request[1].decode("latin-1")
+        try:
+            account = gatekeeper.authenticate(user, request[2], client)
+        except AuthError as exc:
+            if exc.delay and settings.auth_fail_delay > 0:
+                time.sleep(settings.auth_fail_delay)
+            fields = [exc.template.encode("latin-1")]
+            for name, value in exc.fields.items():
+                fields += [name.encode("latin-1"), str(value).encode("latin-1")]
+            channel.send([b"NO"] + fields, deadline)
+            continue
+        channel.send([b"YES"], deadline)
+        rest = channel.receive(deadline)
+        if len(rest) != 2 or rest[0] != b"REST":
+            raise ChannelError("a bad hand-over from the login process")
+        return account, rest[1]
+
+
+def _reap(pid: int, log) -> None:
+    """Wait for the login process: it must be gone before the root part
+    (soon the user) reads the connection it read.  Killed if it lingers."""
+    deadline = time.monotonic() + EXIT_WAIT
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if done:
+            return
+        if time.monotonic() >= deadline:
+            log.error("the login process %d did not exit; killed" % pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.001)

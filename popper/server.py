@@ -4,8 +4,10 @@ client's name.  The transports call serve() for each connection."""
 import functools
 import os
 import socket
+import time
 
 from popper import __version__, privsep
+from popper.auth.gatekeeper import Gatekeeper
 from popper.auth.pam import PamAuth
 from popper.auth.unix import UnixAuth
 from popper.auth.userdb import UserDB
@@ -64,24 +66,46 @@ def local_hostname() -> str:
     return name
 
 
-def make_session(settings, log, client: Client) -> Session:
+def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
+    """One connection, start to end: in two processes when popper is root
+    (privsep.py), else in this one."""
+    no_delay(conn.write_fd)
+    client = client_for(peer_ip, settings, log)
+    log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
+    hostname = local_hostname()
+    identity = privsep.login_identity(settings)
+    if identity is None:
+        gatekeeper = Gatekeeper(settings, authenticator(settings, log), log)
+        session = Session(settings, gatekeeper, maildrop_opener(settings, log), log, client,
+                          hostname)
+        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
+        return
+
+    def serve_user(account, unread: bytes):
+        session = Session(settings, None, maildrop_opener(settings, log), log, client,
+                          hostname)
+        run(conn, session, settings, log, first=[session.login(account)], pending=unread)
+
+    # The back-end is made after the fork: the login process holds no hash.
+    privsep.serve(conn, identity, settings, log, client, hostname,
+                  lambda: Gatekeeper(settings, authenticator(settings, log), log),
+                  run, serve_user)
+
+
+def maildrop_opener(settings, log):
+    """open_maildrop(account) for a Session: become the user, then open."""
     def open_maildrop(account):
         try:
             privsep.become(account, settings.spool_dir)
         except privsep.CannotServe as exc:
             raise maildrop.MaildropError(exc.args[0]) from None
         return maildrop.open_maildrop(settings, account.name, log)
-
-    return Session(settings, authenticator(settings, log), open_maildrop, log, client,
-                   local_hostname())
+    return open_maildrop
 
 
-def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
-    """One connection, start to end."""
-    no_delay(conn.write_fd)
-    client = client_for(peer_ip, settings, log)
-    log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
-    connection.run(conn, make_session(settings, log, client), settings.timeout, log)
+def run(conn, session, settings, log, first=None, pending=b"", login_by=None) -> None:
+    connection.run(conn, session, settings.timeout, log, first=first, pending=pending,
+                   login_by=login_by)
 
 
 def no_delay(fd: int) -> None:

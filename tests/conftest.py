@@ -31,6 +31,7 @@ _spec.loader.exec_module(corpus)
 
 from popper import native  # noqa: E402
 from popper.auth import Account, AuthError  # noqa: E402
+from popper.auth.gatekeeper import Gatekeeper  # noqa: E402
 from popper.log import PRIORITIES  # noqa: E402
 from popper.maildrop import open_maildrop as open_drop  # noqa: E402
 from popper.protocol import replies as R  # noqa: E402
@@ -401,7 +402,7 @@ def make_session(spool):
 
         def open_maildrop(account):
             return open_drop(s, account.name, log)
-        session = Session(s, auth or StubAuth(), open_maildrop, log,
+        session = Session(s, Gatekeeper(s, auth or StubAuth(), log), open_maildrop, log,
                           client or Client("client.example", "192.0.2.9"), "mail.example")
         made.append(session)
         return session, log

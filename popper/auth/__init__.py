@@ -23,13 +23,13 @@ class Account:
 
 class AuthError(Exception):
     """A failed login: the reply template and its fields (protocol/replies.py),
-    sent after auth-fail-delay seconds.  log: the reason for syslog, which
-    the client does not see.
+    sent after auth-fail-delay seconds unless delay is false.  log: the
+    reason for syslog, which the client does not see.
     """
 
-    def __init__(self, template: str, log: str = "", **fields):
+    def __init__(self, template: str, log: str = "", delay: bool = True, **fields):
         super().__init__(template)
-        self.template, self.log, self.fields = template, log, fields
+        self.template, self.log, self.delay, self.fields = template, log, delay, fields
 
 
 def same_hash(a: bytes, b: bytes) -> bool:

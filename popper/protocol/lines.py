@@ -35,10 +35,13 @@ class LineReader:
         self.max_line = max_line
         self.pending = b""
         self.discarding = 0       # bytes of an over-long line thrown away so far
+        self.ends = []
 
     def feed(self, data: bytes):
-        """The complete lines (bytes) and TooLong events in data, in order."""
+        """The complete lines (bytes) and TooLong events in data, in order;
+        self.ends[k] is where item k ends in data (after its LF)."""
         out = []
+        self.ends = ends = []
         start = 0
         while True:
             lf = data.find(b"\n", start)
@@ -46,6 +49,7 @@ class LineReader:
                 break
             piece = data[start:lf]
             start = lf + 1
+            ends.append(start)
             if self.discarding:
                 out.append(TooLong(self.discarding + len(piece) + 1))
                 self.discarding = 0

@@ -23,6 +23,9 @@ from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
 
 AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
+# The login phase of a separated session (privsep.py) ends here: the root
+# part serves the rest, starting with the bytes in Session.unread.
+HANDED_OFF = "handed-off"
 
 MAX_USER = 64           # Qpopper truncates longer user names
 
@@ -41,7 +44,8 @@ class Pause:
 
 class AfterSend:
     """In a reply stream: call me once everything before me has been sent
-    (so a message counts as retrieved only once the client has all of it)."""
+    (a RETR'd message is then sent whole; it counts as retrieved once the
+    client's next command shows the client is still there)."""
 
     __slots__ = ("callback",)
 
@@ -50,7 +54,8 @@ class AfterSend:
 
 
 # Yielded before a command that looks at what was retrieved (QUIT, LAST,
-# RSET): send everything first, so that pending AfterSends have run.
+# RSET): send everything first, so that pending AfterSends have run and
+# the messages they mark count as received.
 FLUSH = "flush"
 
 # Commands that need FLUSH before them in the TRANSACTION state.
@@ -108,6 +113,8 @@ class Session:
         # Per message, one byte each: marked deleted, seen (RETR'd whole, or
         # Status: R at login), seen at login, RETR'd whole in this session.
         self.deleted = self.seen = self.seen_at_login = self.retrieved = bytearray()
+        self.sent = []              # messages RETR'd whole since the client's last command
+        self.unread = b""           # HANDED_OFF: the client's bytes after the login
         self.deleted_count = self.deleted_octets = self.total_octets = 0
         # 1 when the first message is UW-IMAP's folder data: it is kept, but
         # has no number, and visible message n is messages[n - 1 + first].
@@ -129,8 +136,12 @@ class Session:
     # --- the dispatcher -----------------------------------------------------------
 
     @property
+    def logged_in(self) -> bool:
+        return self.state == TRANSACTION
+
+    @property
     def done(self) -> bool:
-        return self.state == DONE
+        return self.state in (DONE, HANDED_OFF)
 
     def greeting(self) -> bytes:
         text = R.GREETING_SHY if self.settings.shy else R.text(
@@ -141,16 +152,22 @@ class Session:
 
     def feed(self, data: bytes):
         """The outputs for the client's bytes, computed as they are taken."""
-        for item in self.reader.feed(data):
-            if self.state == DONE:
+        items = self.reader.feed(data)
+        for k, item in enumerate(items):
+            if self.done:
+                if self.state == HANDED_OFF:
+                    self.unread = data[self.reader.ends[k - 1]:]
                 return
             if isinstance(item, TooLong):
+                self.confirm_sent()
                 self.log.notice("Excessive input from %s %s (%s); discarded %d bytes"
                                 % (self.user or "(null)", self.client.host, self.client.ip,
                                    item.discarded))
                 yield self.err(R.LINE_TOO_LONG, count=item.discarded)
             else:
                 yield from self.command(item)
+        if self.state == HANDED_OFF:
+            self.unread = data[self.reader.ends[-1]:] if items else b""
 
     def command(self, line: bytes):
         text = line.decode("latin-1")
@@ -166,12 +183,13 @@ class Session:
             args = words[1:]
             self.log.debug('Received: "%s"' % text)
         entry = self.commands.get(self.state, {}).get(name)
+        if entry and self.state == TRANSACTION and name in SEES_RETRIEVED:
+            yield FLUSH
+        self.confirm_sent()
         if entry is None:
             yield self.err(R.UNKNOWN_COMMAND, command=name)
             return
         handler, fewest, most = entry
-        if self.state == TRANSACTION and name in SEES_RETRIEVED:
-            yield FLUSH
         if len(args) < fewest:
             yield self.err(R.TOO_FEW_ARGS, command=name)
             return
@@ -240,14 +258,7 @@ class Session:
             account = self.authenticator.authenticate(user, password.encode("latin-1"),
                                                       self.client)
         except AuthError as exc:
-            self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s%s"
-                            % (user, self.client.host, self.client.ip,
-                               " (%s)" % exc.log if exc.log else ""))
-            return self.refuse(exc.template, **exc.fields)
-        if not self.allowed(account.name):
-            return self.refuse(R.ACCESS_DENIED, user=user)
-        if account.uid is not None and account.uid <= 10 and not self.settings.allow_low_uid:
-            return self.refuse(R.LOW_UID, delay=False)
+            return self.refuse(exc.template, delay=exc.delay, **exc.fields)
         return self.login(account)
 
     def refuse(self, template: str, delay: bool = True, **fields):
@@ -257,26 +268,6 @@ class Session:
         if delay and self.settings.auth_fail_delay > 0:
             return [Pause(self.settings.auth_fail_delay), reply]
         return reply
-
-    def allowed(self, user: str) -> bool:
-        """The nonauth-file (deny) and auth-file (allow) lists: one name a
-        line.  A list that cannot be read denies everybody."""
-        for path, listed_means in ((self.settings.nonauth_file, False),
-                                   (self.settings.auth_file, True)):
-            if not path:
-                continue
-            try:
-                with open(path, encoding="latin-1") as f:
-                    names = {line.strip() for line in f}
-            except OSError as exc:
-                self.log.error("Unable to read %s: %s; nobody may log in"
-                               % (path, exc.strerror))
-                return False
-            if (user in names) != listed_means:
-                self.log.notice('[AUTH] "%s" is %s %s' % (
-                    user, "listed in" if not listed_means else "not listed in", path))
-                return False
-        return True
 
     def do_apop(self, name: str, digest: str):
         return self.err(R.APOP_UNAVAILABLE)
@@ -316,6 +307,7 @@ class Session:
         count = len(self.maildrop.messages)
         self.deleted = bytearray(count)
         self.retrieved = bytearray(count)
+        self.sent = []
         self.seen = bytearray(self.seen_at_login)
         self.deleted_count = self.deleted_octets = 0
 
@@ -365,6 +357,13 @@ class Session:
             return self.err(R.BAD_LINE_COUNT, arg=lines)
         return self.send_message(i, int(lines))
 
+    def confirm_sent(self) -> None:
+        """The client sent another command: it has the messages sent whole
+        before it (auto-delete and Status: R count only those)."""
+        for i in self.sent:
+            self.seen[i] = self.retrieved[i] = 1
+        self.sent = []
+
     def send_message(self, i: int, top_lines):
         msg = self.maildrop.messages[i]
         if top_lines is None:
@@ -373,10 +372,7 @@ class Session:
             yield R.ok(R.TOP)
         yield from self.maildrop.message_chunks(msg, top_lines)
         if top_lines is None:
-            yield AfterSend(lambda: self.mark_retrieved(i))
-
-    def mark_retrieved(self, i: int) -> None:
-        self.seen[i] = self.retrieved[i] = 1
+            yield AfterSend(lambda: self.sent.append(i))
 
     def do_dele(self, arg: str):
         i, error = self.message(arg, deleted_template=None)

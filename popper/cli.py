@@ -16,7 +16,7 @@ import getopt
 import os
 import sys
 
-from popper import __version__
+from popper import __version__, privsep
 from popper.log import LOG_ERR, Log, UnsafeTraceFile, clean
 from popper.protocol.lines import is_number
 from popper.settings import ConfigError, Settings, facility, load_config_file
@@ -121,6 +121,10 @@ def parse(args: list):
 def check(settings: Settings) -> list:
     """Start-up refusals: what these settings ask for that cannot work."""
     problems = settings.not_built()
+    try:
+        privsep.login_identity(settings)
+    except LookupError as exc:
+        problems.append(str(exc))
     if settings.auto_delete and settings.announce_expire not in (None, 0):
         problems.append("EXPIRE must be 0 when AUTO_DELETE defined.")
     if settings.userdb:

@@ -169,8 +169,10 @@ def _service(value: str):
     return value
 
 
-def _account(value: str) -> str:
-    """A Unix account name (login-user)."""
+def _account(value: str):
+    """A Unix account name (login-user); "none" for no separate login process."""
+    if value.lower() == "none":
+        return None
     if bad_name(value):
         raise ConfigError("needs a user name, not %r" % value)
     return value

@@ -490,3 +490,22 @@ def test_spool_file_mode_is_private(make_session, spool):
     assert os.stat(spool / ".alice.pop").st_mode & 0o077 == 0
     run(session, b"QUIT\r\n")
     assert pathlib.Path(spool / "alice").exists()
+
+
+def test_a_retr_sent_whole_counts_only_once_the_client_speaks_again(make_session, spool):
+    """auto-delete and Status: R take a message as received only when a
+    later command (or QUIT) shows the client got it: a session cut right
+    after the RETR keeps it, unread."""
+    ids = [m.message_id for m in corpus.messages(5, seed=3)]
+    for then, kept in ((b"", True), (b"NOOP\r\n", False)):
+        s = Settings()
+        s.auto_delete = True
+        session, _ = make_session(s, mail=MAIL)
+        login(session)
+        run(session, b"RETR 2\r\n")                 # sent whole: its AfterSend has run
+        run(session, then)
+        session.end("hangup")
+        data = (spool / "alice").read_bytes()
+        assert (ids[1] in data) == kept
+        if kept:
+            assert data.count(b"\nStatus: U\n") == 5

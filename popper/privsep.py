@@ -53,6 +53,7 @@ fields).  Anything else, or a frame over MAX_FRAME, ends the session.
 """
 
 import errno
+import gc
 import os
 import resource
 import select
@@ -282,14 +283,13 @@ class LoginSession(Session):
         return []
 
 
-def _login_process(conn, channel: Channel, identity, settings, log, client, hostname, run):
+def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run):
     status = 1
     try:
         _drop_to_login_user(*identity)
-        deadline = time.monotonic() + settings.login_timeout + SLACK
-        session = LoginSession(settings, AskRoot(channel, deadline), None, log, client,
-                               hostname)
-        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
+        deadline = login_by + SLACK
+        session.authenticator = AskRoot(channel, deadline)
+        run(conn, session, settings, log, first=[], login_by=login_by)
         if session.state == HANDED_OFF:
             channel.send([b"REST", session.unread], deadline)
         status = 0
@@ -306,24 +306,47 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     """The connection until the client has logged in, in a login process
     running as identity (uid, gid); then serve_user(account, unread) as
     the user.  Returns once the session is over."""
+    login_by = time.monotonic() + settings.login_timeout
+    session = LoginSession(settings, None, None, log, client, hostname)
+    # The greeting goes out first, so that the fork overlaps the client's
+    # round trip.  It is the only thing the root part writes to the client.
+    if not _send(conn.write_fd, session.greeting(), time.monotonic() + settings.timeout):
+        return
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if hasattr(gc, "freeze"):
+        gc.freeze()     # a collection would write to every object: copies of every page
     pid = os.fork()
     if pid == 0:
         ours.close()
-        _login_process(conn, Channel(theirs), identity, settings, log, client, hostname, run)
+        _login_process(conn, Channel(theirs), identity, settings, log, session, login_by, run)
     theirs.close()
     channel = Channel(ours)
-    deadline = time.monotonic() + settings.login_timeout + SLACK
+    deadline = login_by + SLACK
     try:
         account, unread = _check_logins(channel, deadline, settings, make_gatekeeper(),
                                         client, log)
     except ChannelError:
         account = None
     finally:
-        channel.close()
-        _reap(pid, log)
+        _reap(pid, log, channel)
     if account is not None:
         serve_user(account, unread)
+
+
+def _send(fd: int, data: bytes, deadline: float) -> bool:
+    """Write data to the client by the deadline; False if it cannot be."""
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+            view = view[os.write(fd, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log):
@@ -352,10 +375,16 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
         return account, rest[1]
 
 
-def _reap(pid: int, log) -> None:
+def _reap(pid: int, log, channel: Channel) -> None:
     """Wait for the login process: it must be gone before the root part
-    (soon the user) reads the connection it read.  Killed if it lingers."""
+    (soon the user) reads the connection it read.  Killed if it lingers.
+    Its end of the channel closes as it exits: waitpid() is then quick."""
     deadline = time.monotonic() + EXIT_WAIT
+    try:
+        channel.receive(deadline)
+    except ChannelError:
+        pass
+    channel.close()
     while True:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
@@ -374,4 +403,4 @@ def _reap(pid: int, log) -> None:
                     raise
             os.waitpid(pid, 0)
             return
-        time.sleep(0.001)
+        time.sleep(0.0005)

@@ -80,10 +80,11 @@ class Cwrap:
         shadow.append("lowuser:%s:%d:0::7:::" % (native.crypt(b"low pw", b"$6$low$").decode(),
                                                  TODAY - 1))
         passwd.append("noshadow:x:%d:%d::/:/bin/sh" % (TEST_UID, TEST_GID))
+        passwd.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")  # login-user
         (self.base / "passwd").write_text("\n".join(passwd) + "\n")
         (self.base / "shadow").write_text("\n".join(shadow) + "\n")
         (self.base / "group").write_text("users:x:%d:\nextra:x:4343:alice\nlow:x:10:\n"
-                                         % TEST_GID)
+                                         "nogroup:x:65534:\n" % TEST_GID)
         for name in list(USERS) + ["lowuser"]:
             mailhost.deliver(MAIL, user=name)
         self.preload = [str(NSS_WRAPPER)] + ([] if IS_ROOT else [str(UID_WRAPPER)])

@@ -167,6 +167,21 @@ def test_unknown_locked_empty_and_wrong_look_alike(cwrap, mailhost, user, passwo
 
 
 @needs_cwrap
+@pytest.mark.parametrize("name", ["alice\0junk", "alice\0", "../alice", "alice/"])
+def test_a_name_cut_short_by_a_nul_is_not_alice(cwrap, mailhost, name):
+    """Finding 8: the C calls see a name only up to its NUL; the name is
+    refused before any back-end sees it, native and pure alike."""
+    conv = cwrap.session(mailhost)
+    try:
+        assert conv.cmd("USER " + name).startswith(b"+OK")
+        reply = conv.cmd("PASS " + USERS["alice"][0])
+        assert reply.startswith(b"-ERR [AUTH] Password supplied for"), reply
+        assert conv.login("alice", USERS["alice"][0]).startswith(b"+OK alice has 3")  # goes on
+    finally:
+        conv.close()
+
+
+@needs_cwrap
 def test_expiry_is_told_only_with_the_right_password(cwrap, mailhost):
     assert login(cwrap, mailhost, "oldacct") == b'-ERR [AUTH] "oldacct": account expired.'
     assert login(cwrap, mailhost, "oldpass") == b'-ERR [AUTH] "oldpass": password expired.'

@@ -314,7 +314,7 @@ class SyslogCapture:
         self.records = []
 
     def wrap(self, command: list) -> list:
-        script = ('d=$(mktemp -d) && for f in null zero full random urandom tty; do '
+        script = ('d=$(mktemp -d) && chmod 755 "$d" && for f in null zero full random urandom tty; do '
                   'touch "$d/$f" && mount --bind "/dev/$f" "$d/$f" || exit 1; done && '
                   'ln -s /proc/self/fd "$d/fd" && touch "$d/log" && '
                   'mount --bind "$0" "$d/log" && mount --rbind "$d" /dev && exec "$@"')

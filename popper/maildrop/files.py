@@ -38,7 +38,9 @@ def open_spool(path: str, log, create: bool):
     never opened through a symbolic link, and never adopted: a missing
     spool is created by popper itself (O_EXCL), and one another program
     made meanwhile is opened again and checked like any other."""
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK and O_NOCTTY: a FIFO or a terminal at the spool's name is
+    # refused after the open, which must then neither wait nor take it over.
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
     for _ in range(3):
         try:
             return spool_checked(os.open(path, flags), path, log)

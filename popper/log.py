@@ -92,6 +92,7 @@ class SyslogSocket:
         self.pending = b""          # the rest of a record a stream socket took only in part
         self.dropped = 0
         self.pid = os.getpid()      # whose count `dropped` is
+        self.shown_pid = None       # the pid the lines carry, if not the sender's
         self.connect()
 
     def fileno(self) -> int:
@@ -155,8 +156,8 @@ class SyslogSocket:
         return False
 
     def _record(self, priority: int, message: str) -> bytes:
-        line = "<%d>%s %s[%d]: %s" % (priority, timestamp(time.time()), self.ident, os.getpid(),
-                                      message)
+        line = "<%d>%s %s[%d]: %s" % (priority, timestamp(time.time()), self.ident,
+                                      self.shown_pid or os.getpid(), message)
         data = line.encode("utf-8", "replace")
         return data + b"\0" if self.type == socket.SOCK_STREAM else data
 
@@ -276,6 +277,7 @@ class Log:
         self.debug_build = debug_build
         self.syslog = None
         self.trace = None
+        self.shown_pid = None
         self.open()
 
     def open(self) -> None:
@@ -288,6 +290,22 @@ class Log:
             self.syslog.connect()
         if self.tracefile:
             self.trace = open_trace(self.tracefile)
+
+    def speak_for(self, pid: int) -> None:
+        """Give the lines of this process pid's pid: the login process
+        logs as the session it is part of, so that every line of a session
+        has one pid, as Qpopper's one process gave."""
+        self.syslog.shown_pid = pid
+        self.shown_pid = pid
+
+    def dropped(self) -> int:
+        """How many lines syslog could not take and no line has reported yet."""
+        return self.syslog.dropped
+
+    def add_dropped(self, count: int) -> None:
+        """Lines another process of the session (the login process) dropped:
+        reported with ours."""
+        self.syslog.dropped += count
 
     def reopen_syslog(self) -> None:
         """Nothing to do: PAM modules that call openlog() (with their own
@@ -325,7 +343,8 @@ class Log:
             now = time.time()
             stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
             self.trace.write("%s.%03d %s [%d] %s\n" % (stamp, int(now * 1000) % 1000,
-                                                       time.strftime("%Y"), os.getpid(), message))
+                                                       time.strftime("%Y"),
+                                                       self.shown_pid or os.getpid(), message))
             self.trace.flush()
             if level == "debug":
                 return

@@ -47,7 +47,8 @@ whole session in one process and serves only users it can serve as itself.
 
 The channel is a socketpair.  A message is a frame: 4-byte length, then
 fields, each a 4-byte length and its bytes.  Login process to root:
-[PASS, user, password], then after a YES [REST, bytes].  Root to login
+[PASS, user, password], then after a YES [REST, bytes]; last, [END, the
+count of its log lines syslog could not take].  Root to login
 process: [YES] or [NO, template, name, value, ...] (the -ERR's template and
 fields).  Anything else, or a frame over MAX_FRAME, ends the session.
 """
@@ -285,6 +286,7 @@ class LoginSession(Session):
 
 def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run):
     status = 1
+    log.speak_for(os.getppid())
     try:
         _drop_to_login_user(*identity)
         deadline = login_by + SLACK
@@ -297,6 +299,10 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
         if not isinstance(exc, (ChannelError, SystemExit)):
             log.error("login process failed: %r" % (exc,))
     finally:
+        try:        # the log lines syslog could not take: the root part reports them
+            channel.send([b"END", b"%d" % log.dropped()], time.monotonic() + 1)
+        except BaseException:
+            pass
         os._exit(status)
 
 
@@ -354,6 +360,9 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
     the bytes it read past the PASS line).  ChannelError when it ends."""
     while True:
         request = channel.receive(deadline)
+        if request[:1] == [b"END"]:
+            _take_end(request, log)
+            raise ChannelError("the login process ended")
         if len(request) != 3 or request[0] != b"PASS" or \
                 len(request[1]) > MAX_FIELD or len(request[2]) > MAX_FIELD:
             raise ChannelError("a bad request from the login process")
@@ -375,12 +384,20 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
         return account, rest[1]
 
 
+def _take_end(frame: list, log) -> None:
+    """[END, count]: the login process's last word, how many of its log
+    lines syslog could not take; counted as the root part's own."""
+    if len(frame) == 2 and frame[0] == b"END" and frame[1].isdigit() and len(frame[1]) < 10:
+        log.add_dropped(int(frame[1]))
+
+
 def _reap(pid: int, log, channel: Channel) -> None:
     """Wait for the login process: it must be gone before the root part
     (soon the user) reads the connection it read.  Killed if it lingers.
     Its end of the channel closes as it exits: waitpid() is then quick."""
     deadline = time.monotonic() + EXIT_WAIT
     try:
+        _take_end(channel.receive(deadline), log)
         channel.receive(deadline)
     except ChannelError:
         pass

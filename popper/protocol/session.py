@@ -136,10 +136,6 @@ class Session:
     # --- the dispatcher -----------------------------------------------------------
 
     @property
-    def logged_in(self) -> bool:
-        return self.state == TRANSACTION
-
-    @property
     def done(self) -> bool:
         return self.state in (DONE, HANDED_OFF)
 

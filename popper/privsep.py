@@ -283,6 +283,10 @@ class LoginSession(Session):
         self.state = HANDED_OFF
         return []
 
+    def close(self):
+        if self.state != HANDED_OFF:        # else the session goes on, in the root part
+            super().close()
+
 
 def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run):
     status = 1

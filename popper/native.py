@@ -131,32 +131,29 @@ def _native_getspnam(name: str):
                          entry.sp_inact, entry.sp_expire)
 
 
-def _native_passwd_hashes(limit: int) -> list:
+def _native_hashes(start, step, stop, field: str, limit: int) -> list:
+    """The password fields of the first `limit` entries of a database
+    enumerated with start(), step() until NULL, stop()."""
     hashes = []
-    lib.setpwent()
+    start()
     try:
         while len(hashes) < limit:
-            entry = lib.getpwent()
+            entry = step()
             if entry == ffi.NULL:
                 break
-            hashes.append(ffi.string(entry.pw_passwd) if entry.pw_passwd != ffi.NULL else b"")
+            value = getattr(entry, field)
+            hashes.append(ffi.string(value) if value != ffi.NULL else b"")
     finally:
-        lib.endpwent()
+        stop()
     return hashes
+
+
+def _native_passwd_hashes(limit: int) -> list:
+    return _native_hashes(lib.setpwent, lib.getpwent, lib.endpwent, "pw_passwd", limit)
 
 
 def _native_shadow_hashes(limit: int) -> list:
-    hashes = []
-    lib.setspent()
-    try:
-        while len(hashes) < limit:
-            entry = lib.getspent()
-            if entry == ffi.NULL:
-                break
-            hashes.append(ffi.string(entry.sp_pwdp) if entry.sp_pwdp != ffi.NULL else b"")
-    finally:
-        lib.endspent()
-    return hashes
+    return _native_hashes(lib.setspent, lib.getspent, lib.endspent, "sp_pwdp", limit)
 
 
 def _with_buffer(call):

@@ -11,8 +11,6 @@ the header, "Status: RO" (retrieved) or "Status: U" (not) before the blank
 line when it had no Status: line, the body, the blank line.
 """
 
-from __future__ import annotations
-
 import os
 import pathlib
 import re
@@ -155,8 +153,8 @@ def run(command: list, home: pathlib.Path, ok=(0,), extra_env=None) -> subproces
     env = client_env(home)
     env.update(extra_env or {})
     try:
-        result = subprocess.run(command, env=env, capture_output=True, cwd=home,
-                                timeout=CLIENT_TIMEOUT)
+        result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=home, timeout=CLIENT_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail("%s timed out after %ds\nstdout: %s\nstderr: %s" % (
             command[0], CLIENT_TIMEOUT, exc.stdout, exc.stderr))
@@ -273,7 +271,7 @@ def getmail_flatten(messages: list) -> list:
     interpreter = first[2:].decode().split() if first.startswith(b"#!") else ["python3"]
     payload = b"".join(b"%d\n" % len(m) + m for m in messages)
     result = subprocess.run(interpreter + ["-c", _GETMAIL_FLATTEN], input=payload,
-                            capture_output=True, timeout=CLIENT_TIMEOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=CLIENT_TIMEOUT)
     if result.returncode:
         pytest.skip("cannot run getmail's Message class: %s" % result.stderr.decode()[-500:])
     out, data = [], result.stdout

@@ -7,8 +7,6 @@ checkout); the corpus generator is loaded from bench/corpus.py by path so
 that the checkout's popper/ never shadows the installed one.
 """
 
-from __future__ import annotations
-
 import importlib.util
 import os
 import pathlib
@@ -343,7 +341,8 @@ class SyslogCapture:
 def can_unshare() -> bool:
     if not IS_ROOT or not shutil.which("unshare"):
         return False
-    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+    return subprocess.run(["unshare", "--mount", "true"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE).returncode == 0
 
 
 @pytest.fixture

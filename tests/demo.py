@@ -5,8 +5,6 @@ user database and a config file under --dir, prints how to fetch the mail
 with curl, and runs popper in the foreground until Ctrl-C.
 """
 
-from __future__ import annotations
-
 import argparse
 import importlib.util
 import os

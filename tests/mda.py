@@ -13,8 +13,6 @@ Message-ID and digest, once safely written) to a file:
     python mda.py SPOOL LOG COUNT [--prefix P] [--pause SECONDS] [--uid U --gid G]
 """
 
-from __future__ import annotations
-
 import argparse
 import fcntl
 import hashlib

@@ -1,7 +1,5 @@
 """popper's command line and -f config file, run as the real program."""
 
-from __future__ import annotations
-
 import os
 import socket
 import subprocess
@@ -18,8 +16,9 @@ MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=11)))
 
 
 def popper(*args, timeout=30, **kw):
-    return subprocess.run([sys.executable, "-m", "popper", *args], capture_output=True,
-                          text=True, timeout=timeout, **kw)
+    return subprocess.run([sys.executable, "-m", "popper", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+                          **kw)
 
 
 USAGE_START = "Usage: popper [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host] "

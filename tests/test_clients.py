@@ -8,8 +8,6 @@ client itself does, modelled exactly (see clients.py).  After a session the
 spool is compared byte for byte with what Qpopper's update writes.
 """
 
-from __future__ import annotations
-
 import functools
 import os
 import poplib

@@ -4,8 +4,6 @@ what popper does.
 Each behaviour test copies the source tree, configures the copy, and runs
 popper from it (pure Python: the copy has no compiled module)."""
 
-from __future__ import annotations
-
 import os
 import re
 import shutil
@@ -40,7 +38,8 @@ class Tree:
 
     def configure(self, *switches, check=True):
         result = subprocess.run([sys.executable, "configure.py", *switches], cwd=self.path,
-                                capture_output=True, text=True, timeout=60)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=60)
         if check:
             assert result.returncode == 0, result.stderr
         return result
@@ -109,7 +108,8 @@ def test_output_is_deterministic_and_rewritten_only_on_change(tree):
     assert "checking for" in (tree.path / "config.log").read_text()
     tree.configure("--enable-log-login")
     assert "SHY = False" in settings.read_text()
-    status = subprocess.run(["./config.status"], cwd=tree.path, capture_output=True, text=True)
+    status = subprocess.run(["./config.status"], cwd=tree.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
     assert status.returncode == 0 and "LOG_LOGIN = True" in settings.read_text()
 
 
@@ -270,7 +270,8 @@ def test_with_locking_chooses_the_locks(tree, mailhost):
 def test_switches_of_later_features_refuse_to_start(tree, mailhost, switch, message):
     tree.configure(switch)
     result = subprocess.run(tree.command(mailhost), env=tree.env(), cwd=tree.path,
-                            capture_output=True, text=True, timeout=30)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=30)
     assert result.returncode == 1 and message in result.stderr
 
 
@@ -279,11 +280,11 @@ def test_disable_native_builds_no_extension(tree):
              "setuptools.setup = lambda **kw: seen.update(kw); "
              "runpy.run_path('setup.py'); print(seen['cffi_modules'])")
     tree.configure()
-    built = subprocess.run([sys.executable, "-c", probe], cwd=tree.path, capture_output=True,
-                           text=True)
+    built = subprocess.run([sys.executable, "-c", probe], cwd=tree.path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
     tree.configure("--disable-native")
-    pure = subprocess.run([sys.executable, "-c", probe], cwd=tree.path, capture_output=True,
-                          text=True)
+    pure = subprocess.run([sys.executable, "-c", probe], cwd=tree.path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
     assert "NATIVE = False" in tree.settings()
     if "NATIVE = True" in (ROOT / "popper" / "_settings.py").read_text() if (
             ROOT / "popper" / "_settings.py").exists() else True:
@@ -293,14 +294,14 @@ def test_disable_native_builds_no_extension(tree):
 
 def test_prefix_is_where_make_install_puts_popper(tree):
     tree.configure("--prefix=/opt/popper")
-    shutil.copytree(ROOT / "docs", tree.path / "docs", dirs_exist_ok=True) if (
-        ROOT / "docs").exists() else None
-    result = subprocess.run(["make", "-n", "install"], cwd=tree.path, capture_output=True,
-                            text=True)
+    shutil.copytree(str(ROOT / "docs"), str(tree.path / "docs"))
+    result = subprocess.run(["make", "-n", "install"], cwd=tree.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
     assert result.returncode == 0
     shown = subprocess.run(["sh", "-c", "prefix=$(%s -c \"import runpy, sys; print(runpy."
                             "run_path('popper/_settings.py')['PREFIX'])\") && echo $prefix"
-                            % sys.executable], cwd=tree.path, capture_output=True, text=True)
+                            % sys.executable], cwd=tree.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
     assert shown.stdout.strip() == "/opt/popper"
     assert "pip install --prefix \"$prefix\" ." in result.stdout
 

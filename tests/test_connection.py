@@ -1,8 +1,6 @@
 """The per-session loop of transport/connection.py, over a scripted
 connection that records every write."""
 
-from __future__ import annotations
-
 from conftest import RecordingLog, corpus
 
 from popper.transport import connection

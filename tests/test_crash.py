@@ -13,8 +13,6 @@ POPPER_CRASH_TRIALS sets the number of trials per mode (make check runs a
 few dozen; `make soak` 500).
 """
 
-from __future__ import annotations
-
 import collections
 import contextlib
 import os
@@ -137,7 +135,8 @@ def small_spool_dir(mailhost, megabytes: int):
     small = mailhost.base / "small"
     small.mkdir()
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=1777" % megabytes,
-                             "tmpfs", str(small)], capture_output=True, text=True)
+                             "tmpfs", str(small)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True)
     if result.returncode:
         pytest.skip("cannot mount a small tmpfs: %s" % result.stderr.strip())
     try:

@@ -3,8 +3,6 @@ client that stops reading, one that dribbles a command a byte at a time,
 one that pipelines without reading, one that never logs in -- each is
 ended within its deadline, logged, and leaves the user's maildrop free."""
 
-from __future__ import annotations
-
 import socket
 import threading
 import time

@@ -8,8 +8,6 @@ delivered message is in the spool exactly once, intact, and exactly the
 deleted ones are gone.
 """
 
-from __future__ import annotations
-
 import collections
 import os
 import random
@@ -47,7 +45,8 @@ def procmail_agent(mailhost):
 
     def deliver(data: bytes) -> None:
         result = subprocess.run(["procmail", "-m", str(rc)], input=data, env=AGENT_ENV,
-                                preexec_fn=as_test_user, capture_output=True, timeout=120)
+                                preexec_fn=as_test_user, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=120)
         assert result.returncode == 0, result.stderr
     return deliver
 
@@ -78,7 +77,8 @@ def dotlockfile_agent(mailhost):
     def deliver(data: bytes) -> None:
         result = subprocess.run([sys.executable, "-c", DOTLOCKFILE_AGENT, str(mailhost.spool()),
                                  str(TEST_UID), str(TEST_GID)],
-                                input=data, env=AGENT_ENV, capture_output=True, timeout=120)
+                                input=data, env=AGENT_ENV, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=120)
         assert result.returncode == 0, result.stderr
     return deliver
 

@@ -3,8 +3,6 @@ max-sessions-per-address, max-connections-per-second.  Over a limit a
 client gets one -ERR [SYS/TEMP] line and the close; the refusals are
 logged, a line per address and second at most; other addresses are served."""
 
-from __future__ import annotations
-
 import re
 import socket
 import threading

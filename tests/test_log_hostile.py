@@ -14,8 +14,6 @@ namespace (conftest.SyslogCapture), and the trace files are made by root
 for another uid in a 1777 directory.
 """
 
-from __future__ import annotations
-
 import errno
 import fcntl
 import os
@@ -188,8 +186,8 @@ def test_the_dropped_lines_are_counted_once_syslog_reads_again(mailhost, stalled
 def test_refusing_to_start_does_not_wait_for_a_stalled_syslog(mailhost, stalled):
     began = time.monotonic()
     try:
-        result = subprocess.run(stalled.wrap(mailhost.command("-k")), capture_output=True,
-                                text=True, timeout=10)
+        result = subprocess.run(stalled.wrap(mailhost.command("-k")), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
     except subprocess.TimeoutExpired:
         pytest.fail("popper hung on syslog while refusing to start")
     assert result.returncode == 1
@@ -369,7 +367,8 @@ MESSAGES = ["plain", '(null) at 127.0.0.1 (127.0.0.1): -ERR Unknown command: "bo
 
 def test_the_lines_are_byte_for_byte_glibcs(mailhost, reading):
     result = subprocess.run(reading.wrap([sys.executable, "-c", GLIBC_AND_OURS] + MESSAGES),
-                            capture_output=True, text=True, timeout=30)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=30)
     assert result.returncode == 0, result.stderr
     deadline = time.monotonic() + 5
     while len(reading.lines) < 4 * len(MESSAGES) and time.monotonic() < deadline:
@@ -484,7 +483,8 @@ def test_a_hostile_trace_file_is_refused(mailhost, syslog, sticky, kind):
     before = fingerprint(target), fingerprint(trace)
     try:
         result = subprocess.run(syslog.wrap(mailhost.command("-t", str(trace))),
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, universal_newlines=True,
                                 timeout=15)
     except subprocess.TimeoutExpired:
         pytest.fail("popper hung opening the trace file")

@@ -1,7 +1,5 @@
 """What popper sends to syslog, read off the socket glibc's syslog() writes to."""
 
-from __future__ import annotations
-
 import re
 
 from conftest import corpus
@@ -63,7 +61,8 @@ def test_reverse_lookup_names_the_client_unless_r(mailhost, syslog):
 
 def test_refusing_to_start_is_logged_too(mailhost, syslog):
     import subprocess
-    result = subprocess.run(syslog.wrap(mailhost.command("-k")), capture_output=True, text=True,
+    result = subprocess.run(syslog.wrap(mailhost.command("-k")), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True,
                             timeout=30)
     assert result.returncode == 1
     assert any(p == 3 and t.endswith("-k / -K: Kerberos support is not built")

@@ -1,8 +1,6 @@
 """The maildrop's files as Qpopper keeps them: server mode and its cache, the
 temporary drop, MMDF spools, UW-IMAP's folder data, unique UIDs, dot-locks."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 import re

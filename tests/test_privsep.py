@@ -32,7 +32,8 @@ def status_of(pid: int) -> dict:
 
 
 def children_of(pid: int) -> list:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-P", str(pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True).stdout
     return [int(p) for p in out.split()]
 
 
@@ -148,7 +149,8 @@ def test_login_timeout_ends_a_session_that_never_logs_in(mailhost, inetd):
 def test_an_unknown_login_user_refuses_to_start(mailhost):
     mailhost.write_config("set login-user = no-such-user-here")
     result = subprocess.run(mailhost.command(), stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=30)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=30)
     if IS_ROOT:
         assert result.returncode == 1
         assert "login-user no-such-user-here: no such user" in result.stderr

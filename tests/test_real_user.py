@@ -5,8 +5,6 @@ read /etc/shadow), the serving process seen from /proc to run as the user.
 Everything it makes it removes.  In the pure environment PAM goes through
 python-pam, in the native one through popper._cpam."""
 
-from __future__ import annotations
-
 import os
 import pathlib
 import pwd
@@ -33,15 +31,17 @@ def real_user(mailhost):
                     "-U", name], check=True)
     service = pathlib.Path("/etc/pam.d/popper-test-%s" % secrets.token_hex(3))
     try:
-        subprocess.run(["chpasswd"], input="%s:%s\n" % (name, password), text=True, check=True)
+        subprocess.run(["chpasswd"], input="%s:%s\n" % (name, password),
+                       universal_newlines=True, check=True)
         service.write_text("@include common-auth\n@include common-account\n")
         entry = pwd.getpwnam(name)
         mailhost.deliver(corpus.mbox_bytes(list(corpus.messages(3, seed=81))), user=name)
         os.chown(mailhost.spool(name), entry.pw_uid, entry.pw_gid)
         yield name, password, entry, service.name
     finally:
-        service.unlink(missing_ok=True)
-        subprocess.run(["userdel", name], capture_output=True)
+        if service.exists():
+            service.unlink()
+        subprocess.run(["userdel", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("backend", ["pam", "unix"])

@@ -1,8 +1,6 @@
 """The header RETR sends and the header written back at QUIT, on the
 awkward cases: several X-UIDL: and Status: lines, CRLF, no final LF."""
 
-from __future__ import annotations
-
 import os
 
 import pytest

@@ -6,8 +6,6 @@ states the rules independently; both twins must match it on a generated
 corpus of awkward mailboxes.
 """
 
-from __future__ import annotations
-
 import hashlib
 import os
 import random

@@ -1,8 +1,6 @@
 """The POP3 session, sans-I/O: bytes in, replies out, with a real maildrop
 on a temporary spool and a stub authenticator."""
 
-from __future__ import annotations
-
 import os
 import pathlib
 

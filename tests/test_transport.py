@@ -1,7 +1,5 @@
 """popper over real connections: hostile input, hangups, signals, memory."""
 
-from __future__ import annotations
-
 import os
 import re
 import shutil

@@ -8,8 +8,6 @@ real code paths: getpwnam/getspnam, crypt_r, pam_start..., setgroups,
 setresgid, setresuid.
 """
 
-from __future__ import annotations
-
 import os
 import pathlib
 import re

@@ -14,20 +14,40 @@ TEMPLATE = """\
 # {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
 import sys
 sys.path.insert(0, {libdir!r})
-from popper.cli import main
+try:
+    from popper.cli import main
+except Exception as exc:
+    # A broken install.  Under inetd fd 1 and 2 are the client's socket:
+    # the reason goes to syslog, the client gets one line and no traceback.
+    import os, stat, syslog
+    why = "cannot start: %s: %s (library %s)" % (type(exc).__name__, exc, sys.path[0])
+    syslog.openlog("popper", syslog.LOG_PID, syslog.{facility})
+    syslog.syslog(syslog.LOG_ERR, why)
+    try:
+        to_client = stat.S_ISSOCK(os.fstat(1).st_mode)
+    except OSError:
+        to_client = False
+    if to_client:
+        os.write(1, b"-ERR [SYS/TEMP] POP server unavailable, see the system log\\r\\n")
+    else:
+        sys.stderr.write("popper: %s\\n" % why)
+    sys.exit(1)
 sys.exit(main())
 """
 
 
-def launcher(python: str, libdir: str) -> str:
-    """The launcher's text for the interpreter python (an absolute path) and
-    the directory libdir that holds the popper package."""
+def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1") -> str:
+    """The launcher's text for the interpreter python (an absolute path),
+    the directory libdir that holds the popper package, and the syslog
+    facility a failure to start is logged at."""
     if not python.startswith("/") or not libdir.startswith("/"):
         raise ValueError("the launcher needs absolute paths, not %r and %r" % (python, libdir))
     if any(c.isspace() for c in python):
         raise ValueError("an interpreter path with white space cannot be a #! line: %r"
                          % python)
-    return TEMPLATE.format(python=python, libdir=libdir)
+    if not facility.startswith("LOG_") or not facility[4:].isalnum():
+        raise ValueError("not a syslog facility: %r" % facility)
+    return TEMPLATE.format(python=python, libdir=libdir, facility=facility)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""packaging/launcher.py: the installed program names its interpreter and
+library, whatever PATH and PYTHONPATH say, and a broken install tells
+syslog why while an inetd client gets one -ERR line, never a traceback."""
+
+import os
+import runpy
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+# By path: packaging/ is no Python package (it would hide PyPA's "packaging").
+launcher = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))["launcher"]
+
+pytestmark = pytest.mark.slow
+
+
+def _write(tmp_path, libdir):
+    path = tmp_path / "popper"
+    path.write_text(launcher(sys.executable, str(libdir)))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_it_runs_its_own_library_whatever_the_environment(tmp_path):
+    decoy = tmp_path / "decoy" / "popper"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy popper ran')\n")
+    env = dict(os.environ, PYTHONPATH=str(decoy.parent), PATH=str(decoy.parent))
+    result = subprocess.run([_write(tmp_path, ROOT), "-v"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "popper" in result.stdout
+
+
+def test_a_broken_install_sends_an_inetd_client_one_line(tmp_path):
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        process = subprocess.Popen([_write(tmp_path, tmp_path / "missing")],
+                                   stdin=theirs, stdout=theirs, stderr=theirs)
+        theirs.close()
+        assert process.wait(timeout=60) == 1
+        ours.settimeout(10)
+        received = b""
+        while True:
+            chunk = ours.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    assert received == b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n"
+
+
+def test_a_broken_install_says_why_at_a_terminal(tmp_path):
+    result = subprocess.run([_write(tmp_path, tmp_path / "missing")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ("popper: cannot start: ModuleNotFoundError: No module named "
+                             "'popper' (library %s)\n" % (tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("python, libdir", [("python3", "/lib"), ("/usr/bin/py thon", "/lib"),
+                                            ("/usr/bin/python3", "lib")])
+def test_it_refuses_what_cannot_be_a_launcher(python, libdir):
+    with pytest.raises(ValueError):
+        launcher(python, libdir)

@@ -11,8 +11,6 @@ same bytes on every machine and Python version.
 Used by the benchmark harness, the tests and `make demo`.
 """
 
-from __future__ import annotations
-
 import argparse
 import base64
 import math
@@ -57,6 +55,11 @@ def _date(rng: random.Random):
 
 def _text_line(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randrange(4, 14)))
+
+
+def _randbytes(rng: random.Random, n: int) -> bytes:
+    """rng.randbytes(n), which Python 3.9 brought, the same bytes on 3.6."""
+    return rng.getrandbits(n * 8).to_bytes(n, "little") if n else b""
 
 
 def _body(rng: random.Random, size: int, number: int) -> bytes:
@@ -105,7 +108,7 @@ def message(rng: random.Random, number: int) -> Message:
     if rng.random() < 1 / 6 and size > 2000:
         boundary = "=_boundary_%d" % number
         text_size = max(200, size // 8)
-        attachment = base64.encodebytes(rng.randbytes((size - text_size) * 3 // 4))
+        attachment = base64.encodebytes(_randbytes(rng, (size - text_size) * 3 // 4))
         header.append('Content-Type: multipart/mixed; boundary="%s"' % boundary)
         body = (b"This is a multi-part message in MIME format.\n\n--" + boundary.encode() +
                 b"\nContent-Type: text/plain; charset=iso-8859-1\n\n" + _body(rng, text_size, number)

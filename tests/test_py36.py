@@ -1,6 +1,7 @@
 """Python 3.6: what runs on the target (SCO OpenServer 5.0.7 builds nothing
 newer) must be 3.6 code -- everything under popper/, configure.py, setup.py
-and _native/build_*.py.
+and _native/build_*.py -- and so must the tests (and bench/corpus.py, which
+they load), since make check runs them on 3.6 too.
 
 Every interpreter checks the sources (parsed as 3.6, and the 3.7+ things
 that a 3.6 parse does not catch); where a Python 3.6 is installed, it
@@ -27,6 +28,7 @@ from popper.transport import connection
 TARGET = sorted(
     [p for p in (ROOT / "popper").rglob("*.py") if "__pycache__" not in p.parts]
     + [ROOT / "configure.py", ROOT / "setup.py"] + sorted((ROOT / "_native").glob("build_*.py")))
+TESTS = sorted((ROOT / "tests").glob("*.py")) + [ROOT / "bench" / "corpus.py"]
 
 # Standard library names newer than 3.6 (attributes, or names imported
 # from a module), with the version that brought them.  One may be used
@@ -44,6 +46,8 @@ NEWER_ON = {("shlex", "join"): "3.8", ("math", "prod"): "3.8", ("math", "comb"):
             ("math", "perm"): "3.8", ("math", "dist"): "3.8", ("functools", "cache"): "3.9",
             ("resources", "files"): "3.9", ("asyncio", "run"): "3.7"}
 SUBPROCESS_KEYWORDS = {"capture_output": "3.7", "text": "3.7"}
+# Keyword arguments newer than 3.6 whatever the call (Path.unlink, shutil.copytree).
+KEYWORDS = {"missing_ok": "3.8", "dirs_exist_ok": "3.8"}
 BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 
 
@@ -125,6 +129,9 @@ def problems(source: str, filename: str) -> list:
                 say(node, ".%s (%s) without a hasattr() guard" % (node.attr, version))
         elif isinstance(node, ast.Call):
             func = node.func
+            for keyword in node.keywords:
+                if keyword.arg in KEYWORDS:
+                    say(node, "%s= (%s)" % (keyword.arg, KEYWORDS[keyword.arg]))
             if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
                     and func.value.id == "subprocess"):
                 for keyword in node.keywords:
@@ -146,8 +153,8 @@ def problems(source: str, filename: str) -> list:
     return found
 
 
-@pytest.mark.parametrize("path", TARGET, ids=rel)
-def test_target_source_is_python_3_6(path):
+@pytest.mark.parametrize("path", TARGET + TESTS, ids=rel)
+def test_source_is_python_3_6(path):
     assert problems(path.read_text(encoding="utf-8"), rel(path)) == []
 
 
@@ -156,10 +163,12 @@ def test_the_checker_finds_what_3_6_cannot_run():
            "class P(typing.Protocol): pass\n"
            "def f(a: list[int], b: int | None) -> dict[str, int]:\n"
            "    subprocess.run(['x'], capture_output=True)\n"
+           "    shutil.copytree(a, b, dirs_exist_ok=True)\n"
            "    return a.isascii() or shlex.join(a) or os.copy_file_range\n")
     found = "\n".join(problems(bad, "bad.py"))
     for text in ("__future__", "dataclasses", "typing.Protocol", "list[...]", "dict[...]",
-                 "X | Y", "capture_output", ".isascii", ".join", ".copy_file_range"):
+                 "X | Y", "capture_output", "dirs_exist_ok", ".isascii", ".join",
+                 ".copy_file_range"):
         assert text in found, text
     assert problems("if hasattr(os, 'copy_file_range'):\n    os.copy_file_range(1, 2, 3)\n",
                     "ok.py") == []
@@ -251,9 +260,9 @@ print(json.dumps(failed))
 
 
 @needs_36
-def test_python_3_6_compiles_every_target_file(tmp_path):
+def test_python_3_6_compiles_every_target_and_test_file(tmp_path):
     result = subprocess.run([PYTHON36, "-c", COMPILE_ALL, str(tmp_path / "out.pyc")]
-                            + [str(p) for p in TARGET],
+                            + [str(p) for p in TARGET + TESTS],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout.decode()) == []

@@ -6,18 +6,21 @@ and -M, and an optional listen address for standalone mode.
            [-K service] [-l 0-2] [-L lock-refresh] [-M] [-p 0-4] [-R] [-s]
            [-S] [-t trace-file] [-T timeout] [-u] [-U] [-v] [-y facility]
            [[ip][:port]]
+    popper -v | --help
 
 Options apply left to right: a later option overrides an earlier one and
 the values a -f file before it set.  Without an address popper serves the
-connection on fd 0/1 (inetd); with one it listens itself.
+connection on fd 0/1 (inetd), or listens on the sockets it was handed
+(LISTEN_FDS, or a listening socket on fd 0); with one it listens itself.
 """
 
 import getopt
 import os
+import stat
 import sys
 
-from popper import __version__, privsep
-from popper.log import LOG_ERR, Log, UnsafeTraceFile, clean
+from popper import __version__, privsep, server
+from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.protocol.lines import is_number
 from popper.settings import ConfigError, Settings, facility, load_config_file
 
@@ -31,6 +34,10 @@ USAGE = ("Usage: {prog} [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host] "
 P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback); "
             "3 = local only; 4 = TLS/SSL only")
 L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
+
+HELP = ("Without an address, popper serves the connection on fd 0/1 (inetd), or the "
+        "listening sockets it is handed (LISTEN_FDS, or one on fd 0); with one, it listens "
+        "on it.  -v prints the version.  The manual page popper(8) has the rest.")
 
 
 # Options without an argument: the setting each one sets, and to what.
@@ -55,6 +62,10 @@ ARGUMENTS = {"-b": "bulldir", "-D": "drac_host", "-K": "kerberos_service", "-t":
 
 class UsageError(Exception):
     """A bad command line; args[0] (if any) says what, then comes the usage text."""
+
+
+class HelpWanted(Exception):
+    """--help: the usage text on stdout, and exit 0."""
 
 
 def _number(option: str, value: str, low: int = 0) -> int:
@@ -82,10 +93,12 @@ def parse(args: list):
     """(Settings, listen address or None) from the arguments after argv[0]."""
     settings = Settings()
     try:
-        options, rest = getopt.gnu_getopt(args, OPTSTRING)
+        options, rest = getopt.gnu_getopt(args, OPTSTRING, ["help"])
     except getopt.GetoptError as exc:
         raise UsageError(str(exc)) from None
     for option, value in options:
+        if option == "--help":
+            raise HelpWanted()
         if option in SWITCHES:
             setattr(settings, *SWITCHES[option])
         elif option in ARGUMENTS:
@@ -127,6 +140,12 @@ def check(settings: Settings) -> list:
         problems.append(str(exc))
     if settings.auto_delete and settings.announce_expire not in (None, 0):
         problems.append("EXPIRE must be 0 when AUTO_DELETE defined.")
+    for directory, what, option in ((settings.spool_dir, "the spool directory", "spool-dir"),
+                                    (settings.temp_dir, "the temporary drop directory",
+                                     "temp-dir")):
+        problem = _not_a_directory(directory, option)
+        if problem:
+            problems.append("%s %s %s" % (what, directory, problem))
     if settings.userdb:
         try:
             st = os.stat(settings.userdb)
@@ -139,16 +158,60 @@ def check(settings: Settings) -> list:
     return problems
 
 
-def _refuse(prog: str, settings: Settings, problems: list, prefix: bool = True) -> None:
-    """Say why popper will not start: on stderr (after "prog: " unless
-    prefix is false), and in syslog, where an administrator looks when inetd
+def _not_a_directory(path, option: str):
+    """Why path (the value of option) cannot be the directory it names, or
+    None: noticed at start-up, not at the first login."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist: create it, or name another with set %s" % option
+    except OSError as exc:
+        return "cannot be reached: %s" % exc.strerror
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory: name one with set %s" % option
+    return None
+
+
+def warnings(settings: Settings) -> list:
+    """Start-up warnings: what will keep logins from working, as far as can
+    be told before the first one (popper starts anyway)."""
+    return server.backend_problems(settings)
+
+
+def _stderr_is_the_client() -> bool:
+    """Whether fd 2 is the connection itself (BSD inetd and xinetd hand the
+    socket over as fd 0, 1 and 2): then nothing meant for a log goes there."""
+    try:
+        err, client = os.fstat(2), os.fstat(0)
+    except OSError:
+        return False
+    return (stat.S_ISSOCK(err.st_mode)
+            and (err.st_dev, err.st_ino) == (client.st_dev, client.st_ino))
+
+
+def _tell(prog: str, settings: Settings, problems: list, priority: int = LOG_ERR,
+          prefix: bool = True) -> None:
+    """Say why popper will not start (or, at LOG_WARNING, what will not
+    work): on stderr (after "prog: " unless prefix is false) unless that is
+    the client, and in syslog, where an administrator looks when inetd
     started it -- through popper's own syslog client, which never waits for
     a daemon that is not reading."""
     log = Log(prog, settings.log_facility)
+    to_stderr = not _stderr_is_the_client()
     for problem in problems:
-        print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr)
-        log.syslog.send(LOG_ERR, clean(problem))
+        if to_stderr:
+            try:
+                print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr)
+            except OSError:
+                to_stderr = False
+        log.syslog.send(priority, clean(problem))
     log.close()
+
+
+def _refuse(prog: str, settings: Settings, problems: list, prefix: bool = True) -> None:
+    _tell(prog, settings, problems, LOG_ERR, prefix)
 
 
 def main(argv: list = None) -> int:
@@ -160,6 +223,10 @@ def main(argv: list = None) -> int:
         return 0
     try:
         settings, address = parse(args)
+    except HelpWanted:
+        print(USAGE.format(prog=prog))
+        print(HELP)
+        return 0
     except UsageError as exc:
         if exc.args and exc.args[0]:
             print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
@@ -172,6 +239,7 @@ def main(argv: list = None) -> int:
     if problems:
         _refuse(prog, settings, problems)
         return 1
+    _tell(prog, settings, warnings(settings), LOG_WARNING)
     os.umask(0o077)
     try:
         log = Log(prog, settings.log_facility, settings.debug, settings.tracefile,
@@ -191,14 +259,28 @@ def main(argv: list = None) -> int:
             print("%s: LISTEN_FDS: %s" % (prog, exc.strerror), file=sys.stderr)
             return 1
         if not listeners:
-            return inetd.serve(settings, log)
+            listener = standalone.stdin_listener()
+            if listener is None:
+                return inetd.serve(settings, log)
+            listeners = [listener]
     else:
         try:
             listeners = [standalone.listen(*standalone.parse_address(address))]
         except standalone.AddressError as exc:
             print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
             return 1
-    return standalone.serve(listeners, settings, log)
+    pid_file = None
+    if settings.pid_file:
+        try:
+            pid_file = standalone.PidFile(settings.pid_file)
+        except standalone.PidFileError as exc:
+            _refuse(prog, settings, [exc.args[0]])
+            return 1
+    try:
+        return standalone.serve(listeners, settings, log, pid_file)
+    finally:
+        if pid_file is not None:
+            pid_file.close()
 
 
 if __name__ == "__main__":

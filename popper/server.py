@@ -8,8 +8,7 @@ import time
 
 from popper import __version__, privsep
 from popper.auth.gatekeeper import Gatekeeper
-from popper.auth.pam import PamAuth
-from popper.auth.unix import UnixAuth
+from popper.auth import pam, unix
 from popper.auth.userdb import UserDB
 from popper import maildrop
 from popper.protocol.session import Client, Session
@@ -22,8 +21,18 @@ def authenticator(settings, log):
     if settings.userdb:
         return UserDB(settings.userdb, log)
     if settings.pam_service:
-        return PamAuth(settings.pam_service, log)
-    return UnixAuth(settings, log)
+        return pam.PamAuth(settings.pam_service, log)
+    return unix.UnixAuth(settings, log)
+
+
+def backend_problems(settings) -> list:
+    """What start-up can tell will keep the back-end authenticator() picks
+    from logging users in (a user database that cannot be read is refused
+    by cli.check)."""
+    problem = (None if settings.userdb else
+               pam.service_problem(settings.pam_service) if settings.pam_service else
+               unix.shadow_problem())
+    return [problem] if problem else []
 
 
 def client_for(ip: str, settings, log) -> Client:

@@ -86,6 +86,7 @@ class Settings:
         self.max_sessions = 200                      # standalone: 0 = unlimited
         self.max_sessions_per_address = 20
         self.max_connections_per_second = 10         # new connections per address
+        self.pid_file = None                         # standalone: where its pid is kept
 
     @property
     def temp_drop_dir(self) -> str:
@@ -224,6 +225,7 @@ OPTIONS = {
     "max-sessions": ("max_sessions", _seconds),
     "max-sessions-per-address": ("max_sessions_per_address", _seconds),
     "max-connections-per-second": ("max_connections_per_second", _seconds),
+    "pid-file": ("pid_file", _path),
 }
 
 

@@ -30,8 +30,14 @@ Unknown names are looked up in shadow too, so the calls are the same.
 
 Account and password expiry (Qpopper's texts) are told only to a client
 that gave the right password.
+
+Run as another user than root, popper cannot read the shadow file: the
+hash of every user whose passwd entry says "x" is out of its reach.  It
+says so at start-up (shadow_problem) and in the log line of each such
+failed login; the client gets the same answer after the same work.
 """
 
+import os
 import time
 
 from popper import native
@@ -41,6 +47,7 @@ from popper.protocol import replies
 DAY = 86400
 SCAN_LIMIT = 2000          # shadow entries read to find the host's method
 REFRESH = 600              # seconds the host's method is kept
+SHADOW_FILE = "/etc/shadow"  # what NSS's files module reads (Linux, Solaris, illumos)
 
 # The host's dummy and when it was found (time.monotonic()); one per process,
 # shared by every UnixAuth (a listener's preload() serves its children).
@@ -59,6 +66,22 @@ def host_dummy() -> bytes:
     return dummy or native.crypt_gensalt()
 
 
+def shadow_problem(path: str = SHADOW_FILE):
+    """Why this process cannot read the shadow passwords, or None: it can,
+    or there is no shadow file (the hashes are in passwd, NIS or LDAP)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ("uid %d cannot read the shadow passwords (%s: %s), so no user whose passwd "
+                "entry says \"x\" can log in: run popper as root, or name another back-end "
+                "with set userdb or set pam-service"
+                % (os.geteuid(), path, exc.strerror))
+    os.close(fd)
+    return None
+
+
 def forget() -> None:
     """Drop the host's dummy (as a new process starts without it)."""
     _host.clear()
@@ -70,16 +93,18 @@ class UnixAuth:
         self.check_password_expired = settings.check_password_expired
 
     def preload(self) -> None:
-        """Find the host's method now (a listener, before it forks)."""
-        _host["dummy"] = (host_dummy(), time.monotonic())
+        """Find the host's method now (a listener, before it forks), and
+        whether the shadow file can be read."""
+        _host["dummy"] = (host_dummy(), shadow_problem(), time.monotonic())
 
-    def dummy(self) -> bytes:
-        """The host's dummy, found again when REFRESH seconds old."""
+    def host(self):
+        """(the host's dummy, shadow_problem()), found again when REFRESH
+        seconds old."""
         found = _host.get("dummy")
-        if found is None or time.monotonic() - found[1] >= REFRESH:
+        if found is None or time.monotonic() - found[2] >= REFRESH:
             self.preload()
             found = _host["dummy"]
-        return found[0]
+        return found[:2]
 
     def lookup(self, user: str):
         """(passwd entry or None, the hash to check or b"", shadow entry or None)."""
@@ -96,13 +121,15 @@ class UnixAuth:
         return entry, (shadow.passwd if shadow else entry.passwd), shadow
 
     def authenticate(self, user: str, password: bytes, client) -> Account:
-        dummy = self.dummy()                        # before the name: its cost is everyone's
+        dummy, unreadable = self.host()            # before the name: its cost is everyone's
         entry, hashed, shadow = self.lookup(user)
         target, usable = (dummy, False) if entry is None else cryptpw.verifier(hashed, dummy)
         computed = native.crypt(password, target) or b""
         if not (same_hash(computed, target) and usable):
             reason = ("no such user" if entry is None else
-                      "wrong password" if usable else "no usable password (locked or empty)")
+                      "wrong password" if usable else
+                      "no usable password: " + unreadable if shadow is None and unreadable else
+                      "no usable password (locked or empty)")
             raise AuthError(replies.BAD_PASSWORD, log=reason, user=user)
         if shadow is not None:
             today = int(time.time() // DAY)

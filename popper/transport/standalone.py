@@ -1,19 +1,25 @@
 """Standalone mode: `popper [options] [ip][:port]` listens itself and forks
 a process per connection; systemd socket activation (Accept=no, LISTEN_FDS)
-hands it the listening sockets instead.
+hands it the listening sockets instead, and so does a listening socket on
+fd 0 (inetd's `wait` services, systemd's StandardInput=socket with
+Accept=no, `systemd-socket-activate --inetd` without -a).
 
-SIGHUP reopens the log and trace file; SIGTERM stops accepting, lets the
-running sessions finish, and exits.  It stays in the foreground (for
-systemd, runit, or `make demo`); put it in the background with your
-service manager.
+SIGHUP reopens the log and trace file; SIGTERM and SIGINT stop accepting,
+let the running sessions finish, and exit.  Each session runs in a session
+(setsid) of its own, so a Ctrl-C at the terminal the server was started
+from reaches the server only.  It stays in the foreground (for systemd,
+runit, or `make demo`); put it in the background with your service
+manager.  `set pid-file` names a file it keeps its pid in (PidFile).
 """
 
 import collections
 import errno
+import fcntl
 import os
 import select
 import signal
 import socket
+import stat
 import time
 import traceback
 
@@ -81,6 +87,117 @@ def inherited_listeners():
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     return [socket_of(fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
+
+
+def stdin_listener():
+    """The listening socket on fd 0, or None if fd 0 is none: moved to a
+    descriptor of its own, and fd 0, 1 and 2, wherever they are that socket,
+    pointed at /dev/null, so that no session process holds it."""
+    try:
+        probe = socket_of(os.dup(0))
+    except OSError:
+        return None
+    try:
+        listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        listening = 0
+    if not listening:
+        probe.close()
+        return None
+    st = os.fstat(probe.fileno())
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        try:
+            other = os.fstat(fd)
+        except OSError:
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+    return probe
+
+
+class PidFileError(Exception):
+    """The pid file cannot be written; args[0] says why."""
+
+
+class PidFile:
+    """The standalone server's pid file (`set pid-file`): opened without
+    following a symbolic link, used only if it is a regular file of
+    popper's own uid with one link, and locked (lockf) for as long as the
+    server runs.  A second server finds the lock and is refused; a file
+    left by a server that died holds no lock and is taken over.  Removed
+    by close(), at exit."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fd = None
+        for _ in range(5):
+            fd = self._open()
+            if fd is not None:
+                self.fd = fd
+                os.fchmod(fd, 0o644)            # for anyone to read, whatever the umask
+                os.ftruncate(fd, 0)
+                os.write(fd, b"%d\n" % os.getpid())
+                return
+        raise PidFileError("the pid file %s keeps being replaced: is another popper starting?"
+                           % path)
+
+    def _open(self):
+        """The locked pid file's fd; None if another server removed the
+        name (or put a new file there) while this one took the lock."""
+        flags = (os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                 | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise PidFileError("cannot write the pid file %s: %s%s"
+                               % (self.path, exc.strerror,
+                                  " (a symbolic link?)" if exc.errno == errno.ELOOP else ""))
+        try:
+            st = os.fstat(fd)
+            if not (stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+                    and st.st_uid == os.geteuid()):
+                raise PidFileError(
+                    "the pid file %s is not a regular file of uid %d with one link: "
+                    "refused; remove it" % (self.path, os.geteuid()))
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise PidFileError("cannot lock the pid file %s: %s"
+                                       % (self.path, exc.strerror)) from None
+                pid = os.read(fd, 32).decode("ascii", "replace").strip()
+                raise PidFileError("popper is already running as pid %s (the pid file %s): "
+                                   "stop it first" % (pid or "?", self.path)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if not self._names(fd):
+            os.close(fd)
+            return None
+        return fd
+
+    def _names(self, fd: int) -> bool:
+        """Whether the path still names the file open on fd."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False
+        st = os.fstat(fd)
+        return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+    def close(self) -> None:
+        """Remove the file (if it is still ours) and drop the lock."""
+        if self.fd is None:
+            return
+        if self._names(self.fd):
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        os.close(self.fd)
+        self.fd = None
 
 
 class _Stop(Exception):
@@ -203,17 +320,21 @@ def _refuse(conn, reply: bytes) -> None:
         conn.close()
 
 
-def serve(listeners, settings, log) -> int:
-    """Accept connections until SIGTERM; one child process per session,
-    within the limits."""
+def serve(listeners, settings, log, pid_file=None) -> int:
+    """Accept connections until SIGTERM or SIGINT; one child process per
+    session, within the limits."""
     limits = Limits(settings, log)
+    listener_pid = os.getpid()
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)
     accept_errors = {}
 
     def on_term(signum, frame):
-        raise _Stop()
+        if os.getpid() == listener_pid:
+            raise _Stop()
+        # A child not yet in a session of its own: the signal was sent to
+        # the listener's process group (a Ctrl-C), not to the session.
 
     def on_hup(signum, frame):
         log.reopen()        # now: the next session must already use the new files
@@ -262,7 +383,7 @@ def serve(listeners, settings, log) -> int:
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)
-            _child(conn, address, listeners, settings, log)
+            _child(conn, address, listeners, pid_file, settings, log)
         limits.started(pid, ip)
         conn.close()
         return True
@@ -275,7 +396,8 @@ def serve(listeners, settings, log) -> int:
     for sock in listeners:
         sock.setblocking(False)
         name = sock.getsockname()
-        log.notice("listening on %s port %d" % (name[0], name[1]))
+        log.notice("listening on %s port %d" % name[:2] if isinstance(name, tuple)
+                   else "listening on %s" % (name or "an unnamed socket"))
     last_sweep = time.monotonic()
     try:
         while True:
@@ -316,13 +438,18 @@ def serve(listeners, settings, log) -> int:
     return 0
 
 
-def _child(conn, address, listeners, settings, log) -> None:
+def _child(conn, address, listeners, pid_file, settings, log) -> None:
     status = 0
     try:
+        # Out of the terminal's process group and session: a Ctrl-C (or the
+        # terminal's hangup) is for the listener, which lets the session end.
+        os.setsid()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         for sock in listeners:
             sock.close()
+        if pid_file is not None:
+            os.close(pid_file.fd)
         conn.setblocking(True)      # as accept() gives it on Linux; not so everywhere
         fd = conn.fileno()
         server.serve(Connection(fd, fd), address[0], settings, log)

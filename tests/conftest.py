@@ -296,6 +296,17 @@ def standalone(mailhost):
 
 # --- syslog ---------------------------------------------------------------------------
 
+def with_dev_log(socket_path: str, command: list) -> list:
+    """command, run in a mount namespace of its own whose /dev holds
+    socket_path as /dev/log (and the real null, zero, random devices)."""
+    script = ('d=$(mktemp -d) && chmod 755 "$d" && for f in null zero full random urandom tty; do '
+              'touch "$d/$f" && mount --bind "/dev/$f" "$d/$f" || exit 1; done && '
+              'ln -s /proc/self/fd "$d/fd" && touch "$d/log" && '
+              'mount --bind "$0" "$d/log" && mount --rbind "$d" /dev && exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+            socket_path] + command
+
+
 class SyslogCapture:
     """Receives what popper sends to /dev/log.
 
@@ -312,12 +323,7 @@ class SyslogCapture:
         self.records = []
 
     def wrap(self, command: list) -> list:
-        script = ('d=$(mktemp -d) && chmod 755 "$d" && for f in null zero full random urandom tty; do '
-                  'touch "$d/$f" && mount --bind "/dev/$f" "$d/$f" || exit 1; done && '
-                  'ln -s /proc/self/fd "$d/fd" && touch "$d/log" && '
-                  'mount --bind "$0" "$d/log" && mount --rbind "$d" /dev && exec "$@"')
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                self.path] + command
+        return with_dev_log(self.path, command)
 
     def collect(self, seconds: float = 0.5) -> list:
         """Read what arrived; (facility, priority, text) tuples."""

@@ -352,7 +352,6 @@ def take_the_terminal():
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-@pytest.mark.slow
 def test_ctrl_c_stops_the_listener_and_the_sessions_run_to_their_end(mailhost):
     """As at a shell: popper in the foreground of a terminal, ^C typed.
     The terminal sends SIGINT to its foreground process group; sessions

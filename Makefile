@@ -56,6 +56,18 @@ demo: $(VENV)/bin/tox
 	$(VENV)/bin/pip install -q .
 	cd /tmp && $(CURDIR)/$(VENV)/bin/python $(CURDIR)/tests/demo.py --dir $(DEMO) --port $(PORT) --popper $(CURDIR)/$(VENV)/bin/popper
 
+# The SVR4 package for legacy hosts (docs/packaging.md): dist/popper.pkg for
+# pkgadd -d, dist/popper-odc.pkg and dist/popper.tar for an old cpio.
+# PKG_PYTHON is the target's interpreter, named by /etc/popper's #! line;
+# PKG_SPOOL_DIR its mail spool; PKG_DIST where the package goes.
+PKG_PYTHON ?= /usr/local/bin/python3
+PKG_SPOOL_DIR ?= /usr/spool/mail
+PKG_DIST ?= dist
+.PHONY: package
+package:
+	$(PYTHON) packaging/sco/build.py --python $(PKG_PYTHON) --spool-dir $(PKG_SPOOL_DIR) \
+	    --out $(PKG_DIST)
+
 clean:
 	rm -rf build dist *.egg-info popper/_cpopper* popper/*.o _native/*.o
 	find . -name __pycache__ -prune -exec rm -rf {} +

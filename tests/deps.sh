@@ -9,10 +9,12 @@ PYTHON=${PYTHON:-python3}
 # cwrap (fake passwd/shadow, PAM and root for the tests), strace (what the
 # server does before it becomes the user), and the C toolchain with the
 # crypt and PAM headers the cffi extensions are built with; rsyslog (LOCAL1
-# through a real syslog daemon, started by tests/test_rsyslog.py itself).
+# through a real syslog daemon, started by tests/test_rsyslog.py itself);
+# GNU cpio, bsdtar and checkbashisms, which check the SVR4 package.
 PACKAGES="curl fetchmail getmail6 mpop procmail liblockfile-bin
           libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd strace
-          gcc libcrypt-dev libpam0g-dev util-linux rsyslog"
+          gcc libcrypt-dev libpam0g-dev util-linux rsyslog
+          cpio libarchive-tools devscripts"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -449,7 +449,7 @@ def _child(conn, address, listeners, pid_file, settings, log) -> None:
         for sock in listeners:
             sock.close()
         if pid_file is not None:
-            os.close(pid_file.fd)
+            os.close(pid_file.fd)   # a session, soon the user's, keeps no handle on it
         conn.setblocking(True)      # as accept() gives it on Linux; not so everywhere
         fd = conn.fileno()
         server.serve(Connection(fd, fd), address[0], settings, log)

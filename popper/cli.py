@@ -11,7 +11,8 @@ and -M, and an optional listen address for standalone mode.
 Options apply left to right: a later option overrides an earlier one and
 the values a -f file before it set.  Without an address popper serves the
 connection on fd 0/1 (inetd), or listens on the sockets it was handed
-(LISTEN_FDS, or a listening socket on fd 0); with one it listens itself.
+(LISTEN_FDS); with one it listens itself.  A listening socket on fd 0 is
+refused: it is a mistaken set-up, and the greeting would go nowhere.
 """
 
 import getopt
@@ -36,7 +37,7 @@ P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback
 L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
 
 HELP = ("Without an address, popper serves the connection on fd 0/1 (inetd), or the "
-        "listening sockets it is handed (LISTEN_FDS, or one on fd 0); with one, it listens "
+        "listening sockets it is handed (LISTEN_FDS); with one, it listens "
         "on it.  -v prints the version.  The manual page popper(8) has the rest.")
 
 
@@ -180,6 +181,13 @@ def warnings(settings: Settings) -> list:
     return server.backend_problems(settings)
 
 
+LISTENING_STDIN = (
+    "fd 0 is a listening socket, not a connection: under inetd popper is a `nowait` "
+    "service (systemd: Accept=yes), and it listens itself on the sockets LISTEN_FDS "
+    "names (systemd: Accept=no, without StandardInput=socket) or on an address given "
+    "as its argument")
+
+
 def _stderr_is_the_client() -> bool:
     """Whether fd 2 is the connection itself (BSD inetd and xinetd hand the
     socket over as fd 0, 1 and 2): then nothing meant for a log goes there."""
@@ -259,10 +267,10 @@ def main(argv: list = None) -> int:
             print("%s: LISTEN_FDS: %s" % (prog, exc.strerror), file=sys.stderr)
             return 1
         if not listeners:
-            listener = standalone.stdin_listener()
-            if listener is None:
-                return inetd.serve(settings, log)
-            listeners = [listener]
+            if standalone.stdin_is_listening():
+                _refuse(prog, settings, [LISTENING_STDIN])
+                return 1
+            return inetd.serve(settings, log)
     else:
         try:
             listeners = [standalone.listen(*standalone.parse_address(address))]

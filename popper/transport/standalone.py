@@ -1,8 +1,7 @@
 """Standalone mode: `popper [options] [ip][:port]` listens itself and forks
 a process per connection; systemd socket activation (Accept=no, LISTEN_FDS)
-hands it the listening sockets instead, and so does a listening socket on
-fd 0 (inetd's `wait` services, systemd's StandardInput=socket with
-Accept=no, `systemd-socket-activate --inetd` without -a).
+hands it the listening sockets instead.  (A listening socket on fd 0 is
+refused at start-up: see cli.LISTENING_STDIN.)
 
 SIGHUP reopens the log and trace file; SIGTERM and SIGINT stop accepting,
 let the running sessions finish, and exit.  Each session runs in a session
@@ -89,32 +88,19 @@ def inherited_listeners():
     return [socket_of(fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
 
 
-def stdin_listener():
-    """The listening socket on fd 0, or None if fd 0 is none: moved to a
-    descriptor of its own, and fd 0, 1 and 2, wherever they are that socket,
-    pointed at /dev/null, so that no session process holds it."""
+def stdin_is_listening() -> bool:
+    """Whether fd 0 is a listening socket rather than a connection: inetd's
+    `wait`, systemd's Accept=no with StandardInput=socket, or
+    `systemd-socket-activate --inetd` without -a."""
     try:
         probe = socket_of(os.dup(0))
     except OSError:
-        return None
-    try:
-        listening = probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-    except OSError:
-        listening = 0
-    if not listening:
-        probe.close()
-        return None
-    st = os.fstat(probe.fileno())
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+        return False
+    with probe:
         try:
-            other = os.fstat(fd)
+            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
         except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            os.dup2(devnull, fd)
-    os.close(devnull)
-    return probe
+            return False
 
 
 class PidFileError(Exception):

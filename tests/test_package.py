@@ -212,6 +212,11 @@ def _in_script(name, text):
     return change
 
 
+def _no_signal(pkgdir):
+    _edit(pkgdir / "install" / "postinstall", b'reread inetd "$INETD_PIDS"', b":")
+    resum(pkgdir, "postinstall")
+
+
 def _changed_byte(pkgdir):
     _edit(pkgdir / "root" / "etc" / "popper", b"launcher", b"Launcher")
 
@@ -271,6 +276,8 @@ DAMAGE = {
     "a postinstall that adds twice": (
         _in_script("postinstall", b'echo "# again" >> "$ROOT$INETD_CONF"\n'),
         "postinstall run twice changes more than once"),
+    "a postinstall that does not signal inetd": (
+        _no_signal, "postinstall (step 1): inetd got 0 SIGHUP(s), not 1"),
     "a preremove that leaves its line": (
         _in_script("preremove", b'echo "# left" >> "$ROOT$SYSLOG_CONF"\n'),
         "leaves syslog.conf not as it was before postinstall"),

@@ -61,8 +61,9 @@ def make_package(out, *settings):
     return out
 
 
-def run_verifier(*paths):
-    result = subprocess.run([sys.executable, str(SCO / "verify.py")] + [str(p) for p in paths],
+def run_verifier(*paths, deadline=10):
+    result = subprocess.run([sys.executable, str(SCO / "verify.py"), "--deadline", str(deadline)]
+                            + [str(p) for p in paths],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True, timeout=300)
     return result.returncode, result.stdout
@@ -287,7 +288,8 @@ DAMAGE = {
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_the_verifier_reports_damage(dist, tmp_path, damage):
     change, expected = DAMAGE[damage]
-    rc, out = run_verifier(_rebuild(dist, tmp_path, change))
+    # A SIGHUP that is never sent is waited for in full: 2 s, not 10, here.
+    rc, out = run_verifier(_rebuild(dist, tmp_path, change), deadline=2)
     assert rc == 1 and expected in out, out
     assert all(line.startswith(str(tmp_path / "popper.pkg") + ": ") for line in out.splitlines())
 

@@ -438,11 +438,16 @@ def verify(path: str, verbose: bool = False) -> list:
 
 
 def main(argv: list) -> int:
+    global DEADLINE
     parser = argparse.ArgumentParser(description="Checks popper's SVR4 datastreams.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show what the install scripts print on the scratch root")
+    parser.add_argument("--deadline", type=float, default=DEADLINE, metavar="SECONDS",
+                        help="how long a stand-in daemon may take to start or to count a "
+                             "SIGHUP [%(default)s]")
     parser.add_argument("datastream", nargs="+")
     args = parser.parse_args(argv)
+    DEADLINE = args.deadline
     bad = 0
     for path in args.datastream:
         problems = verify(path, args.verbose)

@@ -4,6 +4,12 @@
 Run it before building, as one would run Qpopper's ./configure:
 
     ./configure.py --enable-spool-dir=/var/mail --enable-log-login
+    ./configure.py --prefix=/usr --sysconfdir=/etc PYTHON=/usr/bin/python3
+
+It takes autoconf's installation directories (--prefix, --sbindir, ...,
+with autoconf's defaults) for make install, PYTHON=PATH (or $PYTHON) to
+choose the interpreter that builds, installs and runs popper, and, ignoring
+them, the switches packaging tools always pass (--build=, --host=, ...).
 
 It writes three files:
 
@@ -17,12 +23,16 @@ An unknown or malformed switch is an error (exit status 1).
 """
 
 import os
+import posixpath
+import re
+import runpy
 import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETTINGS_FILE = os.path.join(HERE, "popper", "_settings.py")
@@ -90,6 +100,19 @@ def _account(value: str) -> str:
     return value
 
 
+def _directory(value: str) -> str:
+    """An installation directory: absolute, or starting with another one's
+    autoconf name (--mandir='${prefix}/share/man', as packaging tools pass
+    it); directories() expands and checks it."""
+    if not value.startswith(("/", "$")):
+        raise ConfigureError("needs an absolute path, not %r" % value)
+    return value
+
+
+def _directory_or_no(value: str) -> str:
+    return value if value == "no" else _directory(value)
+
+
 # --- the switches ---------------------------------------------------------
 
 class Switch:
@@ -131,8 +154,82 @@ class Switch:
             raise ConfigureError("%s: %s" % (arg, exc)) from None
 
 
-SWITCHES = [
-    Switch("--prefix=DIR", "PREFIX", "install under DIR [/usr/local]", check=_path),
+class Directory(Switch):
+    """An installation directory (autoconf's): its default is the path under
+    in the directory follows, so that it moves with that one's switch."""
+
+    def __init__(self, spelling, key, follows, under, help, check=_directory, off=None):
+        Switch.__init__(self, spelling, key, help, off=off, check=check)
+        self.follows, self.under = follows, under
+        self.variable = self.name.replace("-", "_")      # ${exec_prefix} in a value
+
+
+# make install's directories, with autoconf's names, meanings and defaults.
+DIRECTORIES = [
+    Directory("--prefix=PREFIX", "PREFIX", None, "/usr/local",
+              "install under PREFIX [/usr/local]"),
+    Directory("--exec-prefix=EPREFIX", "EXEC_PREFIX", "PREFIX", "",
+              "install the machine-specific files under EPREFIX [PREFIX]"),
+    Directory("--sbindir=DIR", "SBINDIR", "EXEC_PREFIX", "sbin",
+              "the popper program [EPREFIX/sbin]"),
+    Directory("--libdir=DIR", "LIBDIR", "EXEC_PREFIX", "lib",
+              "popper's Python package and C extension, in DIR/popper [EPREFIX/lib]"),
+    Directory("--libexecdir=DIR", "LIBEXECDIR", "EXEC_PREFIX", "libexec",
+              "programs popper runs (none yet) [EPREFIX/libexec]"),
+    Directory("--sysconfdir=DIR", "SYSCONFDIR", "PREFIX", "etc",
+              "popper.conf, pam.d/popper, xinetd.d/popper [PREFIX/etc]"),
+    Directory("--localstatedir=DIR", "LOCALSTATEDIR", "PREFIX", "var",
+              "data that changes (none yet) [PREFIX/var]"),
+    Directory("--datarootdir=DIR", "DATAROOTDIR", "PREFIX", "share",
+              "read-only data [PREFIX/share]"),
+    Directory("--datadir=DIR", "DATADIR", "DATAROOTDIR", "",
+              "the inetd.conf line, in DIR/popper [DATAROOTDIR]"),
+    Directory("--mandir=DIR", "MANDIR", "DATAROOTDIR", "man",
+              "manual pages, in DIR/man8 [DATAROOTDIR/man]"),
+    # systemd reads units from /usr/lib/systemd/system and
+    # /usr/local/lib/systemd/system: the default is right for both prefixes.
+    Directory("--with-systemdsystemunitdir=DIR", "SYSTEMD_UNIT_DIR", "PREFIX",
+              "lib/systemd/system",
+              "systemd units (no: none) [PREFIX/lib/systemd/system]",
+              check=_directory_or_no, off="no"),
+]
+
+# What packaging tools (dh_auto_configure, rpm's %configure, ports, pkgsrc)
+# pass to every ./configure: accepted and ignored, each with a config.log line
+# (those spelled with = are given a value).
+IGNORED = {
+    "build=": "popper is built for the machine and the Python it is configured on",
+    "host=": "popper is built for the machine and the Python it is configured on",
+    "target=": "popper is built for the machine and the Python it is configured on",
+    "bindir=": "make install puts nothing in bindir",
+    "includedir=": "popper installs no C headers",
+    "oldincludedir=": "popper installs no C headers",
+    "infodir=": "popper has no info manual",
+    "localedir=": "popper has no translations",
+    "docdir=": "popper's documentation is its manual page",
+    "htmldir=": "popper's documentation is its manual page",
+    "runstatedir=": "make install puts nothing in runstatedir",
+    "sharedstatedir=": "make install puts nothing in sharedstatedir",
+    "program-prefix=": "the program is popper, as inetd.conf lines name it",
+    "program-suffix=": "the program is popper, as inetd.conf lines name it",
+    "program-transform-name=": "the program is popper, as inetd.conf lines name it",
+    "disable-dependency-tracking": "cffi rebuilds the C extension whole",
+    "enable-dependency-tracking": "cffi rebuilds the C extension whole",
+    "disable-silent-rules": "the Makefile has no silent rules",
+    "enable-silent-rules": "the Makefile has no silent rules",
+    "disable-maintainer-mode": "no build file is generated from another",
+    "enable-maintainer-mode": "no build file is generated from another",
+    "disable-option-checking": "an unknown switch is still an error",
+    "cache-file=": "configure.py keeps no cache",
+    "config-cache": "configure.py keeps no cache",
+    "srcdir=": "configure.py builds in its own directory",
+}
+
+# autoconf's variables (VAR=value, or VAR in the environment) that configure.py takes.
+VARIABLES = {"PYTHON": "the Python that builds, installs and runs popper "
+                       "[the one running configure.py]"}
+
+SWITCHES = DIRECTORIES + [
     Switch("--enable-spool-dir=DIR", "SPOOL_DIR",
            "mail spool directory [probed: /var/mail, /var/spool/mail, /usr/spool/mail]",
            off=None, check=_path),
@@ -194,7 +291,18 @@ SWITCHES = [
 # The value of every setting when no switch names it; None for SPOOL_DIR and
 # MAIL_COMMAND means "probe the machine" (settings_for).
 DEFAULTS = {
+    "PYTHON": None,             # None: the interpreter running configure.py
     "PREFIX": "/usr/local",
+    "EXEC_PREFIX": None,        # None: the default of a Directory, resolved by directories()
+    "SBINDIR": None,
+    "LIBDIR": None,
+    "LIBEXECDIR": None,
+    "SYSCONFDIR": None,
+    "LOCALSTATEDIR": None,
+    "DATAROOTDIR": None,
+    "DATADIR": None,
+    "MANDIR": None,
+    "SYSTEMD_UNIT_DIR": None,   # ... and after it, None: install no units
     "SPOOL_DIR": None,
     "TEMP_DIR": None,           # None: the spool directory
     "SERVER_MODE": False,
@@ -223,22 +331,52 @@ DEFAULTS = {
 
 
 def usage() -> str:
-    lines = ["Usage: ./configure.py [SWITCH]...", "",
+    lines = ["Usage: ./configure.py [SWITCH]... [PYTHON=PATH]", "",
              "Writes popper/_settings.py, config.log and config.status.", "",
-             "Switches:"]
+             "Installation directories (make install; DESTDIR=DIR stages them in DIR):"]
     for switch in SWITCHES:
+        if switch is SWITCHES[len(DIRECTORIES)]:
+            lines += ["", "Features:"]
         lines.append("  %-30s %s" % (switch.spelling, switch.help))
-    lines += ["  %-30s %s" % ("--help", "show this text"), ""]
+    lines += ["", "Variables (or from the environment):"]
+    lines += ["  %-30s %s" % (name + "=PATH", text) for name, text in sorted(VARIABLES.items())]
+    lines += ["", "Other switches:",
+              "  %-30s %s" % ("--help, -h", "show this text"),
+              "  %-30s %s" % ("--version, -V", "show popper's version"),
+              "  %-30s %s" % ("--quiet, --silent, -q", "print nothing but errors"),
+              "", "Accepted and ignored, as packaging tools pass them:"]
+    lines += textwrap.wrap(" ".join("--" + word + ("ARG" if word.endswith("=") else "")
+                                    for word in sorted(IGNORED)),
+                           initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
+    lines.append("")
     return "\n".join(lines)
 
 
-def parse(argv: list) -> dict:
-    """Turn the switches into settings; raise ConfigureError on a bad one."""
+QUIET = ("-q", "--quiet", "--silent")
+
+
+def parse(argv: list, log=None) -> dict:
+    """Turn the switches into settings; raise ConfigureError on a bad one.
+    Ignored switches are noted in log."""
     chosen = {}
     for arg in argv:
+        name, eq, value = arg.partition("=")
+        if eq and re.match(r"[A-Za-z_]\w*$", name):
+            if name not in VARIABLES:
+                raise ConfigureError("%s: configure.py takes no variable %s, only %s"
+                                     % (arg, name, ", ".join(v + "=" for v in VARIABLES)))
+            chosen[name] = value
+            continue
+        if arg in QUIET:
+            continue
         if not arg.startswith("--"):
             raise ConfigureError("%s: not a switch (they all start with --)" % arg)
         word, eq, value = arg[2:].partition("=")
+        ignored = IGNORED.get(word + "=") or IGNORED.get(word)
+        if ignored:
+            if log:
+                log("ignored %s: %s" % (arg, ignored))
+            continue
         for switch in SWITCHES:
             if word in (switch.on_word, switch.off_word):
                 value = switch.value(arg, word, eq, value)
@@ -277,9 +415,9 @@ def probe_sendmail(log: Log) -> str:
     return "/usr/sbin/sendmail"
 
 
-def probe_c(log: Log, header: str, library) -> bool:
+def probe_c(log: Log, header: str, library, include=()) -> bool:
     """Can this machine compile and link a program using header/library
-    (None: no library)?"""
+    (None: no library), with the directories include searched for headers?"""
     cc = sysconfig.get_config_var("CC") or "cc"
     compiler = shlex.split(cc)
     if not shutil.which(compiler[0]):
@@ -289,7 +427,8 @@ def probe_c(log: Log, header: str, library) -> bool:
         source = os.path.join(tmp, "conftest.c")
         with open(source, "w") as f:
             f.write("#include <%s>\nint main(void) { return 0; }\n" % header)
-        cmd = compiler + [source, "-o", os.path.join(tmp, "conftest")]
+        cmd = compiler + ["-I" + d for d in include] + [source, "-o",
+                                                         os.path.join(tmp, "conftest")]
         if library:
             cmd.append("-l" + library)
         result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -308,20 +447,66 @@ def probe_cffi(log: Log) -> bool:
         import cffi  # noqa: F401
     except ImportError:
         log("checking for the cffi Python package... no")
+        log("  %s has no cffi (Debian: apt-get install python3-cffi; or pip install cffi)"
+            % sys.executable)
         return False
     log("checking for the cffi Python package... yes (%s)" % cffi.__version__)
     return True
 
 
-def settings_for(argv: list, log: Log) -> dict:
+def directories(settings: dict) -> None:
+    """Resolve the installation directories in settings: a default under the
+    directory it follows, ${name} (or $name) of an earlier one expanded."""
+    known = {}
+    for d in DIRECTORIES:
+        value = settings[d.key]
+        if value is None:
+            value = d.under if d.follows is None else posixpath.join(settings[d.follows],
+                                                                     d.under)
+        elif value == "no":
+            settings[d.key] = known[d.variable] = None
+            continue
+
+        def expand(match, d=d):
+            name = match.group(1) or match.group(2)
+            if name not in known:
+                raise ConfigureError("--%s=%s: ${%s} is not a directory named before it (%s)"
+                                     % (d.on_word, settings[d.key], name, ", ".join(known)))
+            return known[name]
+        value = re.sub(r"\$\{(\w+)\}|\$(\w+)", expand, value)
+        if not value.startswith("/") or re.search(r"\s", value):
+            raise ConfigureError("--%s=%s: needs an absolute path without white space (it goes "
+                                 "into unit files and inetd.conf lines)" % (d.on_word, value))
+        settings[d.key] = known[d.variable] = posixpath.normpath(value)
+
+
+def probe_python_headers(log: Log) -> bool:
+    """Python.h, which the cffi extension is compiled against (Debian: python3-dev)."""
+    paths = sysconfig.get_paths()
+    include = sorted({paths["include"], paths["platinclude"]})
+    ok = probe_c(log, "Python.h", None, include)
+    if not ok:
+        log("  the headers of %s are missing (Debian: apt-get install python3-dev)"
+            % sys.executable)
+    return ok
+
+
+def settings_for(argv: list, log: Log, python: str = None) -> dict:
+    """The settings argv asks for, the rest probed; python is the interpreter
+    configure.py runs as, if it is the one PYTHON= chose (main re-runs it so),
+    else PYTHON= names another (a package's target), or it is this one."""
     settings = dict(DEFAULTS)
-    settings.update(parse(argv))
+    settings.update(parse(argv, log))
+    settings["PYTHON"] = python or settings["PYTHON"] or sys.executable
+    if not settings["PYTHON"].startswith("/"):
+        raise ConfigureError("PYTHON=%s: needs an absolute path here" % settings["PYTHON"])
+    directories(settings)
     if settings["SPOOL_DIR"] is None:
         settings["SPOOL_DIR"] = probe_spool_dir(log)
     if settings["MAIL_COMMAND"] is None:
         settings["MAIL_COMMAND"] = probe_sendmail(log)
     if settings["NATIVE"]:
-        usable = probe_cffi(log) & probe_c(log, "crypt.h", "crypt")
+        usable = probe_cffi(log) & probe_python_headers(log) & probe_c(log, "crypt.h", "crypt")
         if not usable:
             log("the C extension cannot be built here: popper will use its pure-Python twins")
             settings["NATIVE"] = False
@@ -365,17 +550,56 @@ def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
     return True
 
 
+# Set while configure.py re-runs itself with the PYTHON it was given.
+RERUN = "POPPER_CONFIGURE_PYTHON"
+
+
+def chosen_python(argv: list):
+    """The interpreter PYTHON= (the last one) or $PYTHON names, or None."""
+    given = [arg.partition("=")[2] for arg in argv if arg.startswith("PYTHON=")]
+    return given[-1] if given else os.environ.get("PYTHON") or None
+
+
+def run_with(python: str, argv: list) -> None:
+    """Re-run configure.py with the interpreter python, so that what is
+    probed (cffi, its headers) and recorded is that interpreter's; return if
+    this is it already."""
+    path = os.path.abspath(python) if "/" in python else shutil.which(python)
+    if os.environ.pop(RERUN, None) == path or path == sys.executable:
+        return
+    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise ConfigureError("PYTHON=%s: no such program" % python)
+    os.execve(path, [path, os.path.abspath(__file__)] + argv, dict(os.environ, **{RERUN: path}))
+
+
+def version() -> str:
+    return runpy.run_path(os.path.join(HERE, "popper", "__init__.py"))["__version__"]
+
+
 def main(argv: list) -> int:
     if "--help" in argv or "-h" in argv:
         print(usage())
         return 0
+    if "--version" in argv or "-V" in argv:
+        print("popper configure.py %s" % version())
+        return 0
+    try:
+        python = chosen_python(argv)
+        if python:
+            run_with(python, argv)
+        if sys.version_info < (3, 6):
+            raise ConfigureError("popper needs Python 3.6 or newer, not %s (%s)"
+                                 % (sys.version.split()[0], sys.executable))
+    except (ConfigureError, OSError) as exc:
+        print("configure.py: error: %s" % exc, file=sys.stderr)
+        return 1
     log = Log()
     log("This file records what ./configure.py checked; popper/_settings.py holds the result.")
     log("")
     log("$ ./configure.py " + " ".join(shlex.quote(a) for a in argv))
     log("python: %s (%s)" % (sys.executable, sys.version.split()[0]))
     try:
-        settings = settings_for(argv, log)
+        settings = settings_for(argv, log, python=sys.executable)
     except ConfigureError as exc:
         print("configure.py: error: %s" % exc, file=sys.stderr)
         return 1
@@ -384,14 +608,19 @@ def main(argv: list) -> int:
         log("%s = %r" % (key, settings[key]))
     changed = write_if_changed(SETTINGS_FILE, render_settings(argv, settings))
     write_if_changed(LOG_FILE, "\n".join(log.lines) + "\n")
+    # The same interpreter, whatever $PYTHON says when it is run.
+    again = [a for a in argv if not a.startswith("PYTHON=")] + ["PYTHON=" + sys.executable]
     write_if_changed(STATUS_FILE,
                      "#!/bin/sh\n# Re-runs configure.py with the switches last given to it.\n"
                      "cd \"$(dirname \"$0\")\" && exec %s configure.py %s \"$@\"\n"
-                     % (shlex.quote(sys.executable), " ".join(shlex.quote(a) for a in argv)),
+                     % (shlex.quote(sys.executable), " ".join(shlex.quote(a) for a in again)),
                      mode=0o755)
-    print("configure.py: %s popper/_settings.py (spool %s, facility %s, native %s)"
-          % ("wrote" if changed else "kept", settings["SPOOL_DIR"],
-             settings["LOG_FACILITY"], "yes" if settings["NATIVE"] else "no"))
+    if not any(arg in QUIET for arg in argv):
+        print("configure.py: %s popper/_settings.py (spool %s, facility %s, native %s, "
+              "python %s, prefix %s)"
+              % ("wrote" if changed else "kept", settings["SPOOL_DIR"],
+                 settings["LOG_FACILITY"], "yes" if settings["NATIVE"] else "no",
+                 settings["PYTHON"], settings["PREFIX"]))
     return 0
 
 

@@ -14,8 +14,9 @@ from setuptools import find_packages, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 SETTINGS = os.path.join(HERE, "popper", "_settings.py")
 
-if not os.path.exists(SETTINGS):
-    subprocess.check_call([sys.executable, os.path.join(HERE, "configure.py")], cwd=HERE)
+if not os.path.exists(SETTINGS):      # probed for this interpreter, whatever $PYTHON says
+    subprocess.check_call([sys.executable, os.path.join(HERE, "configure.py"),
+                           "PYTHON=" + sys.executable], cwd=HERE)
 settings = runpy.run_path(SETTINGS)
 native = settings["NATIVE"]
 builders = (["_native/build_native.py:ffibuilder"] if native else []) + (

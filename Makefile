@@ -4,19 +4,25 @@ VENV ?= .venv
 DEMO ?= /tmp/popper-demo
 PORT ?= 1110
 
-.PHONY: all build check lint demo bench soak install clean distclean
+.PHONY: all build check lint demo bench soak install uninstall clean distclean
 
 all: build
 
+# configure.py newer than its output: run it again with the same switches.
 popper/_settings.py: configure.py
-	$(PYTHON) configure.py
+	if [ -x config.status ]; then ./config.status; else $(PYTHON) configure.py; fi
 
-# The extension in place, for running from the checkout.
+# What configure.py wrote: $$($(SETTING) NAME) in a recipe.
+SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_settings.py')[sys.argv[1]])"
+
+# The extension in place, for running from the checkout, built by the
+# interpreter configure.py chose (PYTHON=), which installs and runs popper too.
 build: popper/_settings.py
-	@if grep -q '^NATIVE = True' popper/_settings.py; then \
-	    $(PYTHON) _native/build_native.py >/dev/null; fi
-	@if grep -q '^NATIVE_PAM = True' popper/_settings.py; then \
-	    $(PYTHON) _native/build_pam.py >/dev/null; fi
+	@python=$$($(SETTING) PYTHON) && \
+	if grep -q '^NATIVE = True' popper/_settings.py; then \
+	    "$$python" _native/build_native.py >/dev/null; fi && \
+	if grep -q '^NATIVE_PAM = True' popper/_settings.py; then \
+	    "$$python" _native/build_pam.py >/dev/null; fi
 
 $(VENV)/bin/tox: tests/deps.sh
 	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
@@ -28,8 +34,6 @@ check:
 lint: $(VENV)/bin/tox
 	$(VENV)/bin/tox -e lint
 
-# Installs under configure.py's --prefix: the program and its manual page.
-SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_settings.py')[sys.argv[1]])"
 
 # The benchmark (bench/README.md): 10,000 messages unless MESSAGES says otherwise.
 MESSAGES ?= 10000
@@ -47,12 +51,17 @@ soak: build
 	faults=$$?; \
 	test $$crash = 0 && test $$faults = 0
 
-install: popper/_settings.py
-	prefix=$$($(SETTING) PREFIX) && \
-	$(PYTHON) -m pip install --prefix "$$prefix" . && \
-	install -D -m 644 docs/popper.8 "$$prefix/share/man/man8/popper.8"
+# At configure.py's directories, staged under DESTDIR if given; what it
+# wrote is listed in LIBDIR/popper/INSTALLED, which uninstall goes by
+# (packaging/install.py).
+install: build
+	@"$$($(SETTING) PYTHON)" packaging/install.py install --destdir "$(DESTDIR)"
 
-demo: $(VENV)/bin/tox
+uninstall: popper/_settings.py
+	@"$$($(SETTING) PYTHON)" packaging/install.py uninstall --destdir "$(DESTDIR)"
+
+demo:
+	DEPS=build PYTHON=$(PYTHON) tests/deps.sh $(VENV)
 	$(VENV)/bin/pip install -q .
 	cd /tmp && $(CURDIR)/$(VENV)/bin/python $(CURDIR)/tests/demo.py --dir $(DEMO) --port $(PORT) --popper $(CURDIR)/$(VENV)/bin/popper
 

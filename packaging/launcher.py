@@ -10,12 +10,12 @@ first on sys.path.
 
 TEMPLATE = """\
 #!{python} -Es
-# popper's launcher, written by packaging/launcher.py.  It runs popper from
-# {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
+# popper's launcher, written by packaging/launcher.py.  It runs {module}
+# from {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
 import sys
 sys.path.insert(0, {libdir!r})
 try:
-    from popper.cli import main
+    from {module} import main
 except Exception as exc:
     # A broken install.  Under inetd fd 1 and 2 are the client's socket:
     # the reason goes to syslog, the client gets one line and no traceback.
@@ -36,10 +36,12 @@ sys.exit(main())
 """
 
 
-def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1") -> str:
+def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
+             module: str = "popper.cli") -> str:
     """The launcher's text for the interpreter python (an absolute path),
-    the directory libdir that holds the popper package, and the syslog
-    facility a failure to start is logged at."""
+    the directory libdir that holds the popper package, the syslog
+    facility a failure to start is logged at, and the module whose main()
+    is the program (popper.cli for popper)."""
     if not python.startswith("/") or not libdir.startswith("/"):
         raise ValueError("the launcher needs absolute paths, not %r and %r" % (python, libdir))
     if any(c.isspace() for c in python):
@@ -47,7 +49,9 @@ def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1") -> str:
                          % python)
     if not facility.startswith("LOG_") or not facility[4:].isalnum():
         raise ValueError("not a syslog facility: %r" % facility)
-    return TEMPLATE.format(python=python, libdir=libdir, facility=facility)
+    if not all(part.isidentifier() for part in module.split(".")):
+        raise ValueError("not a module name: %r" % module)
+    return TEMPLATE.format(python=python, libdir=libdir, facility=facility, module=module)
 
 
 if __name__ == "__main__":

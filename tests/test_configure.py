@@ -292,20 +292,6 @@ def test_disable_native_builds_no_extension(tree):
     assert pure.stdout.strip() == "[]"
 
 
-def test_prefix_is_where_make_install_puts_popper(tree):
-    tree.configure("--prefix=/opt/popper")
-    shutil.copytree(str(ROOT / "docs"), str(tree.path / "docs"))
-    result = subprocess.run(["make", "-n", "install"], cwd=tree.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
-    assert result.returncode == 0
-    shown = subprocess.run(["sh", "-c", "prefix=$(%s -c \"import runpy, sys; print(runpy."
-                            "run_path('popper/_settings.py')['PREFIX'])\") && echo $prefix"
-                            % sys.executable], cwd=tree.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, universal_newlines=True)
-    assert shown.stdout.strip() == "/opt/popper"
-    assert "pip install --prefix \"$prefix\" ." in result.stdout
-
-
 syslog_only = pytest.mark.skipif(not can_unshare(), reason="capturing syslog needs root")
 
 

@@ -14,11 +14,11 @@ BUILD="gcc libcrypt-dev libpam0g-dev python3 python3-venv python3-dev"
 # (what the server does before it becomes the user), rsyslog (LOCAL1 through
 # a real syslog daemon, started by tests/test_rsyslog.py itself); GNU cpio,
 # bsdtar and checkbashisms, which check the SVR4 package;
-# systemd-socket-activate (the shipped units' command lines), python3-cffi
-# (make install with Debian's own python3).
+# systemd-socket-activate and xinetd (the shipped units and xinetd file),
+# python3-cffi (make install with Debian's own python3).
 PACKAGES="$BUILD curl fetchmail getmail6 mpop procmail liblockfile-bin
           libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd strace
-          util-linux rsyslog cpio libarchive-tools devscripts systemd python3-cffi"
+          util-linux rsyslog cpio libarchive-tools devscripts systemd xinetd python3-cffi"
 if [ "$DEPS" = build ]; then
     PACKAGES=$BUILD
 fi

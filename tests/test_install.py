@@ -7,7 +7,8 @@ on a small source tree of their own; the slow ones copy the checkout,
 configure, build and install it, and run what was installed: staged under
 DESTDIR (in a mount namespace where DESTDIR's /usr/local is /usr/local),
 and installed for real under a temporary prefix, through the shipped
-units' command lines under systemd-socket-activate, fetched by curl.
+units' command lines under systemd-socket-activate and the shipped xinetd
+file under xinetd, fetched by curl.
 """
 
 import importlib.util
@@ -509,25 +510,27 @@ def test_make_install_destdir_gives_a_runnable_popper(tree, tmp_path, mailhost, 
     assert list(destdir.iterdir()) == []
 
 
-class SocketActivate:
-    """systemd-socket-activate listening on 127.0.0.1:port for command;
-    stopped by its pid."""
+class Server:
+    """A super-server (or popper itself) listening on 127.0.0.1:port,
+    started by the test and stopped by its pid."""
 
-    def __init__(self, command: list, accept: bool):
-        self.port = free_port()
-        binary = C.need("systemd-socket-activate")
-        self.process = subprocess.Popen(
-            [binary, "-l", "127.0.0.1:%d" % self.port] + (["-a", "--inetd"] if accept else [])
-            + command, stderr=subprocess.PIPE)
+    def __init__(self, command: list, port: int):
+        self.port = port
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stderr=self.stderr)
         deadline = time.monotonic() + 20
         while True:
-            assert self.process.poll() is None, self.process.stderr.read()
+            assert self.process.poll() is None, "%s exited: %s" % (command[0], self.said())
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "nothing listens on %d" % self.port
+                assert time.monotonic() < deadline, "nothing listens on %d" % port
                 time.sleep(0.05)
+
+    def said(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode("utf-8", "replace")[-3000:]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -539,39 +542,83 @@ class SocketActivate:
             return self.process.wait()
 
 
-@pytest.mark.slow
-@pytest.mark.clients
-def test_the_installed_units_serve_mail_under_systemd_socket_activate(tree, mailhost):
-    """make install under a temporary prefix; each unit's ExecStart= as
-    systemd would run it (the inetd one with -a --inetd, the standalone one
-    with the listening socket in LISTEN_FDS); curl fetches the mail."""
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """make install for real, under a temporary prefix; then make uninstall,
+    which must leave only the popper.conf the tests changed."""
     prefix = pathlib.Path(tempfile.mkdtemp(prefix="popper-install-", dir="/tmp"))
     try:
         os.chmod(str(prefix), 0o755)        # the login process (nobody) reads the library
+        tree = Tree(tmp_path_factory.mktemp("installed") / "src")
         tree.configure("--prefix=%s" % prefix)
         tree.make()
         tree.make("install")
         conf = prefix / "etc" / "popper.conf"
         assert conf.read_text() == (prefix / "etc" / "popper.conf.sample").read_text()
-        conf.write_text(mailhost.config.read_text())
-        units = prefix / "lib" / "systemd" / "system"
-        for unit, accept in (("popper@.service", True), ("popper-standalone.service", False)):
-            command = popper_command(units / unit)
-            assert command == [str(prefix / "sbin" / "popper"), "-s", "-f", str(conf)]
-            expected = deliver(mailhost)
-            work = mailhost.base / ("client-" + unit)
-            (work / "out").mkdir(parents=True)
-            server = SocketActivate(command, accept)
-            try:
-                C.curl_retr_all(server.port, len(MAIL), work / "out", work)
-            finally:
-                status = server.stop()
-            assert accept or status == 0, "the standalone popper exited %d" % status
-            outputs = [C.from_wire(data) for data in C.read_outputs(work / "out")]
-            C.check_downloads(outputs, expected)
-            mailhost.spool().write_bytes(b"")
+        yield prefix
         out = tree.make("uninstall")
         assert "kept %s: changed since make install wrote it" % conf in out
         assert tree_files(prefix) == {"/etc/popper.conf"}
     finally:
         shutil.rmtree(str(prefix), ignore_errors=True)
+
+
+def fetch_with_curl(mailhost, port: int, expected: dict, name: str) -> None:
+    work = mailhost.base / name
+    (work / "out").mkdir(parents=True)
+    C.curl_retr_all(port, len(MAIL), work / "out", work)
+    C.check_downloads([C.from_wire(data) for data in C.read_outputs(work / "out")], expected)
+
+
+@pytest.mark.slow
+@pytest.mark.clients
+@pytest.mark.parametrize("unit, accept", [("popper@.service", True),
+                                          ("popper-standalone.service", False)])
+def test_the_installed_units_serve_mail_under_systemd_socket_activate(installed, mailhost,
+                                                                       unit, accept):
+    """Each unit's ExecStart= as systemd runs it: the inetd one with -a
+    --inetd (a popper per connection on fd 0/1), the standalone one with
+    the listening socket in LISTEN_FDS; curl fetches the mail."""
+    conf = installed / "etc" / "popper.conf"
+    conf.write_text(mailhost.config.read_text())
+    command = popper_command(installed / "lib" / "systemd" / "system" / unit)
+    assert command == [str(installed / "sbin" / "popper"), "-s", "-f", str(conf)]
+    port = free_port()
+    server = Server([C.need("systemd-socket-activate"), "-l", "127.0.0.1:%d" % port]
+                    + (["-a", "--inetd"] if accept else []) + command, port)
+    try:
+        fetch_with_curl(mailhost, port, deliver(mailhost), "curl")
+    finally:
+        status = server.stop()
+    assert accept or status == 0, "the standalone popper exited %d" % status
+
+
+@pytest.mark.slow
+@pytest.mark.clients
+@pytest.mark.root
+def test_the_installed_xinetd_file_serves_mail(installed, mailhost, tmp_path):
+    """xinetd with the installed xinetd.d/popper, enabled and moved to a
+    port of the test's own (an unlisted service on 127.0.0.1)."""
+    xinetd = C.need("xinetd")
+    if not IS_ROOT:
+        pytest.skip("xinetd runs the service as root (user = root)")
+    conf = installed / "etc" / "popper.conf"
+    conf.write_text(mailhost.config.read_text())
+    port = free_port()
+    text = (installed / "etc" / "xinetd.d" / "popper").read_text()
+    assert "server      = %s/sbin/popper\n" % installed in text
+    assert "server_args = -s -f %s\n" % conf in text
+    text = text.replace("service pop3\n", "service popper-test\n").replace(
+        "disable     = yes\n", "disable     = no\n    type = UNLISTED\n    port = %d\n"
+        "    bind = 127.0.0.1\n" % port)
+    (tmp_path / "xinetd.conf").write_text(text)
+    (tmp_path / "xinetd.log").write_text("")
+    server = Server([xinetd, "-dontfork", "-f", str(tmp_path / "xinetd.conf"), "-pidfile",
+                     str(tmp_path / "xinetd.pid"), "-filelog", str(tmp_path / "xinetd.log")],
+                    port)
+    try:
+        fetch_with_curl(mailhost, port, deliver(mailhost), "curl")
+    finally:
+        server.stop()
+    log = (tmp_path / "xinetd.log").read_text()
+    assert "Started working: 1 available service" in log and "ERROR" not in log, log

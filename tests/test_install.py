@@ -17,18 +17,16 @@ import pathlib
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 
 import pytest
 
 import clients as C
-from conftest import IS_ROOT, ROOT, corpus, free_port, start_inetd
+from conftest import (IS_ROOT, ROOT, Standalone, corpus, free_port, start_inetd,
+                      wait_for_port)
 
 
 def _load(name: str, path: pathlib.Path):
@@ -510,36 +508,14 @@ def test_make_install_destdir_gives_a_runnable_popper(tree, tmp_path, mailhost, 
     assert list(destdir.iterdir()) == []
 
 
-class Server:
-    """A super-server (or popper itself) listening on 127.0.0.1:port,
-    started by the test and stopped by its pid."""
+class Server(Standalone):
+    """A super-server (or popper itself) the test started on 127.0.0.1:port;
+    stopped by its pid, as Standalone is."""
 
     def __init__(self, command: list, port: int):
         self.port = port
-        self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(command, stderr=self.stderr)
-        deadline = time.monotonic() + 20
-        while True:
-            assert self.process.poll() is None, "%s exited: %s" % (command[0], self.said())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "nothing listens on %d" % port
-                time.sleep(0.05)
-
-    def said(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode("utf-8", "replace")[-3000:]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE)
+        wait_for_port(port, self.process)
 
 
 @pytest.fixture(scope="module")

@@ -565,10 +565,12 @@ def run_with(python: str, argv: list) -> None:
     probed (cffi, its headers) and recorded is that interpreter's; return if
     this is it already."""
     path = os.path.abspath(python) if "/" in python else shutil.which(python)
-    if os.environ.pop(RERUN, None) == path or path == sys.executable:
-        return
     if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
         raise ConfigureError("PYTHON=%s: no such program" % python)
+    if os.environ.pop(RERUN, None) == path or path == sys.executable:
+        return
+    if subprocess.call([path, "-c", "import sys; sys.exit(sys.version_info < (3, 6))"]):
+        raise ConfigureError("PYTHON=%s: popper needs Python 3.6 or newer" % python)
     os.execve(path, [path, os.path.abspath(__file__)] + argv, dict(os.environ, **{RERUN: path}))
 
 
@@ -587,9 +589,6 @@ def main(argv: list) -> int:
         python = chosen_python(argv)
         if python:
             run_with(python, argv)
-        if sys.version_info < (3, 6):
-            raise ConfigureError("popper needs Python 3.6 or newer, not %s (%s)"
-                                 % (sys.version.split()[0], sys.executable))
     except (ConfigureError, OSError) as exc:
         print("configure.py: error: %s" % exc, file=sys.stderr)
         return 1

@@ -271,13 +271,21 @@ class Installer:
         os.replace(temporary, target)
         self.new.files[path] = digest(data)
 
+    def theirs(self, item: Item) -> bool:
+        """Is the file at item's path the administrator's: there, and neither
+        what this install writes nor what the last one wrote (a link is theirs)?"""
+        target = self.destdir + item.path
+        if not os.path.lexists(target):
+            return False
+        there = _content(target)
+        return there is None or (there != item.data
+                                 and self.old.files.get(item.path) != digest(there))
+
     def install(self, items: list) -> None:
         kept = []
         for item in items:
-            there = _content(self.destdir + item.path)
-            if item.config and there is not None and there != item.data and \
-                    self.old.files.get(item.path) != digest(there):
-                kept.append(item.path)      # the administrator's (or changed since)
+            if item.config and self.theirs(item):
+                kept.append(item.path)
                 continue
             self.write(item.path, item.data, item.mode)
             if item.compile_to:

@@ -151,6 +151,8 @@ def test_directories_have_autoconfs_defaults(switches, changed):
     ("--sbindir", "--sbindir needs =ARG"),
     ("CC=gcc", "CC=gcc: configure.py takes no variable CC, only PYTHON="),
     ("PYTHON=/nonexistent/python3", "PYTHON=/nonexistent/python3: no such program"),
+    ("PYTHON=no-such-python", "PYTHON=no-such-python: no such program"),
+    ("PYTHON=/bin/false", "PYTHON=/bin/false: popper needs Python 3.6 or newer"),
 ])
 def test_bad_directories_and_variables_exit_1(tree, switch, message):
     result = tree.configure(switch, ok=False)
@@ -382,14 +384,18 @@ def test_reinstall_keeps_the_administrators_config_and_drops_what_is_gone(source
     install.install(fake_settings(), str(destdir), str(source), say=said.append)
     conf = destdir / "usr/local/etc/popper.conf"
     conf.write_text(conf.read_text() + "set statistics\n")
+    pam = destdir / "usr/local/etc/pam.d/popper"
+    pam.unlink()
+    pam.symlink_to("/etc/pam.d/other")                               # the admin's choice
     (source / "popper" / "sub" / "__init__.py").unlink()                 # a newer version
     (source / "popper" / "sub").rmdir()
     moved = fake_settings("/usr/local", "--sbindir=/usr/local/bin")
     said.clear()
     install.install(moved, str(destdir), str(source), say=said.append)
     assert conf.read_text().endswith("set statistics\n")
-    assert ("kept %s/usr/local/etc/popper.conf: it is not what make install wrote there"
-            % destdir) in said
+    assert os.readlink(str(pam)) == "/etc/pam.d/other"
+    for path in (conf, pam):
+        assert "kept %s: it is not what make install wrote there" % path in said
     # The unchanged config files follow the new paths; the old program is gone.
     assert "server      = /usr/local/bin/popper\n" in (
         destdir / "usr/local/etc/xinetd.d/popper").read_text()
@@ -397,7 +403,7 @@ def test_reinstall_keeps_the_administrators_config_and_drops_what_is_gone(source
     assert not (destdir / "usr/local/lib/popper/popper/sub/__init__.py").exists()
     assert (destdir / "usr/local/bin/popper").exists()
     install.uninstall(moved, str(destdir), say=said.append)
-    assert tree_files(destdir) == {"/usr/local/etc/popper.conf"}
+    assert tree_files(destdir) == {"/usr/local/etc/popper.conf", "/usr/local/etc/pam.d/popper"}
 
 
 def test_install_refuses_a_missing_extension(source):

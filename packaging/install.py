@@ -70,7 +70,11 @@ def read_settings(root: str = ROOT) -> dict:
     path = os.path.join(root, "popper", "_settings.py")
     if not os.path.exists(path):
         raise InstallError("%s is missing: run ./configure.py first" % path)
-    return runpy.run_path(path)
+    settings = runpy.run_path(path)
+    if "PYTHON" not in settings or "LIBDIR" not in settings:
+        raise InstallError("%s was written by an older configure.py: run ./config.status"
+                           % path)
+    return settings
 
 
 def library(settings: dict) -> str:

@@ -155,8 +155,8 @@ class Switch:
 
 
 class Directory(Switch):
-    """An installation directory (autoconf's): its default is the path under
-    in the directory follows, so that it moves with that one's switch."""
+    """An installation directory (autoconf's): by default the path under
+    inside the directory it follows, so that it moves with that one's switch."""
 
     def __init__(self, spelling, key, follows, under, help, check=_directory, off=None):
         Switch.__init__(self, spelling, key, help, off=off, check=check)

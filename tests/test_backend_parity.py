@@ -21,6 +21,8 @@ import popper
 from popper import native
 from popper.auth import cryptpw, unixdb
 
+pytestmark = pytest.mark.twin
+
 NSS_WRAPPER = pathlib.Path("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
 needs_native = pytest.mark.skipif(not native.BUILT, reason="the C extension is not built")
 

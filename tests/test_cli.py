@@ -12,6 +12,8 @@ from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, free_port, hashed, pro
 
 from popper import __version__
 
+pytestmark = pytest.mark.clients
+
 MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=11)))
 
 
@@ -178,6 +180,7 @@ def test_trace_file(mailhost, inetd, tmp_path):
     assert "[%d] " % conv.process.pid in text
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="a low uid can only be served by root")
 def test_low_uid_needs_a(mailhost, inetd):
     # uid 8 (mail on Debian) is at most 10: refused unless -a.
@@ -242,6 +245,7 @@ def test_socket_activation(mailhost):
         assert process.wait(10) == 0
 
 
+@pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="the privilege drop needs root")
 def test_serving_process_runs_as_the_user(mailhost, inetd):
     mailhost.deliver(MAIL)

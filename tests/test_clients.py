@@ -22,6 +22,8 @@ import clients as C
 import mda
 from conftest import Conversation, corpus
 
+pytestmark = pytest.mark.clients
+
 COUNT = 100
 SEED = 1939
 

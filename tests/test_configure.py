@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ROOT, Conversation, can_unshare, corpus, start_inetd
 
+pytestmark = pytest.mark.clients
+
 MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=21)))
 
 REQUIRED = ["--prefix", "--enable-bulletins", "--enable-bulldb", "--enable-auto-delete",
@@ -295,6 +297,7 @@ def test_disable_native_builds_no_extension(tree):
 syslog_only = pytest.mark.skipif(not can_unshare(), reason="capturing syslog needs root")
 
 
+@pytest.mark.root
 @syslog_only
 def test_log_facility_and_log_login_and_debugging(tree, mailhost, syslog):
     mailhost.deliver(MAIL)

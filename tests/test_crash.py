@@ -29,6 +29,8 @@ from conftest import IS_ROOT, corpus, start_inetd
 from helpers import World, message_id, split_mbox
 from mda import digest
 
+pytestmark = pytest.mark.clients
+
 TRIALS = int(os.environ.get("POPPER_CRASH_TRIALS", "24"))
 
 
@@ -96,6 +98,7 @@ def run_trial(world: World, rng: random.Random, extra_args: list, spans: tuple) 
     return phase
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
 def test_kill_9_at_random_instants_loses_nothing(mailhost, mode):
     seed = int(os.environ.get("POPPER_CRASH_SEED", "0")) or random.randrange(1 << 30)
@@ -150,6 +153,7 @@ def small_spool_dir(mailhost, megabytes: int):
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="a small filesystem needs root to mount")
 
 
+@pytest.mark.root
 @needs_root
 @pytest.mark.parametrize("mode", [[], ["-S"]], ids=["normal", "server-mode"])
 def test_a_full_disk_during_the_update_loses_nothing(mailhost, mode):
@@ -183,6 +187,7 @@ def test_a_full_disk_during_the_update_loses_nothing(mailhost, mode):
         assert [digest(m) for m in kept] == [digest(m.envelope + m.data) for m in msgs]
 
 
+@pytest.mark.root
 @needs_root
 def test_a_full_disk_at_login_leaves_the_spool_alone(mailhost):
     with small_spool_dir(mailhost, 4) as small:

@@ -49,6 +49,9 @@ def next_login_works(conv) -> None:
     conv.close()
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.clients
 @pytest.mark.parametrize("transport", ["inetd", "tcp"])
 def test_a_client_that_never_reads_its_retr_is_ended_by_the_write_deadline(
         mailhost, syslog, transport):
@@ -90,6 +93,9 @@ def test_a_client_that_never_reads_its_retr_is_ended_by_the_write_deadline(
             server.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.clients
 def test_a_command_dribbled_a_byte_at_a_time_times_out_within_T(mailhost, syslog):
     mailhost.deliver(SMALL)
     conv = start_inetd(wrap(syslog, mailhost.command("-T", "3")))
@@ -115,6 +121,9 @@ def test_a_command_dribbled_a_byte_at_a_time_times_out_within_T(mailhost, syslog
         conv.close()
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.clients
 def test_pipelined_commands_never_read_end_with_the_write_deadline(mailhost, syslog):
     """300,000 CAPA before login (as root under inetd), the replies never
     read: write-timeout (here 2 s; -T stays 60) ends the session."""
@@ -144,6 +153,9 @@ def test_pipelined_commands_never_read_end_with_the_write_deadline(mailhost, sys
         conv.close()
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.clients
 def test_a_session_not_logged_in_after_login_timeout_is_ended(mailhost, syslog):
     """A command every 0.9 s, each answered: -T never expires, login-timeout does."""
     mailhost.write_config("set login-timeout = 3")

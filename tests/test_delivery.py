@@ -24,6 +24,8 @@ import mda
 from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, start_inetd
 from helpers import message_id, split_mbox
 
+pytestmark = [pytest.mark.slow, pytest.mark.clients]
+
 AGENT_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/"}
 
 

@@ -27,6 +27,8 @@ from popper.auth import AuthError, cryptpw
 from popper.auth import userdb as userdb_module
 from popper.auth.userdb import UserDB
 
+pytestmark = pytest.mark.twin
+
 TRIES = 31
 LIMIT = 0.10
 NSS_WRAPPER = pathlib.Path("/usr/lib/x86_64-linux-gnu/libnss_wrapper.so")
@@ -113,6 +115,7 @@ SETTINGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(SETTINGS))
 def test_userdb_unknown_wrong_password_and_locked_cost_the_same(tmp_path, method):
     """The entries use one method and cost; the system prefers another
@@ -144,6 +147,7 @@ def test_userdb_unknown_wrong_password_and_locked_cost_the_same(tmp_path, method
     assert_alike(measure)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cold", [False, True], ids=["cached", "each-connection"])
 def test_userdb_first_last_and_unknown_cost_the_same_in_10000_lines(tmp_path, cold):
     """No scan that stops at the name: the first line, the last line and no
@@ -247,6 +251,7 @@ def unix_child(base: str) -> None:
     print(json.dumps(medians(calls, tries)))
 
 
+@pytest.mark.clients
 @pytest.mark.skipif(not NSS_WRAPPER.exists(), reason="nss_wrapper is not installed")
 def test_unix_unknown_locked_and_wrong_password_cost_the_same(tmp_path):
     """The host's users are $6$ (5000 rounds); libxcrypt prefers yescrypt,

@@ -128,6 +128,9 @@ CASES = [(call, fault) for call, errors in CALLS.items() for fault in errors + (
          if FULL or fault != "SIGKILL" or call not in READS]
 
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.clients,
     pytest.mark.skipif(not STRACE, reason="needs strace (tests/deps.sh installs it)"),
     pytest.mark.skipif(not IS_ROOT, reason="strace's injection into a process that "
                                            "becomes the test user needs root"),

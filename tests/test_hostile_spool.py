@@ -24,8 +24,9 @@ from conftest import IS_ROOT, TEST_GID, TEST_UID, can_unshare, hashed, start_ine
 from popper.maildrop import MaildropError, files
 from popper.protocol import replies as R
 
-pytestmark = pytest.mark.skipif(not IS_ROOT or not can_unshare(),
-                                reason="needs root (two uids, a private mount namespace)")
+pytestmark = [pytest.mark.root, pytest.mark.clients,
+              pytest.mark.skipif(not IS_ROOT or not can_unshare(),
+                                 reason="needs root (two uids, a private mount namespace)")]
 
 VICTIM, ATTACKER = "victim", "mallory"
 PASSWORDS = {VICTIM: "victim-pw", ATTACKER: "mallory-pw"}

@@ -8,9 +8,13 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import Conversation, Standalone
 
 from popper.protocol import replies as R
+
+pytestmark = [pytest.mark.root, pytest.mark.clients]
 
 TOO_MANY_FROM = R.err(R.TOO_MANY_FROM_ADDRESS, address="127.0.0.1").rstrip(b"\r\n")
 TOO_FAST = R.err(R.TOO_FAST_FROM_ADDRESS, address="127.0.0.1").rstrip(b"\r\n")
@@ -62,6 +66,7 @@ def refusals(syslog, pattern: str) -> list:
     return [int(m.group(1)) for m in (regex.search(t) for t in syslog.texts(0.3)) if m]
 
 
+@pytest.mark.slow
 def test_600_connections_from_one_address_get_20_sessions_and_others_are_served(
         mailhost, syslog):
     server = start(mailhost, syslog, "set max-connections-per-second = 0")
@@ -103,6 +108,7 @@ def test_600_connections_from_one_address_get_20_sessions_and_others_are_served(
         server.stop()
 
 
+@pytest.mark.slow
 def test_connections_per_second_from_one_address(mailhost, syslog):
     server = start(mailhost, syslog, "set max-connections-per-second = 5",
                    "set max-sessions-per-address = 0")

@@ -155,6 +155,8 @@ def reading(mailhost):
     capture.close()
 
 
+@pytest.mark.root
+@pytest.mark.clients
 def test_a_stalled_syslog_does_not_delay_a_login(mailhost, stalled, reading):
     healthy = [login_seconds(reading, mailhost) for _ in range(3)]
     stuck = [login_seconds(stalled, mailhost) for _ in range(3)]
@@ -165,6 +167,8 @@ def test_a_stalled_syslog_does_not_delay_a_login(mailhost, stalled, reading):
     assert stalled.drain() == 0         # nothing of popper's was queued: all of it dropped
 
 
+@pytest.mark.root
+@pytest.mark.clients
 def test_the_dropped_lines_are_counted_once_syslog_reads_again(mailhost, stalled):
     conv = start(stalled.wrap(mailhost.command("-d")))
     assert conv.login().startswith(b"+OK")
@@ -183,6 +187,8 @@ def test_the_dropped_lines_are_counted_once_syslog_reads_again(mailhost, stalled
     assert DROPPED.search(texts[0]) and texts[1].endswith('Received: "STAT"'), texts
 
 
+@pytest.mark.root
+@pytest.mark.clients
 def test_refusing_to_start_does_not_wait_for_a_stalled_syslog(mailhost, stalled):
     began = time.monotonic()
     try:
@@ -365,6 +371,8 @@ MESSAGES = ["plain", '(null) at 127.0.0.1 (127.0.0.1): -ERR Unknown command: "bo
             "percent %s %n %% signs", "utf-8: h\u00e9llo \u2713", "x" * 3000, ""]
 
 
+@pytest.mark.root
+@pytest.mark.clients
 def test_the_lines_are_byte_for_byte_glibcs(mailhost, reading):
     result = subprocess.run(reading.wrap([sys.executable, "-c", GLIBC_AND_OURS] + MESSAGES),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -392,6 +400,8 @@ log.Log("popper", "local1").notice("over a stream")
 """
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_namespace
 def test_over_a_stream_socket_too(mailhost):
     class Stream:
@@ -472,6 +482,8 @@ HOSTILE = {
 }
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 @needs_namespace
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
@@ -495,6 +507,8 @@ def test_a_hostile_trace_file_is_refused(mailhost, syslog, sticky, kind):
     assert any(str(trace) in t and re.search(described, t) for t in logged), logged
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 def test_a_good_trace_file_is_appended_to_and_a_missing_one_made_0600(mailhost, inetd, sticky):
     d, _ = sticky
@@ -512,6 +526,8 @@ def test_a_good_trace_file_is_appended_to_and_a_missing_one_made_0600(mailhost, 
     assert existing.read_text().startswith("an older line\n")
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 @needs_namespace
 def test_a_trace_file_swapped_before_sighup_is_refused_and_the_server_runs_on(

@@ -2,7 +2,11 @@
 
 import re
 
+import pytest
+
 from conftest import corpus
+
+pytestmark = [pytest.mark.root, pytest.mark.clients]
 
 MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=31)))
 LOCAL1, LOCAL3, NOTICE, DEBUG = 17, 19, 5, 7

@@ -7,11 +7,15 @@ import re
 import socket
 import time
 
+import pytest
+
 import mda
 from conftest import TEST_GID, TEST_UID, corpus, start_inetd
 from helpers import message_id, split_mbox
 
 from popper.maildrop.scan import encode_uid
+
+pytestmark = pytest.mark.twin
 
 MAIL = corpus.mbox_bytes(list(corpus.messages(8, seed=61)))
 
@@ -39,6 +43,7 @@ def uidl(mailhost, *args) -> list:
 
 # --- server mode ------------------------------------------------------------------
 
+@pytest.mark.clients
 def test_server_mode_serves_in_place_and_leaves_an_unchanged_spool_alone(mailhost):
     mailhost.deliver(MAIL)
     session(mailhost)                       # X-UIDL: and Status: written once
@@ -58,6 +63,7 @@ def test_server_mode_serves_in_place_and_leaves_an_unchanged_spool_alone(mailhos
     assert not mailhost.temp_drop().exists()
 
 
+@pytest.mark.clients
 def test_server_mode_second_login_takes_the_cache(mailhost):
     mailhost.deliver(MAIL)
     trace = mailhost.base / "trace"
@@ -72,6 +78,7 @@ def test_server_mode_second_login_takes_the_cache(mailhost):
     assert "cached message table" not in trace.read_text()
 
 
+@pytest.mark.clients
 def test_the_cache_is_written_after_a_scan_and_left_alone_after_a_cached_login(mailhost):
     mailhost.deliver(MAIL)
     session(mailhost)                       # X-UIDL: and Status: written once
@@ -86,6 +93,7 @@ def test_the_cache_is_written_after_a_scan_and_left_alone_after_a_cached_login(m
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+@pytest.mark.clients
 def test_server_mode_update_keeps_new_mail_and_writes_headers(mailhost):
     mailhost.deliver(MAIL)
     conv = start_inetd(mailhost.command("-S"))
@@ -108,6 +116,7 @@ def test_server_mode_update_keeps_new_mail_and_writes_headers(mailhost):
     assert all(m.split(b"\n")[1].startswith(b"X-UIDL: ") for m in messages[:7])
 
 
+@pytest.mark.clients
 def test_server_mode_with_mail_left_in_the_temp_drop_serves_it_normally(mailhost):
     mailhost.deliver(MAIL)
     leftover = corpus.mbox_bytes(list(corpus.messages(2, seed=62)))
@@ -122,6 +131,7 @@ def test_server_mode_with_mail_left_in_the_temp_drop_serves_it_normally(mailhost
 
 # --- the temporary drop ------------------------------------------------------------
 
+@pytest.mark.clients
 def test_temp_drop_open_to_others_is_refused(mailhost):
     mailhost.deliver(MAIL)
     mailhost.temp_drop().write_bytes(b"")
@@ -134,6 +144,7 @@ def test_temp_drop_open_to_others_is_refused(mailhost):
     assert mailhost.spool().read_bytes() == MAIL
 
 
+@pytest.mark.clients
 def test_temp_drop_with_two_links_is_refused(mailhost):
     mailhost.deliver(MAIL)
     mailhost.temp_drop().write_bytes(b"")
@@ -154,6 +165,7 @@ def mmdf(msgs) -> bytes:
     return b"".join(SEP + m.data + SEP for m in msgs)
 
 
+@pytest.mark.clients
 def test_mmdf_spool_round_trip_with_new_mmdf_mail(mailhost):
     msgs = list(corpus.messages(5, seed=63))
     mailhost.deliver(mmdf(msgs))
@@ -189,6 +201,7 @@ UW = (b"From MAILER-DAEMON Thu Nov 26 14:34:16 2026\n"
       b"This text is part of the internal format of your mail folder.\n\n")
 
 
+@pytest.mark.clients
 def test_uw_imap_folder_data_is_hidden_and_kept(mailhost):
     mailhost.deliver(UW + MAIL)
     conv = start_inetd(mailhost.command())
@@ -210,6 +223,7 @@ def test_uw_imap_folder_data_is_hidden_and_kept(mailhost):
     assert first not in data
 
 
+@pytest.mark.clients
 def test_uw_kludge_can_be_turned_off(mailhost):
     mailhost.deliver(UW + MAIL)
     mailhost.write_config("reset uw-kludge")
@@ -218,6 +232,7 @@ def test_uw_kludge_can_be_turned_off(mailhost):
 
 # --- UIDs --------------------------------------------------------------------------------
 
+@pytest.mark.clients
 def test_repeated_uids_are_made_unique_and_written_back(mailhost):
     msgs = list(corpus.messages(3, seed=65))
     data = b"".join(m.envelope + m.data.replace(b"\n\n", b"\nX-UIDL: sameuid\n\n", 1) + b"\n"
@@ -229,6 +244,7 @@ def test_repeated_uids_are_made_unique_and_written_back(mailhost):
     assert uidl(mailhost) == first          # the same after they were written back
 
 
+@pytest.mark.clients
 def test_a_made_uid_never_takes_one_a_later_message_has(mailhost):
     # The UID the second "sameuid" would get is already the fourth message's.
     made = encode_uid(hashlib.md5(b"sameuid/1").digest())
@@ -242,6 +258,7 @@ def test_a_made_uid_never_takes_one_a_later_message_has(mailhost):
     assert uids[1:3] == [encode_uid(hashlib.md5(b"sameuid/%d" % k).digest()) for k in (2, 3)]
 
 
+@pytest.mark.clients
 def test_qpopper_uids_are_honoured(mailhost):
     msgs = list(corpus.messages(2, seed=66))
     data = b"".join(m.envelope + m.data.replace(b"\n\n", b"\nX-UIDL: %s\n\n" % uid, 1) + b"\n"
@@ -253,6 +270,7 @@ def test_qpopper_uids_are_honoured(mailhost):
 
 # --- dot-locks ---------------------------------------------------------------------------
 
+@pytest.mark.clients
 def test_a_dot_lock_of_a_dead_process_is_broken_at_once(mailhost):
     mailhost.deliver(MAIL)
     lock = mailhost.base / "spool" / "alice.lock"
@@ -266,6 +284,7 @@ def test_a_dot_lock_of_a_dead_process_is_broken_at_once(mailhost):
 
 # --- nothing changed but the headers popper owns --------------------------------------
 
+@pytest.mark.slow
 def test_awkward_mailboxes_survive_a_session_byte_for_byte(make_session, spool):
     """Every generated awkward mailbox of the scanner tests (CRLF, NULs, long
     lines, Content-Length:, no final newline, MMDF): after a session that
@@ -307,6 +326,8 @@ def test_awkward_mailboxes_survive_a_session_byte_for_byte(make_session, spool):
     assert checked > 350
 
 
+@pytest.mark.root
+@pytest.mark.clients
 def test_temp_drop_of_someone_else_is_refused(mailhost):
     import pytest
     from conftest import IS_ROOT
@@ -323,6 +344,7 @@ def test_temp_drop_of_someone_else_is_refused(mailhost):
     assert mailhost.spool().read_bytes() == MAIL
 
 
+@pytest.mark.clients
 def test_a_lock_left_half_made_by_a_killed_popper_is_broken(mailhost):
     """Killed between link() and unlink(): the lock has two links, and the
     file it was made from is left; both go, and the login goes on."""

@@ -2,7 +2,6 @@
 reads the client's bytes, with which privileges, and what the root part
 accepts from the login process."""
 
-import os
 import pathlib
 import re
 import shutil
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, TEST_UID, USERS, Conversation, corpus, start_inetd
+from conftest import IS_ROOT, TEST_UID, USERS, corpus, start_inetd
 
 from popper import privsep
 from popper.auth import Account, AuthError
@@ -37,6 +36,8 @@ def children_of(pid: int) -> list:
     return [int(p) for p in out.split()]
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 def test_the_login_process_is_nobody_without_capabilities(mailhost, inetd):
     mailhost.deliver(MAIL)
@@ -56,6 +57,8 @@ def test_the_login_process_is_nobody_without_capabilities(mailhost, inetd):
     assert conv.cmd("QUIT").startswith(b"+OK")
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 @pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
 def test_strace_no_process_reads_the_client_as_root(mailhost, tmp_path):
@@ -89,6 +92,7 @@ def test_strace_no_process_reads_the_client_as_root(mailhost, tmp_path):
     assert any(r[1] == TEST_UID and "STAT" in r[2] for r in reads)
 
 
+@pytest.mark.clients
 def test_pipelined_commands_after_pass_survive_the_hand_over(mailhost, inetd):
     mailhost.deliver(MAIL)
     conv = inetd()
@@ -101,6 +105,7 @@ def test_pipelined_commands_after_pass_survive_the_hand_over(mailhost, inetd):
     assert conv.cmd("QUIT").startswith(b"+OK")
 
 
+@pytest.mark.clients
 def test_a_line_split_across_the_hand_over_is_whole(mailhost, inetd):
     mailhost.deliver(MAIL)
     conv = inetd()
@@ -112,6 +117,7 @@ def test_a_line_split_across_the_hand_over_is_whole(mailhost, inetd):
     assert conv.cmd("QUIT").startswith(b"+OK")
 
 
+@pytest.mark.clients
 def test_failures_then_a_login(mailhost, inetd):
     mailhost.deliver(MAIL)
     conv = inetd()
@@ -123,6 +129,8 @@ def test_failures_then_a_login(mailhost, inetd):
     assert conv.cmd("QUIT").startswith(b"+OK")
 
 
+@pytest.mark.root
+@pytest.mark.clients
 @needs_root
 def test_the_root_part_enforces_the_failure_delay(mailhost, inetd):
     mailhost.write_config("set auth-fail-delay = 1")
@@ -132,6 +140,8 @@ def test_the_root_part_enforces_the_failure_delay(mailhost, inetd):
     assert time.monotonic() - started >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.clients
 def test_login_timeout_ends_a_session_that_never_logs_in(mailhost, inetd):
     mailhost.write_config("set login-timeout = 2")
     conv = inetd("-T", "30")
@@ -146,6 +156,7 @@ def test_login_timeout_ends_a_session_that_never_logs_in(mailhost, inetd):
     assert time.monotonic() - started < 4
 
 
+@pytest.mark.clients
 def test_an_unknown_login_user_refuses_to_start(mailhost):
     mailhost.write_config("set login-user = no-such-user-here")
     result = subprocess.run(mailhost.command(), stdin=subprocess.DEVNULL,
@@ -156,6 +167,7 @@ def test_an_unknown_login_user_refuses_to_start(mailhost):
         assert "login-user no-such-user-here: no such user" in result.stderr
 
 
+@pytest.mark.clients
 def test_login_user_none_serves_in_one_process(mailhost, inetd):
     mailhost.deliver(MAIL)
     mailhost.write_config("set login-user = none")
@@ -201,6 +213,7 @@ def root_part(frames: list):
                                        Client("h", "192.0.2.1"), Log())
     except privsep.ChannelError as exc:
         result = exc
+    ours.close()                # the answers end at EOF, not at a timeout
     theirs.settimeout(1)
     answers = b""
     try:
@@ -211,7 +224,6 @@ def root_part(frames: list):
             answers += piece
     except (socket.timeout, OSError):
         pass
-    ours.close()
     theirs.close()
     return result, answers, backend.calls
 
@@ -274,6 +286,7 @@ def big_mail() -> bytes:
             b"Message-ID: <big@example.com>\n\n" + body + b"\n" + MAIL)
 
 
+@pytest.mark.clients
 def test_auto_delete_keeps_a_message_the_client_reset_during(mailhost, tcp_inetd):
     """Finding 11: RETR of a 200 KiB message, the client reads 2 KB and
     resets; with auto-delete the message must stay."""

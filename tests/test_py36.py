@@ -259,6 +259,7 @@ print(json.dumps(failed))
 """
 
 
+@pytest.mark.clients
 @needs_36
 def test_python_3_6_compiles_every_target_and_test_file(tmp_path):
     result = subprocess.run([PYTHON36, "-c", COMPILE_ALL, str(tmp_path / "out.pyc")]
@@ -310,6 +311,7 @@ def start36(tree, ours, theirs, *args, threads=True) -> Conversation:
                 % process.stderr.read().decode(errors="replace"))
 
 
+@pytest.mark.clients
 @needs_36
 @pytest.mark.parametrize("threads", [True, False], ids=["threads", "without-threads"])
 def test_a_pop3_session_with_python_3_6(mailhost, tree36, threads):
@@ -338,6 +340,7 @@ def test_a_pop3_session_with_python_3_6(mailhost, tree36, threads):
     assert b"hello\n..a dot-stuffed line\n" not in spool and b"\n.a dot-stuffed line\n" in spool
 
 
+@pytest.mark.clients
 @needs_36
 def test_python_3_6_sees_an_ipv6_peer_whole(mailhost, tree36):
     """Under inetd, 3.6 read half of an IPv6 peer's address (::1 came out

@@ -17,10 +17,10 @@ import pytest
 
 from conftest import IS_ROOT, corpus, process_ids, start_inetd
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.root, pytest.mark.clients, pytest.mark.twin, pytest.mark.skipif(
     not IS_ROOT or not shutil.which("useradd") or not os.path.isdir("/etc/pam.d")
     or not os.path.exists("/etc/pam.d/common-auth"),
-    reason="needs root, useradd and Debian's /etc/pam.d/common-auth")
+    reason="needs root, useradd and Debian's /etc/pam.d/common-auth")]
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def real_user(mailhost):
         subprocess.run(["userdel", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["pam", "unix"])
 def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_user, tcp_inetd,
                                                                backend):

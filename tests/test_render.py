@@ -8,6 +8,8 @@ import pytest
 from popper.maildrop import render
 from popper.maildrop.scan import Message
 
+pytestmark = pytest.mark.twin
+
 UID = b"abcdefghijklmnopqrst"
 
 

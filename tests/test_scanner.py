@@ -18,6 +18,8 @@ from popper.maildrop import scan as pure
 from popper.maildrop.wire import AFTER_CR, AT_LINE_START
 from popper.maildrop import wire as pure_wire
 
+pytestmark = pytest.mark.twin
+
 try:
     from popper._cpopper import ffi as _ffi, lib as _lib
 except ImportError:

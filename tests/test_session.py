@@ -15,6 +15,8 @@ from popper.protocol import replies as R
 from popper.protocol.session import FLUSH, AfterSend, Client, Pause
 from popper.settings import Settings
 
+pytestmark = pytest.mark.twin
+
 
 def sent(stream) -> bytes:
     """A reply stream as the transport sends it, AfterSend called in turn."""

@@ -2,9 +2,13 @@
 
 import os
 
+import pytest
+
 from conftest import corpus
 
 from popper import native
+
+pytestmark = pytest.mark.twin
 
 
 def test_native_module_matches_the_environment():
@@ -16,6 +20,7 @@ def test_native_module_matches_the_environment():
         assert native.scan.__module__ == "popper.maildrop.scan"
 
 
+@pytest.mark.clients
 def test_login_list_retr_quit(mailhost, inetd):
     msgs = list(corpus.messages(3, seed=7))
     mailhost.deliver(corpus.mbox_bytes(msgs))

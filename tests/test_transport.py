@@ -12,6 +12,8 @@ import pytest
 
 from conftest import TEST_GID, TEST_UID, Conversation, corpus, free_port, wait_for_port
 
+pytestmark = pytest.mark.clients
+
 MAIL = corpus.mbox_bytes(list(corpus.messages(4, seed=41)))
 
 
@@ -111,6 +113,7 @@ def test_under_systemd_socket_activate_inetd(mailhost):
         process.wait(10)
 
 
+@pytest.mark.slow
 def test_a_huge_spool_is_served_in_little_memory(mailhost, inetd):
     """1.5 GB of mail, served with under 100 MB resident."""
     size = 1536 << 20

@@ -20,6 +20,8 @@ from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, process_ids, start_ine
 
 from popper import native
 
+pytestmark = [pytest.mark.clients, pytest.mark.twin]
+
 LIB = pathlib.Path("/usr/lib/x86_64-linux-gnu")
 NSS_WRAPPER = LIB / "libnss_wrapper.so"
 UID_WRAPPER = LIB / "libuid_wrapper.so"

@@ -1,10 +1,11 @@
-# popper: `make` builds, `make check` tests, `make demo` shows it working.
+# popper: `make` builds, `make test` runs the fast tests, `make check` all of
+# them, `make demo` shows it working.
 PYTHON ?= python3
 VENV ?= .venv
 DEMO ?= /tmp/popper-demo
 PORT ?= 1110
 
-.PHONY: all build check lint demo bench soak install uninstall clean distclean
+.PHONY: all build check test lint demo bench soak install uninstall clean distclean
 
 all: build
 
@@ -27,9 +28,20 @@ build: popper/_settings.py
 $(VENV)/bin/tox: tests/deps.sh
 	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
 
+# Everything, through tox (tox.ini says what each environment runs), on the
+# interpreters tests/deps.sh found.
 check:
 	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
-	$(VENV)/bin/tox -e native,pure
+	PATH="$(abspath $(VENV))/pythons:$$PATH" $(VENV)/bin/tox -e "$$(cat $(VENV)/envs)"
+
+# The fast lane: the in-process tests, from the checkout, in seconds.
+FAST = not slow and not root and not clients
+test: build
+	@python=$$($(SETTING) PYTHON) && \
+	if ! "$$python" -c "import pytest" 2>/dev/null; then \
+	    echo "make test needs pytest for $$python: $$python -m pip install pytest" \
+	         "(or apt-get install python3-pytest)"; exit 1; fi && \
+	"$$python" -m pytest -q -p no:cacheprovider -m "$(FAST)" tests
 
 lint: $(VENV)/bin/tox
 	$(VENV)/bin/tox -e lint

@@ -66,11 +66,14 @@ def read(relpath: str) -> bytes:
         return f.read()
 
 
-def target_settings(spool_dir: str) -> tuple:
+def target_settings(python: str, spool_dir: str) -> tuple:
     """popper/_settings.py for the target, by configure.py's own functions,
-    and the settings it holds."""
+    and the settings it holds: the target's interpreter and the package's
+    own directories, so that nothing in it names the build host."""
     configure = runpy.run_path(os.path.join(ROOT, "configure.py"))
-    argv = TARGET_SWITCHES + ["--enable-spool-dir=" + spool_dir]
+    argv = TARGET_SWITCHES + ["--enable-spool-dir=" + spool_dir, "PYTHON=" + python,
+                              "--prefix=/usr", "--sbindir=/etc", "--sysconfdir=/etc",
+                              "--localstatedir=/var", "--with-systemdsystemunitdir=no"]
     log = configure["Log"]()
     settings = configure["settings_for"](argv, log)
     if log.lines:                   # a setting was probed on this machine, not chosen
@@ -93,7 +96,7 @@ def sources(top: str, suffixes: tuple) -> list:
 
 def contents(python: str, spool_dir: str) -> list:
     """(path on the target, mode, bytes) of every file the package installs."""
-    text, settings = target_settings(spool_dir)
+    text, settings = target_settings(python, spool_dir)
     launcher = runpy.run_path(os.path.join(ROOT, "packaging", "launcher.py"))["launcher"]
     files = [(LIBDIR + "/" + rel, 0o644, read(rel))
              for rel in sources("popper", (".py",)) + sources("_native", (".py", ".c", ".h"))]

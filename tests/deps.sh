@@ -54,7 +54,7 @@ fi
 
 # The interpreters of the py36 (the oldest the server runs on, SCO's) and
 # py313 environments: pyenv's, or on PATH, or built by pyenv when it is
-# there.  Linked into $VENV/pythons, which make check puts first on PATH;
+# there.  Named in $VENV/pythons, which make check puts first on PATH;
 # $VENV/envs names the tox environments make check runs -- without the one
 # whose interpreter cannot be had, said here.
 PYENV=$(command -v pyenv || echo "${PYENV_ROOT:-$HOME/.pyenv}/bin/pyenv")
@@ -87,7 +87,10 @@ for version in 3.6 3.13; do
         python=$(find_python $version)
     fi
     if [ -n "$python" ]; then
-        ln -s "$python" "$VENV/pythons/python$version"
+        # A script, not a link: through a link 3.6 reports the link as its
+        # sys.executable, and virtualenv cannot find its installation.
+        printf '#!/bin/sh\nexec "%s" "$@"\n' "$python" >"$VENV/pythons/python$version"
+        chmod +x "$VENV/pythons/python$version"
         envs="$envs,$env"
     else
         echo "deps: no Python $version here ($why): make check skips $env"

@@ -5,7 +5,8 @@ It names its interpreter and its library directory, so neither the PATH,
 PYTHONPATH, the user's site directory nor the interpreter's install scheme
 (Debian's adds a "local") decides which popper runs: -E ignores PYTHON*
 variables, -s the user's site-packages, and the library directory comes
-first on sys.path.
+first on sys.path; a library without the package is a broken install,
+never a reason to run another popper found further along sys.path.
 """
 
 TEMPLATE = """\
@@ -15,6 +16,10 @@ TEMPLATE = """\
 import sys
 sys.path.insert(0, {libdir!r})
 try:
+    # Only the library's own popper: never one found further on sys.path.
+    from importlib.machinery import PathFinder
+    if PathFinder.find_spec({package!r}, [{libdir!r}]) is None:
+        raise ModuleNotFoundError("No module named %r" % {package!r})
     from {module} import main
 except Exception as exc:
     # A broken install.  Under inetd fd 1 and 2 are the client's socket:
@@ -51,7 +56,8 @@ def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
         raise ValueError("not a syslog facility: %r" % facility)
     if not all(part.isidentifier() for part in module.split(".")):
         raise ValueError("not a module name: %r" % module)
-    return TEMPLATE.format(python=python, libdir=libdir, facility=facility, module=module)
+    return TEMPLATE.format(python=python, libdir=libdir, facility=facility, module=module,
+                           package=module.split(".")[0])
 
 
 if __name__ == "__main__":

@@ -211,7 +211,10 @@ def _tell(prog: str, settings: Settings, problems: list, priority: int = LOG_ERR
     for problem in problems:
         if to_stderr:
             try:
-                print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr)
+                # flush: before 3.9 a stderr that is no terminal is block-buffered,
+                # and a session ends with os._exit, which drops the buffer
+                print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr,
+                      flush=True)
             except OSError:
                 to_stderr = False
         log.syslog.send(priority, clean(problem))

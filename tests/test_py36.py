@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import pathlib
+import runpy
 import shutil
 import socket
 import subprocess
@@ -27,7 +28,9 @@ from popper.transport import connection
 
 TARGET = sorted(
     [p for p in (ROOT / "popper").rglob("*.py") if "__pycache__" not in p.parts]
-    + [ROOT / "configure.py", ROOT / "setup.py"] + sorted((ROOT / "_native").glob("build_*.py")))
+    + [ROOT / "configure.py", ROOT / "setup.py"] + sorted((ROOT / "_native").glob("build_*.py"))
+    # make install and the SVR4 package run these with the target's interpreter
+    + sorted((ROOT / "packaging").rglob("*.py")) + [ROOT / "packaging" / "sco" / "build-native"])
 TESTS = sorted((ROOT / "tests").glob("*.py")) + [ROOT / "bench" / "corpus.py"]
 
 # Standard library names newer than 3.6 (attributes, or names imported
@@ -267,6 +270,21 @@ def test_python_3_6_compiles_every_target_and_test_file(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout.decode()) == []
+
+
+@pytest.mark.clients
+@needs_36
+def test_the_launcher_runs_popper_on_python_3_6(tmp_path):
+    """The launcher's own text (a template, not a file the checks above read)."""
+    launcher = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))["launcher"]
+    program = tmp_path / "popper"
+    program.write_text(launcher(PYTHON36, str(ROOT)))
+    program.chmod(0o755)
+    result = subprocess.run([str(program), "-v"], env=dict(os.environ, POPPER_PUREPYTHON="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("Qpopper version ")
 
 
 @pytest.fixture

@@ -219,6 +219,27 @@ def test_python_chooses_the_interpreter(tree):
     assert tree.settings()["PYTHON"] == sys.executable
 
 
+CONFIGURED = ("popper/_settings.py", "config.status", "config.log")
+
+
+@pytest.mark.clients
+@pytest.mark.slow
+def test_setup_py_leaves_an_unconfigured_checkout_unconfigured(tree, tmp_path):
+    """pip and tox run setup.py with a throw-away interpreter: settings it
+    configured for itself, left behind, would send make install to it."""
+    pytest.importorskip("setuptools")
+    run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")], tree.path)
+    assert [name for name in CONFIGURED if (tree.path / name).exists()] == []
+    sdist, = (tmp_path / "dist").iterdir()
+    listing = run(["tar", "-tzf", str(sdist)], tmp_path).stdout.split()
+    assert "%s/popper/_settings.py" % sdist.name[:-len(".tar.gz")] in listing
+    # What the administrator configured stays as it was.
+    tree.configure()
+    before = {name: (tree.path / name).read_bytes() for name in CONFIGURED}
+    run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist2")], tree.path)
+    assert {name: (tree.path / name).read_bytes() for name in CONFIGURED} == before
+
+
 def test_the_python_headers_are_probed(monkeypatch):
     log = configure.Log()
     if not configure.probe_python_headers(log):

@@ -63,4 +63,4 @@ def test_a_write_that_fails_mid_retr_is_a_hangup_and_not_a_read(make_session, sp
     connection.run(conn, session, 60, log)
     data = (spool / "alice").read_bytes()
     assert data.count(b"\nStatus: U\n") == 29                 # RETR 2 not counted as read
-    assert any("-ERR POP hangup from client.example" in m for m in log.texts("notice"))
+    assert any("-ERR POP hangup from mail.example" in m for m in log.texts("notice"))

@@ -120,7 +120,7 @@ def test_every_err_is_logged(make_session):
     (b"USER {user}{0}", b"+OK Password required for {user}{0}."),
     (b"USER a\x00b", b"+OK Password required for a?b."),
     (b"USER \tal\xa0ice", b"+OK Password required for al?ice."),   # one word: split at [ \t]
-    (b"AUTH", b"+OK Supported SASL mechanisms:\r\n."),
+    (b"AUTH", b"+OK Supported SASL mechanisms:\r\nX-NONE-SO-USE-APOP-OR-STLS\r\n."),
     (b"AUTH CRAM-MD5", b"-ERR Unknown authentication mechanism: CRAM-MD5"),
     (b"APOP alice 0123456789abcdef0123456789abcdef",
      b"-ERR [AUTH] APOP is not available on this server"),
@@ -143,9 +143,10 @@ def test_authorization_state_replies(make_session, line, reply):
     (b"TOP 1 -1", b"-ERR Number of lines must be a number, 0 or more: -1"),
     (b"TOP 1 %n", b"-ERR Number of lines must be a number, 0 or more: %n"),
     (b"TOP 1", b"-ERR Too few arguments for the top command."),
-    (b"LIST 1 2", b"-ERR Too many arguments for the list command."),
+    (b"LIST 1 2", b"-ERR Unknown LIST argument: 2"),
+    (b"LIST 1 2 3", b"-ERR Too many arguments for the list command."),
     (b"UIDL x", b"-ERR Parameter must be a number between 1 and 5"),
-    (b"UIDL 9", b"-ERR Message 9 does not exist."),
+    (b"UIDL 9", b"-ERR Message 9 out of range."),
     (b"DELE 0", b"-ERR Message 0 does not exist."),
     (b"USER bob", b'-ERR Unknown command: "user".'),
     (b"NOOP", b"+OK no big woop"),
@@ -378,9 +379,10 @@ def test_hangup_applies_deletions_by_default(make_session, spool):
     session, log = make_session(mail=MAIL)
     login(session)
     run(session, b"DELE 1\r\n")
-    assert session.end("hangup") == []
+    assert session.end("hangup") == [b"-ERR POP hangup from mail.example\r\n",
+                                     b"+OK Pop server at mail.example signing off.\r\n"]
     assert (spool / "alice").read_bytes().count(b"\nX-UIDL: ") == 4
-    assert any("-ERR POP hangup from client.example" in m for m in log.texts("notice"))
+    assert any("-ERR POP hangup from mail.example" in m for m in log.texts("notice"))
 
 
 def test_eof_without_update_on_abort_restores_everything(make_session, spool):
@@ -399,7 +401,7 @@ def test_timeout_says_so_and_logs_qpoppers_line(make_session):
     s.timeout = 33
     session, log = make_session(s, mail=MAIL)
     login(session)
-    assert session.end("timeout") == [b"-ERR POP timeout from client.example\r\n",
+    assert session.end("timeout") == [b"-ERR POP timeout from mail.example\r\n",
                                       b"+OK Pop server at mail.example signing off.\r\n"]
     assert ("notice", "(v%s) Timeout (33 secs) during nw read from alice at client.example "
             "(192.0.2.9)" % __version__) in log.lines

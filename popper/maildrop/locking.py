@@ -41,15 +41,20 @@ class DotLock:
     liblockfile does)."""
 
     def __init__(self, path: str):
+        self.spool = path
         self.path = path + ".lock"
         self.held = False
         self.touched = 0.0
 
     def _fail(self, text: str, code: int, exc: OSError = None) -> LockError:
-        number = exc.errno if exc else 0
-        return LockError(replies.text(replies.MAILLOCK, text=text, code=code, file=self.path,
-                                      error=os.strerror(number) if number else "Success",
-                                      errno=number))
+        """Qpopper's maillock -ERR: it names the spool (pop_dropcopy.c); the
+        errno part only when there is an error to tell (never "Success (0)")."""
+        if exc is None or not exc.errno:
+            return LockError(replies.text(replies.MAILLOCK_NO_ERRNO, text=text, code=code,
+                                          file=self.spool))
+        return LockError(replies.text(replies.MAILLOCK, text=text, code=code, file=self.spool,
+                                      error=exc.strerror or os.strerror(exc.errno),
+                                      errno=exc.errno))
 
     def _try(self) -> bool:
         """Make the lock whole or not at all: write <pid>@<host> into a file

@@ -42,7 +42,10 @@ NEED_TLS = ("[AUTH] You must use TLS/SSL or stronger authentication such as APOP
 USER_FIRST = "[AUTH] USER first, then PASS."
 APOP_UNAVAILABLE = "[AUTH] APOP is not available on this server"
 AUTH_MECHANISMS = "Supported SASL mechanisms:"
-UNKNOWN_MECHANISM = "Unknown authentication mechanism: {mechanism}"
+# pop_auth.c lists this pseudo-mechanism when it was built without SCRAM (as popper is).
+AUTH_NO_MECHANISM = "X-NONE-SO-USE-APOP-OR-STLS"
+UNKNOWN_MECHANISM = "Unknown authentication mechanism: {mechanism:.100}"
+STLS_NOT_ENABLED = "Command not enabled"
 
 # --- transaction --------------------------------------------------------------
 STAT = "{count} {octets}"
@@ -59,8 +62,11 @@ UIDL_ONE = "{number} {uid}"
 CAPA = "Capability list follows"
 NO_SUCH_MESSAGE = "Message {number} does not exist."
 MESSAGE_DELETED = "Message {number} has been deleted."
+UIDL_OUT_OF_RANGE = "Message {number} out of range."
 UIDL_DELETED = "Message {number} has been marked for deletion."
 NOT_A_NUMBER = "Parameter must be a number between 1 and {count}"
+UNKNOWN_LIST_ARG = "Unknown LIST argument: {arg:.128}"
+MANGLE_UNAVAILABLE = "X-MANGLE is not available on this server"
 BAD_LINE_COUNT = "Number of lines must be a number, 0 or more: {arg}"
 
 # --- the maildrop ---------------------------------------------------------------
@@ -73,10 +79,9 @@ TEMP_LINKED = "[SYS/PERM] Your temporary file appears to have more than one link
 TEMP_CREATE_FAILED = ("[SYS/TEMP] Failed to create {tempdrop} with uid {uid}, gid {gid}.  "
                       "Change permissions.")
 MAILLOCK = "[SYS/TEMP] maillock error '{text}' ({code}) on '{file}': {error} ({errno})"
+MAILLOCK_NO_ERRNO = "[SYS/TEMP] maillock error '{text}' ({code}) on '{file}'"
 FLOCK_FAILED = "[SYS/TEMP] flock: '{file}': {error} ({errno})"
 FCNTL_FAILED = "[SYS/TEMP] fcntl lock: '{file}': {error} ({errno})"
-NOT_A_MAILBOX = ("[SYS/PERM] Unable to process From lines (envelopes) in {file}; change "
-                 "recognition mode or check for corrupted mail drop.")
 COPY_FAILED = ("[SYS/TEMP] Unable to copy mail spool file to temp pop dropbox {tempdrop}: "
                "{error} ({errno})")
 QUOTA = "[SYS/TEMP] Unable to copy mail spool file, quota exceeded ({errno})"
@@ -97,10 +102,12 @@ TOO_FAST_FROM_ADDRESS = ("[SYS/TEMP] Too many connections from {address} in a se
                          "try again later.")
 SERVER_BUSY = "[SYS/TEMP] Server busy; try again later."
 
-# --- abnormal ends ----------------------------------------------------------------
+# --- abnormal ends (popper.c, pop_exit: {host} is the server's own name) -------------
 HANGUP = "POP hangup from {host}"
 TIMEOUT = "POP timeout from {host}"
 EOF_OR_IO = "POP EOF or I/O Error"
+ABORT_UPDATE_FAILED = "POP mailbox update for {user} failed!"
+ABORT_RESTORE_FAILED = "POP mailbox restoration for {user} failed!"
 
 
 def _clean(value) -> str:

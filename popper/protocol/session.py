@@ -30,6 +30,17 @@ HANDED_OFF = "handed-off"
 MAX_USER = 64           # Qpopper truncates longer user names
 
 
+def _lower(text: str) -> str:
+    """text with ASCII letters downcased, as C's tolower() in the C locale."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
+def _is_mangle(word: str) -> bool:
+    """Whether a LIST/RETR/TOP extra word asks for X-MANGLE (pop_list.c and
+    pop_send.c compare its lower-cased start with "mangle" and "x-mangle")."""
+    return _lower(word).startswith(("mangle", "x-mangle"))
+
+
 class Pause:
     """Wait this many seconds before sending what follows."""
 
@@ -122,9 +133,11 @@ class Session:
         self.commands = {
             AUTHORIZATION: {"user": (self.do_user, 1, 1), "pass": (self.do_pass_first, 0, 1),
                             "apop": (self.do_apop, 2, 2), "auth": (self.do_auth, 0, 2),
+                            "stls": (self.do_stls, 0, 0),
                             "capa": (self.do_capa, 0, 0), "quit": (self.do_quit, 0, 0)},
-            TRANSACTION: {"stat": (self.do_stat, 0, 0), "list": (self.do_list, 0, 1),
-                          "retr": (self.do_retr, 1, 1), "top": (self.do_top, 2, 2),
+            # LIST, RETR and TOP take one more word, X-MANGLE's (pop_list.c, pop_send.c).
+            TRANSACTION: {"stat": (self.do_stat, 0, 0), "list": (self.do_list, 0, 2),
+                          "retr": (self.do_retr, 1, 2), "top": (self.do_top, 2, 3),
                           "dele": (self.do_dele, 1, 1), "noop": (self.do_noop, 0, 0),
                           "rset": (self.do_rset, 0, 0), "last": (self.do_last, 0, 0),
                           "uidl": (self.do_uidl, 0, 1), "capa": (self.do_capa, 0, 0),
@@ -227,7 +240,7 @@ class Session:
     def user_name(self, name: str) -> str:
         """The name as popper uses it: -c downcases, -C cuts at @, 64 at most."""
         if self.settings.downcase_user:
-            name = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in name)
+            name = _lower(name)
         if self.settings.trim_domain:
             name = name.split("@", 1)[0]
         if len(name) > MAX_USER:
@@ -270,8 +283,11 @@ class Session:
 
     def do_auth(self, mechanism: str = None, initial: str = None):
         if mechanism is None:
-            return _multiline(R.ok(R.AUTH_MECHANISMS), [])
+            return _multiline(R.ok(R.AUTH_MECHANISMS), [R.AUTH_NO_MECHANISM.encode()])
         return self.err(R.UNKNOWN_MECHANISM, mechanism=mechanism)
+
+    def do_stls(self):
+        return self.err(R.STLS_NOT_ENABLED)         # pop_extend.c, pop_stls: no TLS built
 
     def login(self, account):
         self.user = account.name
@@ -316,14 +332,16 @@ class Session:
         return (len(self.deleted) - self.first - self.deleted_count,
                 self.total_octets - self.deleted_octets)
 
-    def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED):
-        """(index, None) for a message number argument, or (None, -ERR reply)."""
+    def message(self, arg: str, deleted_template: str = R.MESSAGE_DELETED,
+                missing_template: str = R.NO_SUCH_MESSAGE):
+        """(index, None) for a message number argument, or (None, -ERR reply).
+        The number in a reply is the one Qpopper's atoi() read (007 is 7)."""
         count = len(self.maildrop.messages) - self.first
         if not is_number(arg):
             return None, self.err(R.NOT_A_NUMBER, count=count)
         n = int(arg)
         if not 1 <= n <= count:
-            return None, self.err(R.NO_SUCH_MESSAGE, number=arg)
+            return None, self.err(missing_template, number=n)
         if deleted_template and self.deleted[n - 1 + self.first]:
             return None, self.err(deleted_template, number=n)
         return n - 1 + self.first, None
@@ -332,26 +350,40 @@ class Session:
         count, octets = self.live_totals()
         return R.ok(R.STAT, count=count, octets=octets)
 
-    def do_list(self, arg: str = None):
+    def do_list(self, arg: str = None, extra: str = None):
         octets = self.maildrop.messages.octets
         if arg is None:
             count, total = self.live_totals()
             return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(), octets,
                             b"%d %d\r\n", self.first)
+        if _is_mangle(arg):
+            return self.err(R.MANGLE_UNAVAILABLE)
         i, error = self.message(arg)
-        return error or R.ok(R.LIST_ONE, number=i + 1 - self.first, octets=octets[i])
+        if error:
+            return error
+        if extra is not None:
+            # pop_list.c: a second word must be X-MANGLE's; it is printed lower-cased.
+            if _is_mangle(extra):
+                return self.err(R.MANGLE_UNAVAILABLE)
+            return self.err(R.UNKNOWN_LIST_ARG, arg=_lower(extra))
+        return R.ok(R.LIST_ONE, number=i + 1 - self.first, octets=octets[i])
 
-    def do_retr(self, arg: str):
+    def do_retr(self, arg: str, extra: str = None):
         i, error = self.message(arg)
-        return error or self.send_message(i, None)
+        return error or self.mangle_refusal(extra) or self.send_message(i, None)
 
-    def do_top(self, arg: str, lines: str):
+    def do_top(self, arg: str, lines: str, extra: str = None):
         i, error = self.message(arg)
         if error:
             return error
         if not is_number(lines):
             return self.err(R.BAD_LINE_COUNT, arg=lines)
-        return self.send_message(i, int(lines))
+        return self.mangle_refusal(extra) or self.send_message(i, int(lines))
+
+    def mangle_refusal(self, extra):
+        """pop_send.c: RETR's and TOP's extra word is X-MANGLE's (not built
+        here) or else ignored."""
+        return self.err(R.MANGLE_UNAVAILABLE) if extra and _is_mangle(extra) else None
 
     def confirm_sent(self) -> None:
         """The client sent another command: it has the messages sent whole
@@ -399,7 +431,10 @@ class Session:
         uids = self.maildrop.messages.uid
         if arg is None:
             return _listing(R.ok(R.UIDL_ALL), self.live(), uids, b"%d %s\r\n", self.first)
-        i, error = self.message(arg, deleted_template=R.UIDL_DELETED)
+        if is_number(arg) and int(arg) == 0:        # pop_uidl.c: atoi() gave no number
+            return self.err(R.NOT_A_NUMBER, count=len(self.deleted) - self.first)
+        i, error = self.message(arg, deleted_template=R.UIDL_DELETED,
+                                missing_template=R.UIDL_OUT_OF_RANGE)
         return error or R.ok(R.UIDL_ONE, number=i + 1 - self.first, uid=uids[i].decode("ascii"))
 
     def capabilities(self) -> list:
@@ -452,27 +487,33 @@ class Session:
     def end(self, reason: str, seconds: int = None, during: str = "nw read") -> list:
         """The connection ended without QUIT: 'eof', 'hangup' or 'timeout'
         (after `seconds`, -T unless given, waiting `during` "nw read", "nw
-        write" or "login").  Returns what may still be sent (the timeout's -ERR)."""
+        write" or "login").  Returns what Qpopper's pop_exit() and sign-off
+        send (the transport sends it if the client may still read it): the
+        -ERR naming the server, the update's -ERRs, the sign-off.  Every
+        -ERR is logged, sent or not."""
         if self.state == DONE:
             return []
-        out = []
         if reason == "timeout":
             self.log.notice("(v%s) Timeout (%d secs) during %s from %s at %s (%s)"
                             % (__version__, self.settings.timeout if seconds is None else seconds,
                                during, self.user or "(null)", self.client.host, self.client.ip))
-            out.append(self.err(R.TIMEOUT, host=self.client.host))
+            out = [self.err(R.TIMEOUT, host=self.hostname)]
         elif reason == "hangup":
-            self.log_err(R.err(R.HANGUP, host=self.client.host))
+            out = [self.err(R.HANGUP, host=self.hostname)]
         else:
-            self.log_err(R.err(R.EOF_OR_IO))
+            out = [self.err(R.EOF_OR_IO)]
         if self.state == TRANSACTION:
             try:
                 self.update(abnormal=True)
             except Exception as exc:
-                text = exc.args[0] if isinstance(exc, MaildropError) else traceback.format_exc()
-                self.log.notice("-ERR POP mailbox update for %s failed! (%s)" % (self.user, text))
-        if out:                 # the client is still there after a timeout: sign off
-            out.append(R.ok(R.SIGN_OFF, host=self.hostname))
+                if isinstance(exc, MaildropError):
+                    out.append(self.err("{text}", text=exc.args[0]))
+                else:
+                    self.log.error("update of %s failed: %s" % (self.user, traceback.format_exc()))
+                failed = (R.ABORT_UPDATE_FAILED if self.settings.update_on_abort
+                          else R.ABORT_RESTORE_FAILED)
+                out.append(self.err(failed, user=self.user))
+        out.append(R.ok(R.SIGN_OFF, host=self.hostname))
         self.close()
         return out
 

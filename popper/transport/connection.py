@@ -5,7 +5,9 @@ produced by one read go out in one write (a long reply such as RETR in
 writes of FLUSH_AT bytes), and an AfterSend runs once the bytes before it
 have been written.  SIGHUP, SIGTERM or a dead peer end the session as a
 hangup, but only while the loop waits for the peer: never in the middle of
-a maildrop update.
+a maildrop update.  A signal that comes while popper waits for a command
+gets Qpopper's `-ERR POP hangup from <server>` and sign-off (pop_exit);
+one in the middle of a reply ends it without them (they would land in it).
 
 Every wait has a deadline, and none of them restarts at each byte:
 
@@ -67,7 +69,10 @@ def socket_of(fd: int) -> socket.socket:
 
 
 class Hangup(Exception):
-    """SIGHUP/SIGTERM arrived, or the peer went away."""
+    """SIGHUP/SIGTERM arrived, or the peer went away; `reply`: while popper
+    waited for a command, so the client may still be told."""
+
+    reply = False
 
 
 class _Expired(Exception):
@@ -325,6 +330,9 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                     raise _Expired(login_timeout, "login", reply=True)
                 raise _Expired(timeout, "nw read", reply=True)
             return connection.recv()
+        except Hangup as exc:
+            exc.reply = True
+            raise
         except (BlockingIOError, InterruptedError):
             return None
         except OSError:
@@ -358,9 +366,15 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                     emit(out)
                 except (_Expired, Hangup):
                     pass
-        except Hangup:
+        except Hangup as exc:
             signals.waiting = False
-            session.end("hangup")
+            out = session.end("hangup")
+            if exc.reply:
+                signals.pending = False         # told once; a second signal cuts it short
+                try:
+                    emit(out)
+                except (_Expired, Hangup):
+                    pass
         except Exception:
             # A bug or an I/O error mid-reply: the client cannot be told in band,
             # so the connection is cut (it sees an error, never a cut-short

@@ -340,10 +340,11 @@ class Log:
             frame = sys._getframe(2)
             message += " [%s:%d]" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno)
         if self.trace:
+            # pop_log.c: ctime() without the weekday, the day padded with a
+            # space ("Dec  2"), then milliseconds and the year.
             now = time.time()
-            stamp = time.strftime("%b %d %H:%M:%S", time.localtime(now))
-            self.trace.write("%s.%03d %s [%d] %s\n" % (stamp, int(now * 1000) % 1000,
-                                                       time.strftime("%Y"),
+            self.trace.write("%s.%03d %d [%d] %s\n" % (timestamp(now), int(now * 1000) % 1000,
+                                                       time.localtime(now).tm_year,
                                                        self.shown_pid or os.getpid(), message))
             self.trace.flush()
             if level == "debug":

@@ -45,8 +45,10 @@ def client_for(ip: str, settings, log) -> Client:
     try:
         name = socket.gethostbyaddr(ip)[0]
     except (OSError, UnicodeError) as exc:
-        log.debug("(v%s) Unable to get canonical name of client %s: %s"
-                  % (__version__, ip, exc))
+        # pop_init.c: hstrerror(h_errno) and h_errno, which herror carries.
+        code = exc.errno if isinstance(exc, OSError) and exc.errno is not None else 0
+        log.debug("(v%s) Unable to get canonical name of client %s: %s (%d)"
+                  % (__version__, ip, getattr(exc, "strerror", None) or exc, code))
         return Client(ip, ip)
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}

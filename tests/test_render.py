@@ -71,3 +71,83 @@ def test_headers_larger_than_one_block(tmp_path, monkeypatch):
         assert render.retr_header(render.header_blocks(fd, msg.header, msg.body), UID) == expected
     finally:
         os.close(fd)
+
+
+# --- reset update-status-headers (issue 12, finding 8) ---------------------------------
+# pop_updt.c (4.0.5) writes "X-UIDL: <uid>" after every separator and turns the
+# Status: line of a retrieved message into "Status: RO" whatever
+# bUpdate_status_hdrs says; only the Status: line it inserts where there was
+# none ("Status: RO" / "Status: U") depends on it.
+
+@pytest.mark.parametrize("header,seen,written", [
+    (b"A: 1\n", False, b"X-UIDL: " + UID + b"\nA: 1\n"),
+    (b"A: 1\n", True, b"X-UIDL: " + UID + b"\nA: 1\n"),
+    (b"X-UIDL: old\nA: 1\nStatus: O\n", False, b"X-UIDL: " + UID + b"\nA: 1\nStatus: O\n"),
+    (b"A: 1\nStatus: O\nB: 2\n", True, b"X-UIDL: " + UID + b"\nA: 1\nStatus: RO\nB: 2\n"),
+])
+def test_rewritten_header_without_status_headers(header, seen, written):
+    assert render.rewritten_header([header], UID, seen, b"\n", add_status=False) == written
+
+
+SPOOL = (b"From a@example.com Mon Dec  1 10:00:00 2026\n"
+         b"Subject: one\nStatus: O\n\nbody one\n\n"
+         b"From b@example.com Mon Dec  1 10:01:00 2026\n"
+         b"Subject: two\n\nbody two\n\n"
+         b"From c@example.com Mon Dec  1 10:02:00 2026\n"
+         b"X-UIDL: kept-uid-three\nSubject: three\nStatus: O\n\nbody three\n\n"
+         b"From d@example.com Mon Dec  1 10:03:00 2026\n"
+         b"Subject: four\n\nbody four\n\n")
+
+
+def _reset_session(make_session, spool, server_mode: bool, commands: bytes):
+    from popper.settings import Settings
+    from test_session import login, run
+    s = Settings()
+    s.update_status_headers = False
+    s.server_mode = server_mode
+    session, _ = make_session(s, mail=SPOOL)
+    login(session)
+    uids = [line.split(b" ")[1] for line in
+            b"".join(run(session, b"UIDL\r\n")).split(b"\r\n")[1:-2]]
+    assert run(session, commands + b"QUIT\r\n")[-1].startswith(b"+OK")
+    return uids, (spool / "alice").read_bytes()
+
+
+def test_reset_update_status_headers_still_writes_x_uidl_and_status_ro(make_session, spool):
+    """Normal mode: RETR 1 and 2, message 3 read before (its X-UIDL kept),
+    4 untouched: X-UIDL first in each, 1's Status: O -> RO, none added."""
+    uids, written = _reset_session(make_session, spool, False, b"RETR 1\r\nRETR 2\r\n")
+    assert uids[2] == b"kept-uid-three"
+    assert written == (
+        b"From a@example.com Mon Dec  1 10:00:00 2026\n"
+        b"X-UIDL: %s\nSubject: one\nStatus: RO\n\nbody one\n\n"
+        b"From b@example.com Mon Dec  1 10:01:00 2026\n"
+        b"X-UIDL: %s\nSubject: two\n\nbody two\n\n"
+        b"From c@example.com Mon Dec  1 10:02:00 2026\n"
+        b"X-UIDL: kept-uid-three\nSubject: three\nStatus: O\n\nbody three\n\n"
+        b"From d@example.com Mon Dec  1 10:03:00 2026\n"
+        b"X-UIDL: %s\nSubject: four\n\nbody four\n\n") % (uids[0], uids[1], uids[3])
+
+
+def test_reset_update_status_headers_uids_are_those_of_the_next_session(make_session, spool):
+    """Unsalted UIDs (the mail alone): what is written is what is computed."""
+    first, _ = _reset_session(make_session, spool, False, b"")
+    again, _ = _reset_session(make_session, spool, False, b"")
+    assert first == again
+
+
+def test_reset_update_status_headers_server_mode_rewrites_only_for_a_delete(make_session,
+                                                                            spool):
+    """Server mode: a RETR alone leaves the spool as it was (pop_updt.c: not
+    dirty); a DELE rewrites it as normal mode does."""
+    _, written = _reset_session(make_session, spool, True, b"RETR 1\r\nRETR 2\r\n")
+    assert written == SPOOL
+    uids, written = _reset_session(make_session, spool, True, b"RETR 1\r\nDELE 4\r\n")
+    assert written == (
+        b"From a@example.com Mon Dec  1 10:00:00 2026\n"
+        b"X-UIDL: %s\nSubject: one\nStatus: RO\n\nbody one\n\n"
+        b"From b@example.com Mon Dec  1 10:01:00 2026\n"
+        b"X-UIDL: %s\nSubject: two\n\nbody two\n\n"
+        b"From c@example.com Mon Dec  1 10:02:00 2026\n"
+        b"X-UIDL: kept-uid-three\nSubject: three\nStatus: O\n\nbody three\n\n") % (
+            uids[0], uids[1])

@@ -6,8 +6,10 @@ NUL, "/", leading dot; at most 64 characters), which is checked before any
 back-end sees it, so that no C call reads a name cut short at a NUL; the
 back-end checks the password; the account it names must pass the same
 check; then the auth-file/nonauth-file lists and the UID floor (-a).  A
-failure is logged here, with its reason, and raised as AuthError with the
-text the client gets, which never tells the reasons apart.
+failed password check is logged here -- its reason in a line of its own,
+then Qpopper's `[AUTH] Failed attempted login ...` -- and raised as
+AuthError with the text the client gets, which never tells the reasons
+apart.
 
 This runs in the root part of a separated session (privsep.py): the login
 process only hands over the name and password.
@@ -29,9 +31,13 @@ class Gatekeeper:
         try:
             account = self._password(user, password, client)
         except AuthError as exc:
-            self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s%s"
-                            % (user, client.host, client.ip,
-                               " (%s)" % exc.log if exc.log else ""))
+            # The reason first, in its own line (Qpopper's AIX branch logs
+            # its reasons so), then pop_pass.c's line exactly as Qpopper
+            # writes it, which log parsers match.
+            if exc.log:
+                self.log.notice("Authentication failed for user %s: %s" % (user, exc.log))
+            self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s"
+                            % (user, client.host, client.ip))
             raise
         if not self.allowed(account.name):
             raise AuthError(replies.ACCESS_DENIED, user=user)

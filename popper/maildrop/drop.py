@@ -96,8 +96,9 @@ class Drop(Maildrop):
     def update(self, deleted, seen, headers: bool = True) -> None:
         """Write the session back: the messages not deleted (UW-IMAP's folder
         data always kept, as it was), then the mail that came meanwhile.
-        headers=False keeps every message byte for byte (no X-UIDL:/Status:)."""
-        headers = headers and self.settings.update_status_headers
+        headers=False keeps every message byte for byte (no X-UIDL:/Status:);
+        else X-UIDL: and Status: are written as pop_updt.c writes them, with
+        update-status-headers reset too (no Status: added where none was)."""
         messages = self.messages
         kept = [i for i in range(len(messages))
                 if not deleted[i] or messages.flags[i] & UW_DATA]

@@ -156,11 +156,14 @@ def _ending(state: int) -> bytes:
 
 # --- writing a message back at QUIT ------------------------------------------------
 
-def rewritten_header(blocks, uid: bytes, seen: bool, eol: bytes) -> bytes:
-    """The header as it goes back into the spool (qpopper-behaviour.md 4.4),
-    from its blocks of whole lines: "X-UIDL: <uid>" first, no other X-UIDL:
-    lines, and a Status: line saying RO (retrieved) or U (not), before the
-    header's blank line."""
+def rewritten_header(blocks, uid: bytes, seen: bool, eol: bytes,
+                     add_status: bool = True) -> bytes:
+    """The header as it goes back into the spool (qpopper-behaviour.md 4.4;
+    pop_updt.c), from its blocks of whole lines: "X-UIDL: <uid>" first, no
+    other X-UIDL: lines, a Status: line it has made "Status: RO" if the
+    message was retrieved (else left as it is), and, if it has none and
+    add_status (update-status-headers), "Status: RO" or "Status: U" before
+    the header's blank line."""
     out = [b"X-UIDL: " + uid + eol]
     has_status = False
     for block in blocks:
@@ -176,6 +179,6 @@ def rewritten_header(blocks, uid: bytes, seen: bool, eol: bytes) -> bytes:
             pos = end
         out.append(block[pos:])
     _ended(out, b"\n")
-    if not has_status:
+    if add_status and not has_status:
         out.append((b"Status: RO" if seen else b"Status: U") + eol)
     return b"".join(out)

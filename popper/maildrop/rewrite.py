@@ -227,7 +227,8 @@ def _write_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
     head, eol = _separator_line(data[:msg.header - a], msg, mmdf)
     header = data[msg.header - a:msg.body - a]
     if headers:
-        header = render.rewritten_header([header], msg.uid, seen, eol)
+        header = render.rewritten_header([header], msg.uid, seen, eol,
+                                         drop.settings.update_status_headers)
     body = data[msg.body - a:msg.content_end - a]
     last = (body or header or head)[-1:]
     out.write(b"".join((head, header, body,
@@ -241,7 +242,8 @@ def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool
     out.write(head)
     if headers:
         out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
-                                          msg.uid, seen, eol))
+                                          msg.uid, seen, eol,
+                                          drop.settings.update_status_headers))
     else:
         out.copy(fd, msg.header, msg.body)
     out.copy(fd, msg.body, msg.content_end)

@@ -75,9 +75,12 @@ class ServerDrop(Drop):
     def _quit(self, kept, seen, headers: bool) -> None:
         messages = self.messages
         flags = messages.flags
-        dirty = len(kept) != len(messages) or (headers and any(
-            (seen[i] and not flags[i] & SEEN) or not flags[i] & HAS_UIDL
-            for i in range(len(messages)) if not flags[i] & UW_DATA))
+        # pop_updt.c: only a deletion makes the spool dirty, unless
+        # update-status-headers (then also a first RETR, or a UID not yet written).
+        dirty = len(kept) != len(messages) or (
+            headers and self.settings.update_status_headers and any(
+                (seen[i] and not flags[i] & SEEN) or not flags[i] & HAS_UIDL
+                for i in range(len(messages)) if not flags[i] & UW_DATA))
         if not dirty:
             if self.spool_key and cache.key(os.fstat(self.spool_fd)) == self.spool_key:
                 # scanned at login, and no mail came since: the next login needs no scan

@@ -170,7 +170,7 @@ class Session:
             if isinstance(item, TooLong):
                 self.confirm_sent()
                 self.log.notice("Excessive input from %s %s (%s); discarded %d bytes"
-                                % (self.user or "(null)", self.client.host, self.client.ip,
+                                % (self.user or "", self.client.host, self.client.ip,
                                    item.discarded))
                 yield self.err(R.LINE_TOO_LONG, count=item.discarded)
             else:
@@ -222,6 +222,8 @@ class Session:
         return line
 
     def log_err(self, line: bytes) -> None:
+        """pop_msg.c's line: the user (the last name given to USER, as
+        Qpopper's p->user; "(null)" before any), the client, the -ERR."""
         self.log.notice("%s at %s (%s): %s" % (self.user or "(null)", self.client.host,
                                                self.client.ip,
                                                line.rstrip(b"\r\n").decode("latin-1")))
@@ -271,8 +273,8 @@ class Session:
         return self.login(account)
 
     def refuse(self, template: str, delay: bool = True, **fields):
-        """A failed login: back to USER, the -ERR, after auth-fail-delay."""
-        self.user = None
+        """A failed login: back to USER, the -ERR, after auth-fail-delay.
+        The -ERR is logged with the name given (Qpopper keeps p->user)."""
         reply = self.err(template, **fields)
         if delay and self.settings.auth_fail_delay > 0:
             return [Pause(self.settings.auth_fail_delay), reply]
@@ -496,7 +498,7 @@ class Session:
         if reason == "timeout":
             self.log.notice("(v%s) Timeout (%d secs) during %s from %s at %s (%s)"
                             % (__version__, self.settings.timeout if seconds is None else seconds,
-                               during, self.user or "(null)", self.client.host, self.client.ip))
+                               during, self.user or "", self.client.host, self.client.ip))
             out = [self.err(R.TIMEOUT, host=self.hostname)]
         elif reason == "hangup":
             out = [self.err(R.HANGUP, host=self.hostname)]

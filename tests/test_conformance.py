@@ -136,6 +136,9 @@ CASES = [
     case("auth1", b"", unknown(""), "auth1", "deviations.md: an empty line"),
     case("auth1", b"XYZZY 1", unknown("xyzzy"), "auth1", "pop_get_command.c"),
     case("auth1", b"XTND XLST", unknown("xtnd"), "auth1", "pop_get_command.c: no such state"),
+    case("auth1", b"XYZZY 1 2 3 4", unknown("xyzzy"), "auth1", "pop_parse: 5 words are parsed"),
+    case("auth1", b"XYZZY 1 2 3 4 5", err("Too many arguments supplied."), "auth1",
+         "pop_parse: MAXPARMCOUNT 5 (popper.h), spec 3.2 [infer]"),
     ] + [
     case("auth1", line, unknown(name), "auth1", "pop_get_command.c: not in this state, spec 3.2")
     for name, line in (("stat", b"STAT"), ("list", b"LIST"), ("retr", b"RETR 1"),
@@ -149,6 +152,9 @@ CASES = [
     case("auth2", b"PASS wrong", err('[AUTH] Password supplied for "alice" is incorrect.'),
          "auth1", "pop_pass.c:pop_pass, spec 9.1"),
     case("auth2", b"PASS", too_few("pass"), "auth2", "pop_get_command.c: pass 1-99 [infer]"),
+    case("auth2", b"PASS a b c d e f",
+         err('[AUTH] Password supplied for "alice" is incorrect.'), "auth1",
+         "spec 3.2: the password is the rest of the line, spaces and all"),
     case("auth2", b"QUIT", SIGN_OFF, "done", "popper.c:qpopper sign-off"),
     case("auth2", b"STAT", unknown("stat"), "auth2", "pop_get_command.c: not in this state"),
     # --- TRANSACTION ----------------------------------------------------------------------
@@ -175,6 +181,8 @@ CASES = [
     case("trans", b"LIST 1 x-mangle", MANGLE, "trans", "deviations.md: X-MANGLE"),
     case("trans", b"LIST mangle", MANGLE, "trans", "deviations.md: X-MANGLE"),
     case("trans", b"LIST 1 x y", too_many("list"), "trans", "pop_get_command.c: list 0-2"),
+    case("trans", b"LIST 1 x y z w", err("Too many arguments supplied."), "trans",
+         "pop_parse: MAXPARMCOUNT 5 [infer]"),
     case("trans", b"RETR 1", MSG1, "trans", "pop_send.c:pop_send, spec 5.7"),
     case("trans", b"RETR 1 x", MSG1, "trans", "pop_send.c:pop_send, a non-mangle word ignored"),
     case("trans", b"RETR 4", err("Message 4 does not exist."), "trans", "pop_send.c:pop_send"),
@@ -228,6 +236,10 @@ CASES = [
     case("trans", b"STLS", unknown("stls"), "trans",
          "pop_get_command.c: stls before login only (RFC 2595 4) [infer]"),
     case("trans", b"", unknown(""), "trans", "deviations.md: an empty line"),
+    # Qpopper's own extensions that popper does not build (popper.8, COMMANDS AND EXTENSIONS).
+    case("trans", b"XTND XLST subject", unknown("xtnd"), "trans", "popper.8: XTND not built"),
+    case("trans", b"EUIDL", unknown("euidl"), "trans", "popper.8: EUIDL not built"),
+    case("trans", b"MDEF a(b)", unknown("mdef"), "trans", "popper.8: X-MACRO not built"),
     case("trans", b"QUIT", SIGN_OFF, "done", "pop_quit.c, popper.c:qpopper sign-off"),
     case("trans", b"QUIT x", too_many("quit"), "trans", "pop_get_command.c: quit 0-0"),
     # --- TRANSACTION, message 2 deleted -----------------------------------------------------

@@ -24,6 +24,7 @@ SIGN_OFF = "Pop server at {host} signing off."
 UNKNOWN_COMMAND = 'Unknown command: "{command}".'
 TOO_FEW_ARGS = "Too few arguments for the {command} command."
 TOO_MANY_ARGS = "Too many arguments for the {command} command."
+TOO_MANY_WORDS = "Too many arguments supplied."
 LINE_TOO_LONG = "Command line too long: discarded {count} bytes."
 
 # --- authorization ------------------------------------------------------------

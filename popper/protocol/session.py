@@ -28,6 +28,7 @@ AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans"
 HANDED_OFF = "handed-off"
 
 MAX_USER = 64           # Qpopper truncates longer user names
+MAX_WORDS = 5           # pop_parse: a command and 4 arguments (MAXPARMCOUNT, popper.h)
 
 
 def _lower(text: str) -> str:
@@ -195,6 +196,9 @@ class Session:
         if entry and self.state == TRANSACTION and name in SEES_RETRIEVED:
             yield FLUSH
         self.confirm_sent()
+        if name != "pass" and len(words) > MAX_WORDS:     # before the command is looked up
+            yield self.err(R.TOO_MANY_WORDS)
+            return
         if entry is None:
             yield self.err(R.UNKNOWN_COMMAND, command=name)
             return

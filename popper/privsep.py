@@ -332,6 +332,10 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     theirs.close()
     channel = Channel(ours)
     deadline = login_by + SLACK
+    # A SIGHUP or SIGTERM sent to popper before the login is the login
+    # process's to answer (-ERR POP hangup, the sign-off): it speaks to the client.
+    saved = {sig: signal.signal(sig, lambda signum, frame: _pass_on(pid, signum))
+             for sig in (signal.SIGHUP, signal.SIGTERM)}
     try:
         account, unread = _check_logins(channel, deadline, settings, make_gatekeeper(),
                                         client, log)
@@ -339,8 +343,17 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
         account = None
     finally:
         _reap(pid, log, channel)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     if account is not None:
         serve_user(account, unread)
+
+
+def _pass_on(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass            # gone already: its end is on the way
 
 
 def _send(fd: int, data: bytes, deadline: float) -> bool:

@@ -403,3 +403,29 @@ def test_a_busy_lock_names_the_spool_and_no_errno(make_session, spool):
     reply = answer(session, LOGIN).split(b"\r\n")[1]
     assert reply == b"-ERR [SYS/TEMP] maillock error 'Max tries exceeded' (4) on '%s'" % (
         str(spool / "alice").encode())
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("state", ["auth1", "auth2", "trans"])
+def test_sighup_to_a_real_popper_is_told_in_every_state(mailhost, inetd, state):
+    """The same over inetd, with the login process before the login: the
+    root part passes the signal on to it (it speaks to the client)."""
+    mailhost.deliver(MAIL)
+    conv = inetd()
+    host = conv.greeting.split(b" at ")[1].split(b" ")[0]
+    if state == "auth2":
+        assert conv.cmd("USER alice").startswith(b"+OK")
+    elif state == "trans":
+        assert conv.login().startswith(b"+OK")
+    time.sleep(0.3)             # popper waits for the next command
+    conv.process.send_signal(signal.SIGHUP)
+    conv.sock.settimeout(10)
+    got = b""
+    while True:
+        chunk = conv.sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    assert got == b"-ERR POP hangup from %s\r\n+OK Pop server at %s signing off.\r\n" % (
+        host, host)
+    assert conv.process.wait(10) == 0

@@ -87,6 +87,8 @@ STATES = {
     "trans": LOGIN,                                # TRANSACTION
     "deleted": LOGIN + b"DELE 2\r\n",              # TRANSACTION, message 2 marked deleted
     "read": LOGIN + b"RETR 1\r\n",                 # TRANSACTION, message 1 retrieved
+    "read-reset": LOGIN + b"RETR 1\r\nRSET\r\n",   # ... and RSET after it
+    "topped": LOGIN + b"TOP 1 1\r\n",              # TRANSACTION, message 1's top sent
     "update": LOGIN + b"QUIT\r\n",                 # UPDATE done: the session is over
 }
 
@@ -265,6 +267,10 @@ CASES = [
     # --- TRANSACTION, message 1 retrieved ---------------------------------------------------
     case("read", b"LAST", b"+OK 1 is the last read message.\r\n", "trans",
          "pop_last.c:pop_last"),
+    case("read-reset", b"LAST", b"+OK 0 is the last read message.\r\n", "trans",
+         "pop_rset.c: the read marks of login time, spec 3.4 [infer]"),
+    case("topped", b"LAST", b"+OK 0 is the last read message.\r\n", "trans",
+         "pop_send.c:pop_send: only RETR sets retr_flag"),
     # --- UPDATE: after QUIT nothing more is read ------------------------------------------
     case("update", b"NOOP", b"", "done", "popper.c:qpopper leaves its loop at halt"),
 ]
@@ -301,11 +307,13 @@ def test_golden_transcript(make_session, state, line, reply, then):
         assert log.texts("notice")[-1].endswith(reply.rstrip(b"\r\n").decode("latin-1"))
 
 
-def test_every_command_is_covered():
-    """RFC 1939 and RFC 2449's commands, LAST, STLS: each has its cases in
-    every state it is refused or served in."""
+def test_every_command_is_covered(make_session):
+    """RFC 1939's and RFC 2449's commands, AUTH, STLS, LAST, and whatever
+    else the session's tables have: each has cases before and after login."""
+    session, _ = make_session()
     commands = {"user", "pass", "apop", "quit", "stat", "list", "retr", "dele", "noop", "rset",
                 "top", "uidl", "capa", "auth", "stls", "last"}
+    commands.update(*(table.keys() for table in session.commands.values()))
     seen = {}
     for param in CASES:
         state, line = param.values[0], param.values[1]

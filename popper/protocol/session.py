@@ -36,12 +36,6 @@ def _lower(text: str) -> str:
     return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
 
-def _is_mangle(word: str) -> bool:
-    """Whether a LIST/RETR/TOP extra word asks for X-MANGLE (pop_list.c and
-    pop_send.c compare its lower-cased start with "mangle" and "x-mangle")."""
-    return _lower(word).startswith(("mangle", "x-mangle"))
-
-
 class Pause:
     """Wait this many seconds before sending what follows."""
 
@@ -362,16 +356,15 @@ class Session:
             count, total = self.live_totals()
             return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(), octets,
                             b"%d %d\r\n", self.first)
-        if _is_mangle(arg):
-            return self.err(R.MANGLE_UNAVAILABLE)
+        refusal = self.mangle_refusal(arg)        # LIST x-mangle: all, mangled
+        if refusal:
+            return refusal
         i, error = self.message(arg)
         if error:
             return error
         if extra is not None:
             # pop_list.c: a second word must be X-MANGLE's; it is printed lower-cased.
-            if _is_mangle(extra):
-                return self.err(R.MANGLE_UNAVAILABLE)
-            return self.err(R.UNKNOWN_LIST_ARG, arg=_lower(extra))
+            return self.mangle_refusal(extra) or self.err(R.UNKNOWN_LIST_ARG, arg=_lower(extra))
         return R.ok(R.LIST_ONE, number=i + 1 - self.first, octets=octets[i])
 
     def do_retr(self, arg: str, extra: str = None):
@@ -386,10 +379,13 @@ class Session:
             return self.err(R.BAD_LINE_COUNT, arg=lines)
         return self.mangle_refusal(extra) or self.send_message(i, int(lines))
 
-    def mangle_refusal(self, extra):
-        """pop_send.c: RETR's and TOP's extra word is X-MANGLE's (not built
-        here) or else ignored."""
-        return self.err(R.MANGLE_UNAVAILABLE) if extra and _is_mangle(extra) else None
+    def mangle_refusal(self, word):
+        """The -ERR for a word that asks for X-MANGLE (not built here), else
+        None: pop_list.c and pop_send.c take a word whose lower-cased start
+        is "mangle" or "x-mangle" for it; RETR and TOP ignore any other."""
+        if word and _lower(word).startswith(("mangle", "x-mangle")):
+            return self.err(R.MANGLE_UNAVAILABLE)
+        return None
 
     def confirm_sent(self) -> None:
         """The client sent another command: it has the messages sent whole

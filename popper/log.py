@@ -378,15 +378,32 @@ class Log:
 
 
 def log_login_line(template: str, user: str, host: str, ip: str) -> str:
-    """Expand %0 (version) %1 (user) %2 (client host) %3 (ip) in a template."""
+    """The log-login line, as Qpopper's do_log_login makes it: each % takes
+    the next character, which must be 0 (the version), 1 (the user), 2 (the
+    client's host) or 3 (its IP), at most four of them; the result is a
+    printf format of %s (so %% is a %).  ValueError (Qpopper's text) for a
+    template it refuses.  User and host are values, never format."""
     values = {"0": __version__, "1": user, "2": host, "3": ip}
-    out, i = [], 0
-    while i < len(template):
-        c = template[i]
-        if c == "%" and i + 1 < len(template) and template[i + 1] in values:
-            out.append(values[template[i + 1]])
+    fmt, args, escape = [], [], False
+    for c in template:
+        if c == "%":
+            escape = True
+        elif escape:
+            if c not in values:
+                raise ValueError('"%%%s" is invalid in a log-login string: "%.128s"'
+                                 % (c, template))
+            if len(args) == 4:
+                raise ValueError('Log-login string contains too many substitutions: "%.128s"'
+                                 % template)
+            args.append(values[c])
+            escape, c = False, "s"
+        fmt.append(c)
+    out, args, i = [], iter(args), 0
+    while i < len(fmt):
+        if fmt[i] == "%" and i + 1 < len(fmt):
+            out.append("%" if fmt[i + 1] == "%" else next(args))
             i += 2
         else:
-            out.append(c)
+            out.append(fmt[i])
             i += 1
     return "".join(out)

@@ -2,16 +2,22 @@
 command line, each overriding the one before (Qpopper's order).
 
 The compiled-in defaults come from popper/_settings.py, which configure.py
-writes.  The config file syntax is Qpopper's (qpopper-behaviour.md 2.3):
+writes.  The config file syntax and names are Qpopper 4.0.x's
+(qpopper-behaviour.md 2.3, pop_config.c; docs/qpopper-options.md says what
+popper does with each name):
 
     # a comment
     set spool-dir = /var/mail
-    set statistics            (a boolean, true)
-    reset update-on-abort     (a boolean, false)
+    set statistics            (a Boolean, true)
+    reset update-on-abort     (a Boolean, false)
     set tracefile = "/var/log/popper.trace"
+    set config-file = /etc/popper.local.conf
 """
 
 import os
+from collections import namedtuple
+
+from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
 
 try:
     from popper import _settings as compiled
@@ -20,10 +26,6 @@ except ImportError:                                  # pragma: no cover
 
 FACILITIES = ("mail", "daemon", "user", "local0", "local1", "local2", "local3",
               "local4", "local5", "local6", "local7")
-
-# -p and clear-text-password: who may send a password in clear text.
-CLEAR_TEXT = {"default": 0, "never": 1, "always": 2, "local": 3, "tls": 4, "ssl": 4}
-
 
 class ConfigError(Exception):
     """A bad config file line or command-line value; the message says which."""
@@ -46,7 +48,7 @@ class Settings:
         self.update_status_headers = compiled.UPDATE_STATUS_HEADERS
         self.old_style_uid = compiled.OLD_STYLE_UID
         self.log_facility = compiled.LOG_FACILITY[4:].lower()
-        self.log_login = compiled.LOG_LOGIN
+        self.log_login = LOG_LOGIN_TEMPLATE if compiled.LOG_LOGIN else None   # a template
         self.debug_build = compiled.DEBUG
         self.shy = compiled.SHY
         self.locking = compiled.LOCKING
@@ -87,6 +89,30 @@ class Settings:
         self.max_sessions_per_address = 20
         self.max_connections_per_second = 10         # new connections per address
         self.pid_file = None                         # standalone: where its pid is kept
+        # Qpopper's names for what popper does its own way or has not built
+        # (docs/qpopper-options.md): kept, so a Qpopper config file reads.
+        self.temp_name = ".%s.pop"                   # the temp drop's name in temp_drop_dir
+        self.cache_dir = None                        # None: the temp drop's directory
+        self.cache_name = ".%s.cache"
+        self.check_hash_dir = True
+        self.check_old_spool_loc = True
+        self.chunky_writes = "always"
+        self.no_atomic_open = False
+        self.timing = False
+        self.bulldb_max_tries = 75
+        self.group_bulletins = False
+        self.group_server_mode = None
+        self.group_no_server_mode = None
+        self.hash_spool = 0
+        self.home_dir_mail = None
+        self.tls_cipher_list = None
+        self.tls_identity_file = None
+        self.tls_passphrase = None
+        self.tls_private_key_file = None
+        self.tls_server_cert_file = None
+        self.tls_version = "default"
+        self.tls_workarounds = False
+        self.tls_options = 0
 
     @property
     def temp_drop_dir(self) -> str:
@@ -100,49 +126,98 @@ class Settings:
                 (self.bulldir, "-b / bulldir / --enable-bulletins: the bulletin feature"),
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
                 (self.bulldb_nonfatal, "-B: the bulletin database"),
+                (self.group_bulletins, "group-bulletins: the bulletin feature"),
                 (self.apop_db, "--enable-apop: APOP"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
                 (self.user_options, "-u: reading ~/.qpopper-options"),
                 (self.spool_options, "-U: reading the spool's .<user>.qpopper-options"),
-                (self.drac_host, "-D: DRAC")):
+                (self.drac_host, "-D: DRAC"),
+                (self.group_server_mode or self.group_no_server_mode,
+                 "group-server-mode / group-no-server-mode: server mode by group"),
+                (self.hash_spool, "hash-spool: hashed spool directories"),
+                (self.home_dir_mail, "home-dir-mail: spools in home directories")):
             if wanted:
                 missing.append(what + " is not built")
         return missing
 
 
 # --- the config file ----------------------------------------------------------
+#
+# Qpopper 4.0.x's pop_config.c, name for name.  Each name has Qpopper's value
+# type, which decides how its value is read from the line (a string runs to
+# a blank or a closing quote, anything else is one word), and Qpopper's
+# restriction: who may set it.
 
-def _bool(value: str) -> bool:
-    word = value.lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError("needs true or false, not %r" % value)
+BOOL, INT, MNEM, STR = "Boolean", "Integer", "mnemonic", "String"
+ANYONE, NOT_USER, AT_START = "anyone", "not in a user's own file", "only at start-up"
+
+# Where a config file comes from (Qpopper's CallTime): -f, a user's
+# ~/.qpopper-options (-u), the spool's .<user>.qpopper-options (-U).
+INIT, USER, SPOOL = "init", "user", "spool"
+
+MAX_NESTING = 100                                    # Qpopper's MAX_RECURSION
+QUOTES = ("\"", "'", "`")
+
+
+class Option(namedtuple("Option", "attr convert kind restricted")):
+    """A config name: the Settings attribute it sets (None: config-file,
+    which reads another file), how a value becomes the setting (for a
+    Boolean: from True or False), its value type and who may set it."""
+    __slots__ = ()
+
+
+class Expected(ValueError):
+    """The value is not of the option's type ("Integer value expected")."""
 
 
 def _int(value: str) -> int:
-    """strtol(value, 0): decimal, 0x hex, or 0 octal."""
+    """strtol(value, 0): decimal, 0x hex, or 0 octal.  Qpopper takes only a
+    word that starts with a digit as a number; popper also refuses one
+    strtol would stop in ("09", "10s")."""
+    if not value[:1].isdigit():
+        raise Expected()
     try:
         if len(value) > 1 and value[0] == "0" and value[1] in "01234567":
             return int(value, 8)
         return int(value, 0)
     except ValueError:
-        raise ConfigError("needs a number, not %r" % value) from None
+        raise ValueError("not a whole number") from None
 
 
-def _seconds(value: str) -> int:
+def _positive(value: str) -> int:
     n = _int(value)
-    if n < 0:
-        raise ConfigError("needs a number of seconds, not %r" % value)
+    if n < 1:
+        raise ValueError("must be 1 or more")
     return n
 
 
 def _path(value: str) -> str:
     if not value.startswith("/"):
-        raise ConfigError("needs an absolute path, not %r" % value)
+        raise ValueError("needs an absolute path")
     return value
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _not(value: bool) -> bool:
+    return not value
+
+
+def _mnemonics(**names):
+    """A converter for a mnemonic option: the value names one of names
+    (in any case; a _ in a name here is a - in the file)."""
+    table = {name.replace("_", "-").lower(): value for name, value in names.items()}
+
+    def convert(value: str):
+        try:
+            return table[value.lower()]
+        except KeyError:
+            raise ValueError("unknown mnemonic") from None
+    convert.mnemonics = [name.replace("_", "-") for name in names]
+    return convert
 
 
 def facility(value: str) -> str:
@@ -154,11 +229,17 @@ def facility(value: str) -> str:
     return word
 
 
-def clear_text(value: str) -> int:
-    word = value.lower()
-    if word not in CLEAR_TEXT:
-        raise ConfigError("needs one of default, never, always, local, TLS, not %r" % value)
-    return CLEAR_TEXT[word]
+def _facility(value: str) -> str:
+    try:
+        return facility(value)
+    except ConfigError:
+        raise ValueError("unknown mnemonic") from None
+
+
+_facility.mnemonics = FACILITIES
+
+
+_clear_text = _mnemonics(default=0, never=1, TLS=4, SSL=4, always=2, local=3)
 
 
 def _service(value: str):
@@ -166,7 +247,7 @@ def _service(value: str):
     if value.lower() == "none":
         return None
     if not value or "/" in value or not value.isprintable() or " " in value:
-        raise ConfigError("needs a PAM service name, not %r" % value)
+        raise ValueError("needs a PAM service name")
     return value
 
 
@@ -175,133 +256,285 @@ def _account(value: str):
     if value.lower() == "none":
         return None
     if bad_name(value):
-        raise ConfigError("needs a user name, not %r" % value)
+        raise ValueError("needs a user name")
     return value
 
 
 def _announce(value: str) -> int:
-    return -1 if value.lower() == "never" else _seconds(value)
+    return -1 if value.lower() == "never" else _int(value)
 
 
-# name in the file -> (attribute, converter); converter _bool marks a boolean.
-OPTIONS = {
-    "spool-dir": ("spool_dir", _path),
-    "temp-dir": ("temp_dir", _path),
-    "timeout": ("timeout", _seconds),
-    "statistics": ("statistics", _bool),
-    "debug": ("debug", _bool),
-    "tracefile": ("tracefile", _path),
-    "server-mode": ("server_mode", _bool),
-    "fast-update": ("fast_update", _bool),
-    "userdb": ("userdb", _path),
-    "auth-fail-delay": ("auth_fail_delay", _seconds),
-    "spool-lock-wait": ("spool_lock_wait", _seconds),
-    "pam-service": ("pam_service", _service),
-    "check-password-expired": ("check_password_expired", _bool),
-    "auth-file": ("auth_file", _path),
-    "nonauth-file": ("nonauth_file", _path),
-    "downcase-user": ("downcase_user", _bool),
-    "trim-domain": ("trim_domain", _bool),
-    "reverse-lookup": ("reverse_lookup", _bool),
-    "log-facility": ("log_facility", facility),
-    "log-login": ("log_login", _bool),
-    "update-on-abort": ("update_on_abort", _bool),
-    "auto-delete": ("auto_delete", _bool),
-    "keep-temp-drop": ("keep_temp_drop", _bool),
-    "update-status-headers": ("update_status_headers", _bool),
-    "old-style-uid": ("old_style_uid", _bool),
-    "shy": ("shy", _bool),
-    "uw-kluge": ("uw_kludge", _bool),
-    "uw-kludge": ("uw_kludge", _bool),
-    "clear-text-password": ("clear_text_password", clear_text),
-    "announce-login-delay": ("announce_login_delay", _announce),
-    "announce-expire": ("announce_expire", _announce),
-    "bulldir": ("bulldir", _path),
-    "kerberos": ("kerberos", _bool),
-    "kerberos-service": ("kerberos_service", str),
-    "login-user": ("login_user", _account),
-    "write-timeout": ("write_timeout", _seconds),
-    "login-timeout": ("login_timeout", _seconds),
-    "max-sessions": ("max_sessions", _seconds),
-    "max-sessions-per-address": ("max_sessions_per_address", _seconds),
-    "max-connections-per-second": ("max_connections_per_second", _seconds),
-    "pid-file": ("pid_file", _path),
+def _file_pattern(value: str) -> str:
+    """temp-name, cache-name: a file name with one %s for the user name."""
+    if value.count("%") != 1 or "%s" not in value or "/" in value or not value.startswith("."):
+        raise ValueError("needs a file name that starts with a dot and holds %s once, "
+                         "for the user name (like .%s.pop)")
+    return value
+
+
+def _log_login(value: str):
+    """A log-login template (%0 version, %1 user, %2 host, %3 IP), checked
+    here rather than at each login.  true and false, popper's earlier
+    spelling of the switch, mean the compiled-in template and none."""
+    if value.lower() in ("true", "false"):
+        return LOG_LOGIN_TEMPLATE if value.lower() == "true" else None
+    log_login_line(value, "", "", "")
+    return value or None
+
+
+def _hash_method(value: str) -> int:
+    n = _int(value)
+    if n not in (0, 1, 2):
+        raise ValueError("is 0 (none), 1 or 2")
+    return n
+
+
+O = Option
+# Qpopper 4.0.x's names, in its order (pop_config.c's options table).
+QPOPPER_OPTIONS = {
+    "announce-expire": O("announce_expire", _announce, INT, ANYONE),
+    "announce-login-delay": O("announce_login_delay", _announce, INT, ANYONE),
+    "auth-file": O("auth_file", _path, STR, AT_START),
+    "auto-delete": O("auto_delete", bool, BOOL, NOT_USER),
+    "bulldb-max-tries": O("bulldb_max_tries", _positive, INT, ANYONE),
+    "bulldb-nonfatal": O("bulldb_nonfatal", bool, BOOL, ANYONE),
+    "bulldir": O("bulldir", _path, STR, ANYONE),
+    "cache-dir": O("cache_dir", _path, STR, NOT_USER),
+    "cache-name": O("cache_name", _file_pattern, STR, NOT_USER),
+    "check-hash-dir": O("check_hash_dir", bool, BOOL, ANYONE),
+    "check-old-spool-loc": O("check_old_spool_loc", bool, BOOL, ANYONE),
+    "check-password-expired": O("check_password_expired", bool, BOOL, AT_START),
+    "chunky-writes": O("chunky_writes", _mnemonics(default="always", always="always",
+                                                    TLS="tls", SSL="tls", never="never"),
+                       MNEM, ANYONE),
+    "clear-text-password": O("clear_text_password", _clear_text, MNEM, NOT_USER),
+    "config-file": O(None, _text, STR, ANYONE),
+    "debug": O("debug", bool, BOOL, ANYONE),
+    "downcase-user": O("downcase_user", bool, BOOL, NOT_USER),
+    "drac-host": O("drac_host", _text, STR, ANYONE),
+    "fast-update": O("fast_update", bool, BOOL, ANYONE),
+    "group-bulletins": O("group_bulletins", bool, BOOL, NOT_USER),
+    "group-no-server-mode": O("group_no_server_mode", _text, STR, NOT_USER),
+    "group-server-mode": O("group_server_mode", _text, STR, NOT_USER),
+    "hash-spool": O("hash_spool", _hash_method, INT, NOT_USER),
+    "home-dir-mail": O("home_dir_mail", _text, STR, NOT_USER),
+    "keep-temp-drop": O("keep_temp_drop", bool, BOOL, NOT_USER),
+    "kerberos": O("kerberos", bool, BOOL, NOT_USER),
+    "kerberos-service": O("kerberos_service", _text, STR, NOT_USER),
+    "log-facility": O("log_facility", _facility, MNEM, ANYONE),
+    "log-login": O("log_login", _log_login, STR, ANYONE),
+    "mail-command": O("mail_command", _path, STR, NOT_USER),
+    "mail-lock-check": O("lock_refresh", _positive, INT, ANYONE),
+    "max-bulletins": O("max_bulletins", _int, INT, ANYONE),
+    "no-atomic-open": O("no_atomic_open", bool, BOOL, NOT_USER),
+    "nonauth-file": O("nonauth_file", _path, STR, AT_START),
+    "old-style-uid": O("old_style_uid", bool, BOOL, ANYONE),
+    # Qpopper stores it into its "no reverse lookup" flag (pop_config.c:
+    # "SENSE REVERSED!"): set reverse-lookup turns the lookups off, as -R does.
+    "reverse-lookup": O("reverse_lookup", _not, BOOL, NOT_USER),
+    "server-mode": O("server_mode", bool, BOOL, ANYONE),
+    "shy": O("shy", bool, BOOL, AT_START),
+    "spool-dir": O("spool_dir", _path, STR, NOT_USER),
+    "spool-options": O("spool_options", bool, BOOL, NOT_USER),
+    "statistics": O("statistics", bool, BOOL, ANYONE),
+    "temp-dir": O("temp_dir", _path, STR, NOT_USER),
+    "temp-name": O("temp_name", _file_pattern, STR, NOT_USER),
+    "timeout": O("timeout", _int, INT, ANYONE),
+    "timing": O("timing", bool, BOOL, ANYONE),
+    "tls-cipher-list": O("tls_cipher_list", _text, STR, AT_START),
+    "tls-identity-file": O("tls_identity_file", _path, STR, AT_START),
+    "tls-passphrase": O("tls_passphrase", _text, STR, AT_START),
+    "tls-private-key-file": O("tls_private_key_file", _path, STR, AT_START),
+    "tls-server-cert-file": O("tls_server_cert_file", _path, STR, AT_START),
+    "tls-support": O("tls_mode", _mnemonics(default=0, none=0, STLS=1, alternate_port=2),
+                     MNEM, AT_START),
+    "tls-version": O("tls_version", _mnemonics(default="default", SSLv2="SSLv2",
+                                                SSLv3="SSLv3", TLSv1="TLSv1",
+                                                SSLv23="SSLv23", all="SSLv23"),
+                     MNEM, AT_START),
+    "tls-workarounds": O("tls_workarounds", bool, BOOL, NOT_USER),
+    "tls-options": O("tls_options", _int, INT, NOT_USER),    # added up, as in Qpopper
+    "tracefile": O("tracefile", _path, STR, ANYONE),
+    "trim-domain": O("trim_domain", bool, BOOL, NOT_USER),
+    "update-on-abort": O("update_on_abort", bool, BOOL, ANYONE),
+    "update-status-headers": O("update_status_headers", bool, BOOL, ANYONE),
+    "user-options": O("user_options", bool, BOOL, NOT_USER),
+    "uw-kluge": O("uw_kludge", bool, BOOL, ANYONE),
+    "uw-kludge": O("uw_kludge", bool, BOOL, ANYONE),
 }
 
+# popper's own names: what Qpopper has no setting for.
+POPPER_OPTIONS = {
+    "userdb": O("userdb", _path, STR, AT_START),
+    "auth-fail-delay": O("auth_fail_delay", _int, INT, NOT_USER),
+    "spool-lock-wait": O("spool_lock_wait", _int, INT, NOT_USER),
+    "pam-service": O("pam_service", _service, STR, AT_START),
+    "login-user": O("login_user", _account, STR, AT_START),
+    "write-timeout": O("write_timeout", _int, INT, NOT_USER),
+    "login-timeout": O("login_timeout", _int, INT, AT_START),
+    "max-sessions": O("max_sessions", _int, INT, AT_START),
+    "max-sessions-per-address": O("max_sessions_per_address", _int, INT, AT_START),
+    "max-connections-per-second": O("max_connections_per_second", _int, INT, AT_START),
+    "pid-file": O("pid_file", _path, STR, AT_START),
+}
+del O
 
-def words_of(line: str) -> list:
-    """A config line's words, as Qpopper reads them: quotes (" ' `) group,
-    a # that starts a word starts a comment, and = is a word of its own."""
-    words, word, quote = [], None, None
-    for c in line:
-        if quote:
-            if c == quote:
-                quote = None
-            else:
-                word += c
-        elif c in "\"'`":
-            quote, word = c, word or ""
-        elif c == "#" and word is None:
-            break
-        elif c in " \t\r\n":
-            if word is not None:
-                words.append(word)
-                word = None
-        elif c == "=":
-            if word is not None:
-                words.append(word)
-                word = None
-            words.append("=")
-        else:
-            word = (word or "") + c
-    if quote:
-        raise ConfigError("no closing %s" % quote)
-    if word is not None:
-        words.append(word)
-    return words
+OPTIONS = dict(QPOPPER_OPTIONS, **POPPER_OPTIONS)
 
 
-def apply_line(settings: Settings, line: str) -> None:
-    """Apply one config file line; raise ConfigError if it is not good."""
-    words = words_of(line)
-    if not words:
+class _Line:
+    """One config line read as Qpopper reads it: blanks are spaces and tabs;
+    a word is letters, digits and - (popper: and _, for LOG_LOCAL1), or any
+    other single character."""
+
+    def __init__(self, text: str):
+        self.text, self.at = text, 0
+
+    def blanks(self) -> None:
+        while self.at < len(self.text) and self.text[self.at] in " \t":
+            self.at += 1
+
+    def word(self) -> str:
+        """The next word (after blanks), consumed."""
+        self.blanks()
+        start = end = self.at
+        if end < len(self.text):
+            end += 1
+            if self.text[start].isalnum():
+                while end < len(self.text) and (self.text[end].isalnum()
+                                                 or self.text[end] in "-_"):
+                    end += 1
+        self.at = end
+        return self.text[start:end]
+
+    def string(self) -> str:
+        """A string value, or None for none: quoted (" ' or `; a backslash
+        before the quote keeps it in the string, and the backslash stays
+        there too, as in Qpopper) up to its closing quote or the end of the
+        line, else up to a blank."""
+        self.blanks()
+        text, start = self.text, self.at
+        if text[start:start + 1] in QUOTES:
+            quote, end = text[start], start + 1
+            while end < len(text) and (text[end] != quote or text[end - 1] == "\\"):
+                end += 1
+            self.at = end + 1
+            return text[start + 1:end]
+        end = start
+        while end < len(text) and text[end] not in " \t":
+            end += 1
+        self.at = end
+        return text[start:end] or None
+
+    def rest(self) -> str:
+        self.blanks()
+        return self.text[self.at:]
+
+
+def _shown(token: str) -> str:
+    """A word as Qpopper's error texts show it: at most 128 characters."""
+    return token[:128]
+
+
+def _boolean(value: str) -> bool:
+    """Qpopper's Booleans: true, false, or a number that is 0 or 1."""
+    word = value.lower()
+    if word in ("true", "false"):
+        return word == "true"
+    try:
+        number = _int(value)
+    except ValueError:
+        raise Expected() from None
+    if number not in (0, 1):
+        raise Expected()
+    return number == 1
+
+
+def apply_line(settings: Settings, line: str, number: int = 1, path: str = "-",
+               source: str = INIT, depth: int = 0) -> None:
+    """Apply one config file line (line number of the file path); raise
+    ConfigError with Qpopper's text for it if it is not good."""
+    where = "at line %d of config file %s" % (number, path)
+    words = _Line(line)
+    verb = words.word()
+    if not verb or verb == "#":
         return
-    verb = words[0].lower()
-    if verb not in ("set", "reset"):
-        raise ConfigError("lines start with set or reset, not %r" % words[0])
-    if len(words) < 2 or words[1] == "=":
-        raise ConfigError("%s needs an option name" % verb)
-    name = words[1].lower()
-    if name not in OPTIONS:
-        raise ConfigError("unknown option %r" % words[1])
-    attr, convert = OPTIONS[name]
-    rest = words[2:]
-    if verb == "reset":
-        if convert is not _bool or rest:
-            raise ConfigError("reset takes only the name of a true/false option")
-        setattr(settings, attr, False)
-    elif not rest:
-        if convert is not _bool:
-            raise ConfigError("set %s needs = value" % name)
-        setattr(settings, attr, True)
-    elif rest[0] != "=" or len(rest) != 2:
-        raise ConfigError("expected: set %s = value" % name)
+    if verb.lower() not in ("set", "reset"):
+        raise ConfigError('Expected "set" or "reset", found "%s" %s' % (_shown(verb), where))
+    token = words.word()
+    option = OPTIONS.get(token.lower())
+    if option is None:
+        raise ConfigError('Unrecognized option; scanning "%s" %s; valid options are: %s'
+                          % (_shown(token), where, ", ".join('"%s"' % n for n in OPTIONS)))
+    name = token.lower()
+    if source == USER and option.restricted == NOT_USER:
+        raise ConfigError('Attempt to use restricted option "%s" at line %d of user config '
+                          'file %s' % (name, number, path))
+    if source == SPOOL and option.restricted == AT_START:
+        raise ConfigError('The "%s" option cannot be set after a client has connected '
+                          '(line %d of config file %s)' % (name, number, path))
+    if verb.lower() == "reset" and option.kind != BOOL:
+        raise ConfigError('%s is not a boolean option; scanning "%s" %s' % (name, token, where))
+    token = words.word()
+    if token == "=":
+        # popper also takes a quoted value of another type ("never"); Qpopper
+        # reads a string only for a String option
+        value = (words.string() if option.kind == STR or words.rest()[:1] in QUOTES
+                 else words.word() or None)
+    elif option.kind == BOOL and token in ("", "#"):
+        value = "true" if verb.lower() == "set" else "false"
+        words.at = len(line)                         # the rest is a comment
     else:
-        setattr(settings, attr, convert(rest[1]))
+        raise ConfigError('"=" expected; found "%s" %s' % (_shown(token), where))
+    if value is None:
+        raise ConfigError('Bad value for the %s option; scanning "" %s' % (name, where))
+    try:
+        setting = option.convert(_boolean(value) if option.kind == BOOL else value)
+    except Expected:
+        raise ConfigError('%s value expected for the %s option; scanning "%s" %s'
+                          % (option.kind, name, _shown(value), where)) from None
+    except ValueError as exc:
+        if option.kind == MNEM:
+            raise ConfigError('Unrecognized "%s" mnemonic; scanning "%s" %s; valid mnemonics '
+                              'are: %s' % (name, _shown(value), where,
+                                           ", ".join('"%s"' % m for m in option.convert.mnemonics))
+                              ) from None
+        raise ConfigError('Bad value for the %s option; scanning "%s" %s: %s'
+                          % (name, _shown(value), where, exc)) from None
+    junk = words.rest()
+    if junk and not junk.startswith("#"):
+        raise ConfigError('Expected comment or end of line; found "%s" %s'
+                          % (_shown(_Line(junk).word()), where))
+    if option.attr is None:
+        load_config_file(settings, setting, source, depth + 1)
+    elif name == "tls-options":
+        settings.tls_options += setting
+    else:
+        setattr(settings, option.attr, setting)
 
 
-def load_config_file(settings: Settings, path: str) -> None:
-    """Apply a -f config file; ConfigError names the file and line."""
+def load_config_file(settings: Settings, path: str, source: str = INIT, depth: int = 0) -> None:
+    """Apply a config file (-f; config-file inside one reads another, up
+    to MAX_NESTING deep, which also ends a loop); ConfigError has
+    Qpopper's text for the first bad line, naming the file and line."""
+    if depth > MAX_NESTING:
+        raise ConfigError("Config file nesting exceeds %d; will not process config file %s"
+                          % (MAX_NESTING, path))
     try:
         with open(path, encoding="latin-1") as f:
             lines = f.read().splitlines()
     except OSError as exc:
-        raise ConfigError("Unable to process config file %s: %s" % (path, exc.strerror)) from None
+        problem = "Unable to open configuration file %s: %s (%d)" % (path, exc.strerror,
+                                                                    exc.errno)
+        raise ConfigError(problem if depth else "Unable to process config file %s: %s"
+                          % (path, problem)) from None
     for number, line in enumerate(lines, 1):
         try:
-            apply_line(settings, line)
+            apply_line(settings, line, number, path, source, depth)
         except ConfigError as exc:
-            raise ConfigError("%s line %d: %s" % (path, number, exc)) from None
+            if depth:
+                raise
+            raise ConfigError("Unable to process config file %s: %s" % (path, exc)) from None
 
 
 # The longest account name popper serves (Qpopper truncates USER at 64 too).
@@ -333,7 +566,13 @@ def _checked(user: str) -> str:
 
 
 def temp_drop_path(settings: Settings, user: str) -> str:
-    return os.path.join(settings.temp_drop_dir, ".%s.pop" % _checked(user))
+    return os.path.join(settings.temp_drop_dir, settings.temp_name % _checked(user))
+
+
+def cache_path(settings: Settings, user: str) -> str:
+    """Server mode's cache of the spool's message table (maildrop/cache.py)."""
+    return os.path.join(settings.cache_dir or settings.temp_drop_dir,
+                        settings.cache_name % _checked(user))
 
 
 def spool_path(settings: Settings, user: str) -> str:

@@ -79,7 +79,7 @@ class MailHost:
         lines = (["set userdb = %s" % self.userdb] if userdb else []) + [
             "set spool-dir = %s" % self.spool_dir,
             "set auth-fail-delay = 0",
-            "set reverse-lookup = false"] + list(extra)
+            "set reverse-lookup"] + list(extra)      # Qpopper's sense: no lookups, as -R
         self.config.write_text("\n".join(lines) + "\n")
         return self.config
 

@@ -55,7 +55,7 @@ def test_d_logs_commands_at_debug_without_the_password(mailhost, syslog):
 
 
 def test_reverse_lookup_names_the_client_unless_r(mailhost, syslog):
-    mailhost.write_config("set reverse-lookup = true")
+    mailhost.write_config("reset reverse-lookup")   # lookups on: Qpopper's sense
     _, _, records = session(mailhost, syslog)
     assert any("(null) at localhost (127.0.0.1): -ERR" in t for _, _, t in records)
     syslog.records.clear()

@@ -10,6 +10,7 @@ from conftest import USERS, corpus
 
 from popper import __version__
 from popper.auth import Account
+from popper.log import LOG_LOGIN_TEMPLATE
 from popper.maildrop import MaildropError
 from popper.protocol import replies as R
 from popper.protocol.session import FLUSH, AfterSend, Client, Pause
@@ -362,7 +363,7 @@ def test_a_retr_not_sent_whole_is_not_retrieved(make_session):
 
 def test_statistics_and_log_login(make_session):
     s = Settings()
-    s.statistics = s.log_login = True
+    s.statistics, s.log_login = True, LOG_LOGIN_TEMPLATE
     session, log = make_session(s, mail=MAIL)
     login(session)
     msgs = session.maildrop.messages

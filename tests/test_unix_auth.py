@@ -257,7 +257,7 @@ def test_unknown_user_and_wrong_password_take_the_same_time(cwrap, mailhost):
                            "environment's PAM is tested by test_real_user.py")
 def test_pam_logins_and_what_pam_is_told(cwrap, mailhost):
     cwrap.with_pam("popper-test")
-    mailhost.write_config("set pam-service = popper-test", "set reverse-lookup = true",
+    mailhost.write_config("set pam-service = popper-test", "reset reverse-lookup",
                           "set tracefile = %s" % (mailhost.base / "trace"), userdb=False)
     assert login(cwrap, mailhost, "alice").startswith(b"+OK alice has 3 visible messages")
     assert login(cwrap, mailhost, "alice", "wrong") == (

@@ -1,6 +1,6 @@
 """Server mode's cache of a spool's message table.
 
-<temp-dir>/.<user>.cache holds the table scanned from the spool, keyed on
+<temp-dir>/.<user>.cache (set cache-dir, cache-name) holds the table scanned from the spool, keyed on
 the spool's device, inode, size and modification time: a login that finds
 the spool as it was serves it without scanning it.  It is written (to a new
 file renamed into place) when a session leaves the spool as it found it,
@@ -14,14 +14,14 @@ from array import array
 
 from popper.maildrop.journal import is_private, replace_file
 from popper.maildrop.scan import MessageTable
-from popper.settings import temp_drop_path
+from popper.settings import cache_path
 
 MAGIC = b"popper-cache 1\n"
 HEADER = struct.Struct("<QQQqII")     # dev, ino, size, mtime_ns, count, separator length
 
 
 def path_of(settings, user: str) -> str:
-    return os.path.join(os.path.dirname(temp_drop_path(settings, user)), ".%s.cache" % user)
+    return cache_path(settings, user)
 
 
 def key(st) -> tuple:

@@ -16,7 +16,7 @@ import traceback
 
 from popper import __version__
 from popper.auth import AuthError
-from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
+from popper.log import log_login_line
 from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
 from popper.protocol import replies as R
@@ -307,7 +307,7 @@ class Session:
         self.reset_marks()
         self.state = TRANSACTION
         if self.settings.log_login:
-            self.log.notice(log_login_line(LOG_LOGIN_TEMPLATE, self.user, self.client.host,
+            self.log.notice(log_login_line(self.settings.log_login, self.user, self.client.host,
                                            self.client.ip))
         count = len(messages) - self.first
         return R.ok(R.LOGGED_IN, user=self.user, count=count, s="" if count == 1 else "s",

@@ -516,25 +516,24 @@ def apply_line(settings: Settings, line: str, number: int = 1, path: str = "-",
 def load_config_file(settings: Settings, path: str, source: str = INIT, depth: int = 0) -> None:
     """Apply a config file (-f; config-file inside one reads another, up
     to MAX_NESTING deep, which also ends a loop); ConfigError has
-    Qpopper's text for the first bad line, naming the file and line."""
-    if depth > MAX_NESTING:
-        raise ConfigError("Config file nesting exceeds %d; will not process config file %s"
-                          % (MAX_NESTING, path))
+    Qpopper's text for the first bad line, naming the file and line, after
+    -f's "Unable to process config file <path>: "."""
     try:
-        with open(path, encoding="latin-1") as f:
-            lines = f.read().splitlines()
-    except OSError as exc:
-        problem = "Unable to open configuration file %s: %s (%d)" % (path, exc.strerror,
-                                                                    exc.errno)
-        raise ConfigError(problem if depth else "Unable to process config file %s: %s"
-                          % (path, problem)) from None
-    for number, line in enumerate(lines, 1):
+        if depth > MAX_NESTING:
+            raise ConfigError("Config file nesting exceeds %d; will not process config file %s"
+                              % (MAX_NESTING, path))
         try:
+            with open(path, encoding="latin-1") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise ConfigError("Unable to open configuration file %s: %s (%d)"
+                              % (path, exc.strerror, exc.errno)) from None
+        for number, line in enumerate(lines, 1):
             apply_line(settings, line, number, path, source, depth)
-        except ConfigError as exc:
-            if depth:
-                raise
-            raise ConfigError("Unable to process config file %s: %s" % (path, exc)) from None
+    except ConfigError as exc:
+        if depth or source != INIT:
+            raise
+        raise ConfigError("Unable to process config file %s: %s" % (path, exc)) from None
 
 
 # The longest account name popper serves (Qpopper truncates USER at 64 too).

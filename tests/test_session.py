@@ -376,6 +376,16 @@ def test_statistics_and_log_login(make_session):
         in log.lines
 
 
+def test_the_login_line_is_the_log_login_template(make_session):
+    """set log-login = '...': Qpopper's template (pop_log.c, do_log_login);
+    the client's host name is a value in it, never part of the format."""
+    s = Settings()
+    s.log_login = "login %1 from %2 (%3)"
+    session, log = make_session(s, mail=MAIL, client=Client("h%1%s.example", "192.0.2.9"))
+    login(session)
+    assert ("notice", "login alice from h%1%s.example (192.0.2.9)") in log.lines
+
+
 def test_hangup_applies_deletions_by_default(make_session, spool):
     session, log = make_session(mail=MAIL)
     login(session)

@@ -26,7 +26,8 @@ except Exception as exc:
     # the reason goes to syslog, the client gets one line and no traceback.
     import os, stat, syslog
     why = "cannot start: %s: %s (library %s)" % (type(exc).__name__, exc, sys.path[0])
-    syslog.openlog("popper", syslog.LOG_PID, syslog.{facility})
+    syslog.openlog(os.path.basename(sys.argv[0]) or "popper", syslog.LOG_PID,
+                   syslog.{facility})
     syslog.syslog(syslog.LOG_ERR, why)
     try:
         to_client = stat.S_ISSOCK(os.fstat(1).st_mode)

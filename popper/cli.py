@@ -9,10 +9,17 @@ and -M, and an optional listen address for standalone mode.
     popper -v | --help
 
 Options apply left to right: a later option overrides an earlier one and
-the values a -f file before it set.  Without an address popper serves the
-connection on fd 0/1 (inetd), or listens on the sockets it was handed
-(LISTEN_FDS); with one it listens itself.  A listening socket on fd 0 is
-refused: it is a mistaken set-up, and the greeting would go nowhere.
+the values a -f file before it set.  Numbers are read as Qpopper's atoi()
+reads them ("12x" is 12, "abc" is 0).  Without an address popper serves
+the connection on fd 0/1 (inetd), or listens on the sockets it was handed
+(LISTEN_FDS); with one it listens itself.  A word that is neither an
+option nor an address is refused, as is an address while fd 0 is a
+client's connection: either would otherwise decide the mode unnoticed.
+
+Whatever stops popper at start-up is said on stderr (unless stderr is the
+client's connection), logged at LOG_ERR with the ident basename(argv[0]),
+as Qpopper's openlog() names it, and, under inetd, answered to the client
+with one -ERR line (inetd.UNAVAILABLE).
 """
 
 import getopt
@@ -22,10 +29,18 @@ import sys
 
 from popper import __version__, privsep, server
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
-from popper.protocol.lines import is_number
 from popper.settings import ConfigError, Settings, facility, load_config_file
+from popper.transport import inetd
 
 OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
+
+# The Qpopper whose sources popper follows (its pop_init.c, popper.c, ...).
+QPOPPER_VERSION = "4.0.5"
+
+# Qpopper prints "Qpopper version 4.0.5 (non-standalone)": scripts that grep
+# for "Qpopper version" find the version popper behaves as.
+VERSION = ("popper version %s (Qpopper version %s compatible, inetd and standalone)"
+           % (__version__, QPOPPER_VERSION))
 
 USAGE = ("Usage: {prog} [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host] "
          "[-e login_delay=nn,expire=nn] [-f config-file] [-F] [-k] [-K service] [-l 0-2] "
@@ -35,6 +50,12 @@ USAGE = ("Usage: {prog} [-a] [-b bulldir] [-B] [-c] [-C] [-d] [-D drac-host] "
 P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback); "
             "3 = local only; 4 = TLS/SSL only")
 L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
+
+# The -p values that need a feature popper does not have yet, with the text
+# Qpopper's pop_init.c gives in a build without it (a usage error there too):
+# accepted, they would refuse every login.  Drop an entry when its feature is built.
+P_NOT_BUILT = {1: "Can't set -p to 1 without enabling APOP",
+               4: "Can't set -p to 4 without enabling TLS/SSL"}
 
 HELP = ("Without an address, popper serves the connection on fd 0/1 (inetd), or the "
         "listening sockets it is handed (LISTEN_FDS); with one, it listens "
@@ -69,30 +90,56 @@ class HelpWanted(Exception):
     """--help: the usage text on stdout, and exit 0."""
 
 
-def _number(option: str, value: str, low: int = 0) -> int:
-    if not is_number(value) or int(value) < low:
-        raise UsageError("%s needs a whole number%s, not %r"
-                         % (option, " of at least %d" % low if low else "", value))
-    return int(value)
+INT_MIN, INT_MAX = -2 ** 31, 2 ** 31 - 1
+C_SPACE = " \t\n\v\f\r"
+
+
+def atoi(text: str) -> int:
+    """C's atoi(), as Qpopper reads the numbers of -T, -L, -l, -p and -e:
+    white space, a sign, and the digits up to the first other character;
+    none is 0 ("abc" -> 0, "12x" -> 12, "-1" -> -1).  A number beyond an
+    int is clamped, as strtol() with SCO's 32-bit long does."""
+    rest = text.lstrip(C_SPACE)
+    sign = -1 if rest[:1] == "-" else 1
+    if rest[:1] in ("-", "+"):
+        rest = rest[1:]
+    digits = rest[:len(rest) - len(rest.lstrip("0123456789"))].lstrip("0") or "0"
+    if len(digits) > 10:                        # and int() need not read a huge one
+        return INT_MIN if sign < 0 else INT_MAX
+    return max(INT_MIN, min(INT_MAX, sign * int(digits)))
 
 
 def _extensions(settings: Settings, value: str) -> None:
-    """-e login_delay=nn,expire=nn (a name without =nn means never: -1)."""
+    """-e login_delay=nn,expire=nn: nn by atoi (-1 is NEVER); a name
+    without =nn is -1 too."""
     for item in value.split(","):
         name, eq, number = item.partition("=")
         name = name.strip().lower()
         if name not in ("login_delay", "expire"):
             raise UsageError("-e: unknown extension %r (login_delay, expire)" % name)
-        seconds = _number("-e " + name, number.strip()) if eq else -1
+        seconds = atoi(number) if eq else -1
         if name == "login_delay":
             settings.announce_login_delay = seconds
         else:
             settings.announce_expire = seconds
 
 
-def parse(args: list):
-    """(Settings, listen address or None) from the arguments after argv[0]."""
-    settings = Settings()
+def _address(word: str) -> str:
+    """word, if it is meant as a listen address: Qpopper's standalone
+    build takes its first argument as one when it starts with ":" or a
+    digit ("8110", ":8110", "199.46.50.7:8110"); popper adds "[v6]:port",
+    and any word with a ":" (standalone.parse_address says what is wrong)."""
+    if not word or (word[0] not in ":[0123456789" and ":" not in word):
+        raise UsageError("unexpected argument %r: popper takes options and, to listen by "
+                         "itself, one address [ip][:port]" % word)
+    return word
+
+
+def parse(args: list, settings: Settings = None):
+    """(Settings, listen address or None) from the arguments after argv[0].
+    settings (new ones if None) is changed as the options are read, so that
+    on an error it holds what came before (the log facility to log it at)."""
+    settings = Settings() if settings is None else settings
     try:
         options, rest = getopt.gnu_getopt(args, OPTSTRING, ["help"])
     except getopt.GetoptError as exc:
@@ -109,27 +156,40 @@ def parse(args: list):
         elif option == "-f":
             load_config_file(settings, value)
         elif option == "-l":
-            if value not in ("0", "1", "2"):
+            settings.tls_mode = atoi(value)
+            if settings.tls_mode not in (0, 1, 2):
                 raise UsageError(L_VALUES)
-            settings.tls_mode = int(value)
         elif option == "-L":
-            settings.lock_refresh = _number("-L", value, 1)
+            # Qpopper tests "message number % n == 0": a negative n works as
+            # its absolute value, and 0 divides by zero (SIGFPE at the first
+            # login with mail).
+            lock_refresh = abs(atoi(value))
+            if not lock_refresh:
+                raise UsageError("-L %s is 0 messages (Qpopper would divide by it): give the "
+                                 "number of messages between lock refreshes, at least 1"
+                                 % value)
+            settings.lock_refresh = lock_refresh
         elif option == "-p":
-            if value not in ("0", "1", "2", "3", "4"):
+            settings.clear_text_password = atoi(value)
+            if settings.clear_text_password not in (0, 1, 2, 3, 4):
                 raise UsageError(P_VALUES)
-            settings.clear_text_password = int(value)
+            if settings.clear_text_password in P_NOT_BUILT:
+                raise UsageError(P_NOT_BUILT[settings.clear_text_password])
         elif option == "-T":
-            settings.timeout = _number("-T", value)
+            # Qpopper's alarm(T): 0 sets none, and a negative T is an
+            # unsigned number of seconds beyond any session: no limit either.
+            settings.timeout = max(0, atoi(value))
         elif option == "-y":
             try:
                 settings.log_facility = facility(value)
-            except ConfigError as exc:
-                raise UsageError("-y %s" % exc) from None
+            except ConfigError:
+                raise UsageError("Error setting '-y' to %s" % value) from None
         # -M: SCO's "Ignored without error", for 5.0.0 and 5.0.2 compatibility;
         # -v: reserved, as in Qpopper ("popper -v" alone prints the version).
-    if len(rest) > 1:
+    addresses = [_address(word) for word in rest]
+    if len(addresses) > 1:
         raise UsageError("only one listen address, not %s" % " ".join(rest))
-    return settings, (rest[0] if rest else None)
+    return settings, (addresses[0] if addresses else None)
 
 
 def check(settings: Settings) -> list:
@@ -200,93 +260,98 @@ def _stderr_is_the_client() -> bool:
 
 
 def _tell(prog: str, settings: Settings, problems: list, priority: int = LOG_ERR,
-          prefix: bool = True) -> None:
+          prefix: bool = True, usage: bool = False) -> None:
     """Say why popper will not start (or, at LOG_WARNING, what will not
-    work): on stderr (after "prog: " unless prefix is false) unless that is
-    the client, and in syslog, where an administrator looks when inetd
-    started it -- through popper's own syslog client, which never waits for
-    a daemon that is not reading."""
+    work): on stderr (after "prog: " unless prefix is false, then the usage
+    text if usage) unless that is the client, and in syslog, where an
+    administrator looks when inetd started it -- through popper's own
+    syslog client, which never waits for a daemon that is not reading."""
     log = Log(prog, settings.log_facility)
     to_stderr = not _stderr_is_the_client()
+    lines = ["%s: %s" % (prog, problem) if prefix else problem for problem in problems]
+    if usage:
+        lines.append(USAGE.format(prog=prog))
+    if lines and to_stderr:
+        try:
+            # flush: before 3.9 a stderr that is no terminal is block-buffered,
+            # and a session ends with os._exit, which drops the buffer
+            print("\n".join(lines), file=sys.stderr, flush=True)
+        except OSError:
+            pass
     for problem in problems:
-        if to_stderr:
-            try:
-                # flush: before 3.9 a stderr that is no terminal is block-buffered,
-                # and a session ends with os._exit, which drops the buffer
-                print("%s: %s" % (prog, problem) if prefix else problem, file=sys.stderr,
-                      flush=True)
-            except OSError:
-                to_stderr = False
         log.syslog.send(priority, clean(problem))
     log.close()
 
 
-def _refuse(prog: str, settings: Settings, problems: list, prefix: bool = True) -> None:
-    _tell(prog, settings, problems, LOG_ERR, prefix)
+def refuse(prog: str, settings: Settings, problems: list, prefix: bool = True,
+           usage: bool = False) -> int:
+    """popper does not start: the problems on stderr and in syslog at
+    LOG_ERR (_tell), and a client on fd 0 told so in one line.  Returns
+    the exit status, 1."""
+    _tell(prog, settings, problems, LOG_ERR, prefix, usage)
+    if inetd.has_client():
+        inetd.refuse()
+    return 1
 
 
 def main(argv: list = None) -> int:
     argv = sys.argv if argv is None else argv
+    # The ident, as Qpopper's pop_init.c makes it: argv[0] after its last "/".
     prog = os.path.basename(argv[0]) or "popper"
     args = argv[1:]
-    if args[:1] in (["-v"], ["--v"]):
-        print("Qpopper version %s (popper, inetd and standalone)" % __version__)
+    if args and args[0].startswith(("-v", "--v")):     # Qpopper's main.c: strncmp
+        print(VERSION)
         return 0
+    settings = Settings()
     try:
-        settings, address = parse(args)
+        settings, address = parse(args, settings)
     except HelpWanted:
         print(USAGE.format(prog=prog))
         print(HELP)
         return 0
     except UsageError as exc:
-        if exc.args and exc.args[0]:
-            print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
-        print(USAGE.format(prog=prog), file=sys.stderr)
-        return 1
+        return refuse(prog, settings, [exc.args[0] if exc.args and exc.args[0]
+                                       else "bad command line"], usage=True)
     except ConfigError as exc:
-        print("%s: %s" % (prog, exc), file=sys.stderr)
-        return 1
+        return refuse(prog, settings, [str(exc)])
     problems = check(settings)
+    if address is not None and inetd.has_client():
+        problems.append("the argument %s asks popper to listen on it, but fd 0 is a client's "
+                        "connection (inetd): take it out of the server's arguments" % address)
     if problems:
-        _refuse(prog, settings, problems)
-        return 1
+        return refuse(prog, settings, problems)
     _tell(prog, settings, warnings(settings), LOG_WARNING)
     os.umask(0o077)
     try:
         log = Log(prog, settings.log_facility, settings.debug, settings.tracefile,
                   settings.debug_build)
     except UnsafeTraceFile as exc:
-        _refuse(prog, settings, [exc.args[0]])
-        return 1
+        return refuse(prog, settings, [exc.args[0]])
     except OSError as exc:
-        _refuse(prog, settings, ['Unable to open trace file "%s": %s (%d)'
-                                 % (settings.tracefile, exc.strerror, exc.errno)], prefix=False)
-        return 1
-    from popper.transport import inetd, standalone
+        return refuse(prog, settings, ['Unable to open trace file "%s": %s (%d)'
+                                       % (settings.tracefile, exc.strerror, exc.errno)],
+                      prefix=False)
+    from popper.transport import standalone
     if address is None:
         try:
             listeners = standalone.inherited_listeners()
         except OSError as exc:
-            print("%s: LISTEN_FDS: %s" % (prog, exc.strerror), file=sys.stderr)
-            return 1
+            return refuse(prog, settings, ["LISTEN_FDS: %s" % exc.strerror])
         if not listeners:
             if standalone.stdin_is_listening():
-                _refuse(prog, settings, [LISTENING_STDIN])
-                return 1
+                return refuse(prog, settings, [LISTENING_STDIN])
             return inetd.serve(settings, log)
     else:
         try:
             listeners = [standalone.listen(*standalone.parse_address(address))]
         except standalone.AddressError as exc:
-            print("%s: %s" % (prog, exc.args[0]), file=sys.stderr)
-            return 1
+            return refuse(prog, settings, [exc.args[0]])
     pid_file = None
     if settings.pid_file:
         try:
             pid_file = standalone.PidFile(settings.pid_file)
         except standalone.PidFileError as exc:
-            _refuse(prog, settings, [exc.args[0]])
-            return 1
+            return refuse(prog, settings, [exc.args[0]])
     try:
         return standalone.serve(listeners, settings, log, pid_file)
     finally:

@@ -47,7 +47,8 @@ def wait_until(condition, seconds: float = 10, what: str = "the condition"):
 def test_v_and_help_print_to_stdout_and_exit_0():
     result = popper("-v")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "Qpopper version %s (popper, inetd and standalone)\n" % __version__
+    assert result.stdout == ("popper version %s (Qpopper version 4.0.5 compatible, inetd and "
+                             "standalone)\n" % __version__)
     result = popper("--help")
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith("Usage: popper [-a] ")
@@ -76,7 +77,9 @@ def test_a_spool_directory_that_is_not_there_is_refused_at_start_up(mailhost, li
                                 stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
         theirs.close()
         ours.settimeout(10)
-        assert ours.recv(100) == b""                    # no greeting: not a session
+        # no greeting, not a session: one line saying so, then the end
+        assert ours.recv(100) == b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n"
+        assert ours.recv(100) == b""
     assert result.returncode == 1
     assert result.stderr.splitlines() == [message.format(base=mailhost.base)]
 

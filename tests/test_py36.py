@@ -284,7 +284,7 @@ def test_the_launcher_runs_popper_on_python_3_6(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, timeout=60)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith("Qpopper version ")
+    assert result.stdout.startswith("popper version ") and "(Qpopper version 4.0." in result.stdout
 
 
 @pytest.fixture

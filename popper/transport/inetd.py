@@ -1,11 +1,23 @@
 """inetd mode: the connection is fd 0 and 1, as inetd, xinetd and systemd
 (Accept=yes) hand it over.  BSD inetd puts the socket on fd 2 as well, so
-fd 2 is pointed at /dev/null first: nothing meant for a log reaches the client."""
+fd 2 is pointed at /dev/null first: nothing meant for a log reaches the client.
+
+When popper cannot start (a bad option, a bad config file line, a feature
+not built), the client gets one line, `UNAVAILABLE`, and the end of the
+connection; the reason goes to syslog, where the administrator looks
+(cli.refuse).  Qpopper printed its usage text or error on stderr, which
+BSD inetd and xinetd make the connection: the client read it instead of a
+greeting."""
 
 import os
+import socket
 
 from popper import server
-from popper.transport.connection import Connection
+from popper.transport.connection import Connection, socket_of
+
+# The same line the installed launcher sends when popper cannot even be
+# imported (packaging/launcher.py): no detail, which is for the log.
+UNAVAILABLE = b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n"
 
 
 def serve(settings, log) -> int:
@@ -14,3 +26,47 @@ def serve(settings, log) -> int:
     os.close(devnull)
     server.serve(Connection(0, 1), server.peer_of(0), settings, log)
     return 0
+
+
+def _stdin_socket():
+    """A socket object on a copy of fd 0, or None if fd 0 is no socket."""
+    try:
+        fd = os.dup(0)
+    except OSError:
+        return None
+    try:
+        return socket_of(fd)
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def has_client() -> bool:
+    """Whether fd 0 is a client's connection (inetd mode): a stream socket
+    with a peer, not a listening one and not a terminal, pipe or file."""
+    probe = _stdin_socket()
+    if probe is None:
+        return False
+    with probe:
+        try:
+            if probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
+                return False
+            probe.getpeername()
+            return True
+        except OSError:
+            return False
+
+
+def refuse() -> None:
+    """Tell the client on fd 0 that there is no POP service, in one line,
+    and end the connection (shutdown: whatever else holds the socket, the
+    client sees the end at once).  Never waits, never raises."""
+    probe = _stdin_socket()
+    if probe is None:
+        return
+    with probe:
+        try:
+            probe.send(UNAVAILABLE, socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0))
+            probe.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass

@@ -377,6 +377,13 @@ class Log:
             self._write("debug", message)
 
 
+def err_line(user: str, client, reply: bytes) -> str:
+    """pop_msg.c's line for every -ERR sent: the user (Qpopper's p->user,
+    "(null)" when empty), the client's name and address, the reply."""
+    return "%s at %s (%s): %s" % (user or "(null)", client.host, client.ip,
+                                  reply.rstrip(b"\r\n").decode("latin-1"))
+
+
 def log_login_line(template: str, user: str, host: str, ip: str) -> str:
     """The log-login line, as Qpopper's do_log_login makes it: each % takes
     the next character, which must be 0 (the version), 1 (the user), 2 (the

@@ -66,6 +66,7 @@ import time
 
 from popper import native
 from popper.auth import Account, AuthError
+from popper.auth.gatekeeper import log_refusal
 from popper.protocol import replies
 from popper.protocol.session import HANDED_OFF, Session
 
@@ -271,8 +272,8 @@ class AskRoot:
                             delay=False)
         words = [field.decode("latin-1") for field in answer[1:]]
         fields = dict(zip(words[1::2], words[2::2]))
-        # The root part has already waited auth-fail-delay.
-        raise AuthError(words[0], delay=False, **fields)
+        # The root part has already waited auth-fail-delay, and logged.
+        raise AuthError(words[0], delay=False, logged=True, **fields)
 
 
 class LoginSession(Session):
@@ -389,6 +390,9 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
         except AuthError as exc:
             if exc.delay and settings.auth_fail_delay > 0:
                 time.sleep(settings.auth_fail_delay)
+            # Logged here, where the check was made: a subverted login
+            # process cannot leave a failure out of the log.
+            log_refusal(log, user, client, exc, replies.err(exc.template, **exc.fields))
             fields = [exc.template.encode("latin-1")]
             for name, value in exc.fields.items():
                 fields += [name.encode("latin-1"), str(value).encode("latin-1")]

@@ -80,14 +80,14 @@ def test_a_session_logs_qpoppers_lines(mailhost, syslog):
         # pop_user.c
         (WARNING, "Excessive user name length (70); truncated to 64: " + "x" * 64),
         # popper's reason line (Qpopper writes this shape only in its AIX
-        # branch of pop_pass.c), then pop_pass.c's line, then pop_msg.c's
-        # -ERR with the user (finding 3: not "(null)"; finding 10: no suffix)
+        # branch of pop_pass.c), pop_msg.c's -ERR with the user (finding 3:
+        # not "(null)"), then pop_pass.c's line (finding 10: no suffix)
         (NOTICE, "Authentication failed for user alice: wrong password"),
-        (NOTICE, "[AUTH] Failed attempted login to alice from host (127.0.0.1) 127.0.0.1"),
         (NOTICE, "alice at %s: %s" % (PEER, err[1])),
+        (NOTICE, "[AUTH] Failed attempted login to alice from host (127.0.0.1) 127.0.0.1"),
         (NOTICE, "Authentication failed for user mallory: no such user"),
-        (NOTICE, "[AUTH] Failed attempted login to mallory from host (127.0.0.1) 127.0.0.1"),
         (NOTICE, "mallory at %s: %s" % (PEER, err[2])),
+        (NOTICE, "[AUTH] Failed attempted login to mallory from host (127.0.0.1) 127.0.0.1"),
         # popper.c getline(): the user is the last name given to USER
         (NOTICE, "Excessive input from mallory 127.0.0.1 (127.0.0.1); discarded 3002 bytes"),
         (NOTICE, "mallory at %s: %s" % (PEER, err[3])),
@@ -159,7 +159,7 @@ def test_the_trace_stamp_pads_the_day_with_a_space(tmp_path, monkeypatch):
 # "popper" with the words docs/deviations.md lists it by.  The tests that
 # check each line's text: this file, or the one named.
 LINES = {
-    "%s at %s (%s): %s": "pop_msg.c",
+    "%s at %s (%s): %s": "pop_msg.c (log.err_line)",
     "[AUTH] Failed attempted login to %s from host (%s) %s": "pop_pass.c",
     "Authentication failed for user %s: %s": "pop_pass.c (AIX)",
     "Excessive input from %s %s (%s); discarded %d bytes": "popper.c",
@@ -207,8 +207,8 @@ LINES = {
     "listening on %s port %d": "popper: listening on",
     "stopped accepting; waiting for %d session(s)": "popper: stopped accepting",
 }
-CALL = re.compile(r'\blog\.(?:alert|critical|error|warning|notice|info|debug)\(\s*\(?\s*'
-                  r'(["\'])(.*?)(?<!\\)\1', re.S)
+CALL = re.compile(r'(?:\blog\.(?:alert|critical|error|warning|notice|info|debug)\(\s*\(?\s*'
+                  r'|def err_line\(.*?return )(["\'])(.*?)(?<!\\)\1', re.S)
 
 
 def test_every_log_call_is_listed():

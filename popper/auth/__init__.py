@@ -24,12 +24,16 @@ class Account:
 class AuthError(Exception):
     """A failed login: the reply template and its fields (protocol/replies.py),
     sent after auth-fail-delay seconds unless delay is false.  log: the
-    reason for syslog, which the client does not see.
+    reason for syslog, which the client does not see.  attempt: the
+    password check failed (Qpopper's "Failed attempted login" is logged);
+    logged: the lines are logged already (by the root part).
     """
 
-    def __init__(self, template: str, log: str = "", delay: bool = True, **fields):
+    def __init__(self, template: str, log: str = "", delay: bool = True,
+                 logged: bool = False, **fields):
         super().__init__(template)
         self.template, self.log, self.delay, self.fields = template, log, delay, fields
+        self.logged, self.attempt = logged, False
 
 
 def same_hash(a: bytes, b: bytes) -> bool:

@@ -6,20 +6,34 @@ NUL, "/", leading dot; at most 64 characters), which is checked before any
 back-end sees it, so that no C call reads a name cut short at a NUL; the
 back-end checks the password; the account it names must pass the same
 check; then the auth-file/nonauth-file lists and the UID floor (-a).  A
-failed password check is logged here -- its reason in a line of its own,
-then Qpopper's `[AUTH] Failed attempted login ...` -- and raised as
-AuthError with the text the client gets, which never tells the reasons
-apart.
+failure is raised as AuthError with the text the client gets, which never
+tells the reasons apart; whoever sends that text logs it (log_refusal):
+the reason of a failed password check in a line of its own, the -ERR, and
+Qpopper's `[AUTH] Failed attempted login ...`.
 
 This runs in the root part of a separated session (privsep.py): the login
 process only hands over the name and password.
 """
 
 from popper.auth import AuthError
+from popper.log import err_line
 from popper.protocol import replies
 from popper.settings import bad_name
 
 LOWEST_UID = 10         # Qpopper's floor: accounts at or below it are system accounts
+
+
+def log_refusal(log, user: str, client, exc: AuthError, reply: bytes) -> None:
+    """A refused login's lines, in the order of Qpopper's pop_pass.c (AIX
+    branch): popper's reason for a failed password check, in a line of its
+    own; pop_msg.c's -ERR line; then, for a failed password check,
+    pop_pass.c's line exactly as Qpopper writes it, which log parsers match."""
+    if exc.attempt and exc.log:
+        log.notice("Authentication failed for user %s: %s" % (user, exc.log))
+    log.notice(err_line(user, client, reply))
+    if exc.attempt:
+        log.notice("[AUTH] Failed attempted login to %s from host (%s) %s"
+                   % (user, client.host, client.ip))
 
 
 class Gatekeeper:
@@ -31,13 +45,7 @@ class Gatekeeper:
         try:
             account = self._password(user, password, client)
         except AuthError as exc:
-            # The reason first, in its own line (Qpopper's AIX branch logs
-            # its reasons so), then pop_pass.c's line exactly as Qpopper
-            # writes it, which log parsers match.
-            if exc.log:
-                self.log.notice("Authentication failed for user %s: %s" % (user, exc.log))
-            self.log.notice("[AUTH] Failed attempted login to %s from host (%s) %s"
-                            % (user, client.host, client.ip))
+            exc.attempt = True
             raise
         if not self.allowed(account.name):
             raise AuthError(replies.ACCESS_DENIED, user=user)

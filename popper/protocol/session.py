@@ -16,7 +16,8 @@ import traceback
 
 from popper import __version__
 from popper.auth import AuthError
-from popper.log import log_login_line
+from popper.auth.gatekeeper import log_refusal
+from popper.log import err_line, log_login_line
 from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
 from popper.protocol import replies as R
@@ -220,11 +221,9 @@ class Session:
         return line
 
     def log_err(self, line: bytes) -> None:
-        """pop_msg.c's line: the user (the last name given to USER, as
-        Qpopper's p->user; "(null)" before any), the client, the -ERR."""
-        self.log.notice("%s at %s (%s): %s" % (self.user or "(null)", self.client.host,
-                                               self.client.ip,
-                                               line.rstrip(b"\r\n").decode("latin-1")))
+        """pop_msg.c's line; the user is the last name given to USER (Qpopper
+        keeps p->user after a failed login too)."""
+        self.log.notice(err_line(self.user, self.client, line))
 
     # --- authorization --------------------------------------------------------------
 
@@ -267,14 +266,16 @@ class Session:
             account = self.authenticator.authenticate(user, password.encode("latin-1"),
                                                       self.client)
         except AuthError as exc:
-            return self.refuse(exc.template, delay=exc.delay, **exc.fields)
+            return self.refuse(exc)
         return self.login(account)
 
-    def refuse(self, template: str, delay: bool = True, **fields):
-        """A failed login: back to USER, the -ERR, after auth-fail-delay.
-        The -ERR is logged with the name given (Qpopper keeps p->user)."""
-        reply = self.err(template, **fields)
-        if delay and self.settings.auth_fail_delay > 0:
+    def refuse(self, exc: AuthError):
+        """A failed login: back to USER, the -ERR, after auth-fail-delay;
+        logged as Qpopper logs it, unless the root part has (privsep.py)."""
+        reply = R.err(exc.template, **exc.fields)
+        if not exc.logged:
+            log_refusal(self.log, self.user, self.client, exc, reply)
+        if exc.delay and self.settings.auth_fail_delay > 0:
             return [Pause(self.settings.auth_fail_delay), reply]
         return reply
 

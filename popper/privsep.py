@@ -23,7 +23,8 @@ What runs as root, and nothing else:
   - after a yes: waiting for the login process to be gone, then become()
     -- the user's groups, gid and uid, checked -- before any other file is
     opened.  The session goes on as the user: it reads the client, with the
-    bytes the login process had read past the PASS line, and it opens the
+    bytes the login process had read past the PASS line, reads -u and -U's
+    qpopper-options files (server.read_options_files), and opens the
     maildrop.
 
 What the login process has: the connection, its end of the channel to the

@@ -11,7 +11,9 @@ from popper.auth.gatekeeper import Gatekeeper
 from popper.auth import pam, unix
 from popper.auth.userdb import UserDB
 from popper import maildrop
+from popper.maildrop import files
 from popper.protocol.session import Client, Session
+from popper.settings import SPOOL, USER, ConfigError, apply_text, spool_options_path
 from popper.transport import connection
 
 
@@ -110,8 +112,40 @@ def maildrop_opener(settings, log):
             privsep.become(account, settings.spool_dir)
         except privsep.CannotServe as exc:
             raise maildrop.MaildropError(exc.args[0]) from None
+        read_options_files(settings, account, log)
         return maildrop.open_maildrop(settings, account.name, log)
     return open_maildrop
+
+
+def read_options_files(settings, account, log) -> None:
+    """-u and -U (Qpopper's check_config_files, after the password and
+    before the maildrop): ~/.qpopper-options, then the spool's
+    .<user>.qpopper-options, read as the user.  Each is read only if it is
+    fit (files.unfit): a regular file of one link, not writable by group
+    or others, the user's own file owned by the user, the spool's by root;
+    never through a symbolic link.  A bad file or line is logged (Qpopper's
+    texts) and the session goes on, with the lines before it applied."""
+    wanted = []
+    if settings.user_options and account.home:
+        wanted.append(("user", os.path.join(account.home, ".qpopper-options"), os.geteuid(),
+                       USER))
+    if settings.spool_options:
+        wanted.append(("spool", spool_options_path(settings, account.name), 0, SPOOL))
+    for what, path, owner, source in wanted:
+        try:
+            text = files.read_checked(path, owner, 0o022)
+            if text is not None:
+                apply_text(settings, text, path, source)
+        except ConfigError as exc:
+            log.notice(str(exc))
+        except ValueError as exc:
+            log.notice("Refused %s options file %s: %s" % (what, path, exc))
+        except OSError as exc:
+            log.notice("Unable to open configuration file %s: %s (%d)"
+                       % (path, exc.strerror, exc.errno))
+        else:
+            continue
+        log.notice("Unable to process %s options file for user %s" % (what, account.name))
 
 
 def run(conn, session, settings, log, first=None, pending=b"", login_by=None) -> None:

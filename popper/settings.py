@@ -130,8 +130,6 @@ class Settings:
                 (self.apop_db, "--enable-apop: APOP"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
-                (self.user_options, "-u: reading ~/.qpopper-options"),
-                (self.spool_options, "-U: reading the spool's .<user>.qpopper-options"),
                 (self.drac_host, "-D: DRAC"),
                 (self.group_server_mode or self.group_no_server_mode,
                  "group-server-mode / group-no-server-mode: server mode by group"),
@@ -157,6 +155,13 @@ ANYONE, NOT_USER, AT_START = "anyone", "not in a user's own file", "only at star
 INIT, USER, SPOOL = "init", "user", "spool"
 
 MAX_NESTING = 100                                    # Qpopper's MAX_RECURSION
+
+# What popper refuses in the qpopper-options files (-u, -U) beyond
+# Qpopper's restrictions: the names through which a user's file reached
+# other files as root in Qpopper (CVE-2001-1046, CVE-2005-1151:
+# qpopper-behaviour.md 11) or the log's shape.  Those files are read as the
+# user after the login, when only the session's own settings still count.
+NOT_IN_OPTIONS_FILES = ("config-file", "tracefile", "debug", "log-facility", "log-login")
 QUOTES = ("\"", "'", "`")
 
 
@@ -467,7 +472,8 @@ def apply_line(settings: Settings, line: str, number: int = 1, path: str = "-",
         raise ConfigError('Unrecognized option; scanning "%s" %s; valid options are: %s'
                           % (_shown(token), where, ", ".join('"%s"' % n for n in OPTIONS)))
     name = token.lower()
-    if source == USER and option.restricted == NOT_USER:
+    if source == USER and option.restricted == NOT_USER or (
+            source != INIT and name in NOT_IN_OPTIONS_FILES):
         raise ConfigError('Attempt to use restricted option "%s" at line %d of user config '
                           'file %s' % (name, number, path))
     if source == SPOOL and option.restricted == AT_START:
@@ -524,16 +530,22 @@ def load_config_file(settings: Settings, path: str, source: str = INIT, depth: i
                               % (MAX_NESTING, path))
         try:
             with open(path, encoding="latin-1") as f:
-                lines = f.read().splitlines()
+                text = f.read()
         except OSError as exc:
             raise ConfigError("Unable to open configuration file %s: %s (%d)"
                               % (path, exc.strerror, exc.errno)) from None
-        for number, line in enumerate(lines, 1):
-            apply_line(settings, line, number, path, source, depth)
+        apply_text(settings, text, path, source, depth)
     except ConfigError as exc:
         if depth or source != INIT:
             raise
         raise ConfigError("Unable to process config file %s: %s" % (path, exc)) from None
+
+
+def apply_text(settings: Settings, text: str, path: str, source: str, depth: int = 0) -> None:
+    """Apply a config file's text, line by line: the lines before a bad one
+    stay applied, as in Qpopper."""
+    for number, line in enumerate(text.splitlines(), 1):
+        apply_line(settings, line, number, path, source, depth)
 
 
 # The longest account name popper serves (Qpopper truncates USER at 64 too).
@@ -566,6 +578,11 @@ def _checked(user: str) -> str:
 
 def temp_drop_path(settings: Settings, user: str) -> str:
     return os.path.join(settings.temp_drop_dir, settings.temp_name % _checked(user))
+
+
+def spool_options_path(settings: Settings, user: str) -> str:
+    """-U's file, Qpopper's <spool-dir>/.<user>.qpopper-options."""
+    return os.path.join(settings.spool_dir, ".%s.qpopper-options" % _checked(user))
 
 
 def cache_path(settings: Settings, user: str) -> str:

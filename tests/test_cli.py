@@ -60,8 +60,6 @@ def test_bad_command_lines_print_usage_and_exit_1(args, message):
     (["-b", "/var/spool/bulls"], "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     (["-B"], "popper: -B: the bulletin database is not built"),
     (["-l", "1"], "popper: -l: TLS is not built"),
-    (["-u"], "popper: -u: reading ~/.qpopper-options is not built"),
-    (["-U"], "popper: -U: reading the spool's .<user>.qpopper-options is not built"),
     (["-D", "localhost"], "popper: -D: DRAC is not built"),
 ])
 def test_options_of_later_features_are_refused_clearly(mailhost, args, message):

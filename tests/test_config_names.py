@@ -5,16 +5,18 @@ restrictions and error texts come from Qpopper 4.0.5's pop_config.c
 (its options table, handle_value, tilt, pop_config); log-login's
 template from pop_log.c's do_log_login."""
 
+import os
 import pathlib
 import re
 
 import pytest
 
-from conftest import USERS, start_inetd
+from conftest import USERS, RecordingLog, start_inetd
 from popper import __version__
+from popper.auth import Account
 from popper.log import log_login_line
 from popper.maildrop import cache
-from popper.server import client_for
+from popper.server import client_for, read_options_files
 from popper.settings import (
     ConfigError, QPOPPER_OPTIONS, SPOOL, USER, Settings, apply_line, load_config_file,
     temp_drop_path)
@@ -68,8 +70,6 @@ NOT_BUILT = [
     ('set kerberos-service = "rcmd"', "-k / -K: Kerberos support is not built"),
     ("set tls-support = STLS", "-l: TLS is not built"),
     ("set tls-support = alternate-port", "-l: TLS is not built"),
-    ("set user-options", "-u: reading ~/.qpopper-options is not built"),
-    ("set spool-options", "-U: reading the spool's .<user>.qpopper-options is not built"),
     ("set group-server-mode = popserv",
      "group-server-mode / group-no-server-mode: server mode by group is not built"),
     ("set group-no-server-mode = popnorm",
@@ -419,3 +419,142 @@ def test_qpopper_tls_configs_are_refused_only_for_tls(mailhost, example):
     assert result.returncode == 1
     refusals = re.findall(r"^popper: (.*)$", result.stderr, re.M)
     assert "-l: TLS is not built" in refusals and all("TLS" in r for r in refusals), refusals
+
+
+# --- -u and -U: the qpopper-options files, read as the user after the login ----------
+
+IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture
+def options(tmp_path):
+    """(settings with -u and -U, an account whose home is tmp_path/home, a log)."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "spool").mkdir()
+    s = settings_of("set user-options", "set spool-options",
+                    "set spool-dir = %s" % (tmp_path / "spool"))
+    return s, Account("alice", home=str(tmp_path / "home")), RecordingLog()
+
+
+def user_file(account, text, mode=0o600):
+    path = pathlib.Path(account.home) / ".qpopper-options"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def spool_file(settings, text, mode=0o644):
+    path = pathlib.Path(settings.spool_dir) / ".alice.qpopper-options"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_u_and_U_are_read_user_file_first(options):
+    s, account, log = options
+    user_file(account, "set statistics\nset announce-expire = 30\n")
+    spool_file(s, "set announce-expire = 60   # the administrator's word is last\n")
+    read_options_files(s, account, log)
+    assert (s.statistics, s.announce_expire, log.lines) == (True, 60, [])
+    assert s.not_built() == []
+
+
+def test_missing_options_files_are_no_error(options):
+    s, account, log = options
+    read_options_files(s, account, log)
+    assert log.lines == []
+
+
+def test_a_users_file_may_set_only_what_qpopper_lets_it(options):
+    s, account, log = options
+    path = user_file(account, "set statistics\nset spool-dir = /tmp\nset server-mode\n")
+    read_options_files(s, account, log)
+    assert s.statistics and not s.server_mode and s.spool_dir != "/tmp"   # stops at line 2
+    assert log.texts() == [
+        'Attempt to use restricted option "spool-dir" at line 2 of user config file %s' % path,
+        "Unable to process user options file for user alice"]
+
+
+@pytest.mark.parametrize("name", ["tracefile = /tmp/t", "debug", "config-file = /etc/passwd",
+                                  "log-facility = mail", "log-login = x"])
+def test_what_reached_root_in_qpoppers_cves_is_refused_in_both_files(options, name):
+    s, account, log = options
+    user_file(account, "set " + name + "\n")
+    spool_file(s, "set " + name + "\n")
+    read_options_files(s, account, log)
+    assert (s.tracefile, s.debug, s.log_login) == (None, False, None)
+    assert len([t for t in log.texts() if t.startswith("Attempt to use restricted option")]) == 2
+
+
+def test_the_spool_file_may_not_set_start_up_names(options):
+    s, account, log = options
+    path = spool_file(s, "set shy\n")
+    read_options_files(s, account, log)
+    assert not s.shy
+    assert log.texts() == [
+        'The "shy" option cannot be set after a client has connected (line 1 of config file '
+        '%s)' % path, "Unable to process spool options file for user alice"]
+
+
+def hostile(kind, path: pathlib.Path):
+    """Make the options file at path hostile in one way."""
+    if kind == "symlink":
+        target = path.with_name("target")
+        path.rename(target)
+        path.symlink_to(target)
+    elif kind == "hard link":
+        os.link(str(path), str(path.with_name("second")))
+    elif kind == "group-writable":
+        path.chmod(0o620)
+    elif kind == "world-writable":
+        path.chmod(0o602)
+    elif kind == "another owner":
+        os.chown(str(path), 65534, 65534)
+    elif kind == "a FIFO":
+        path.unlink()
+        os.mkfifo(str(path), 0o600)
+
+
+HOSTILE = ["symlink", "hard link", "group-writable", "world-writable",
+           pytest.param("another owner", marks=pytest.mark.skipif(not IS_ROOT, reason="chown")),
+           "a FIFO"]
+WHY = {"symlink": "a symbolic link", "hard link": "2 links",
+       "group-writable": "writable by its group or others",
+       "world-writable": "writable by its group or others", "another owner": "owned by uid 65534",
+       "a FIFO": "not a regular file"}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_hostile_users_file_is_not_read(options, kind):
+    s, account, log = options
+    path = user_file(account, "set statistics\n")
+    hostile(kind, path)
+    read_options_files(s, account, log)
+    assert not s.statistics
+    assert log.texts() == ["Refused user options file %s: %s" % (path, WHY[kind]),
+                           "Unable to process user options file for user alice"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_a_hostile_spool_file_is_not_read(options, kind):
+    s, account, log = options
+    path = spool_file(s, "set statistics\n", mode=0o600)
+    if kind == "another owner":
+        os.chown(str(path), 65534, 65534)
+    else:
+        hostile(kind, path)
+    read_options_files(s, account, log)
+    assert not s.statistics
+    assert log.texts()[0] == "Refused spool options file %s: %s" % (path, WHY[kind])
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="a spool file of another owner than root needs root")
+def test_a_spool_file_the_user_made_is_not_read(options):
+    """The spool directory is often 1777: another user may put a
+    .alice.qpopper-options there; only root's is believed."""
+    s, account, log = options
+    path = spool_file(s, "set statistics\n")
+    os.chown(str(path), 1000, 1000)
+    read_options_files(s, account, log)
+    assert not s.statistics
+    assert log.texts()[0] == "Refused spool options file %s: owned by uid 1000" % path

@@ -173,7 +173,10 @@ LINES = {
     'Client at "%s" resolves to an unknown host name "%s"': "pop_init.c",
     'Client address "%s" not listed for its host name "%s"': "pop_init.c",
     "Unable to open temporary drop %s: %s (%d)": "popper: Unable to open temporary drop",
+    "Unable to open configuration file %s: %s (%d)": "pop_config.c",
+    "Unable to process %s options file for user %s": "pop_config.c",
     # popper's own (docs/deviations.md, "Log lines")
+    "Refused %s options file %s: %s": "popper: options file",
     '[AUTH] "%s" is %s %s': "popper: is listed in",
     "Unable to read %s: %s; nobody may log in": "popper: nobody may log in",
     "Unable to read the shadow entry of %s: %s (%d); is popper root?": "popper: shadow entry",

@@ -69,6 +69,32 @@ def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_use
     conv.close()
 
 
+def test_qpopper_options_are_read_as_the_user(mailhost, real_user, tcp_inetd):
+    """-u: the user's ~/.qpopper-options is read after the login as the
+    user -- a file owned by the user is believed only by a process that is
+    the user (files.unfit) -- and a hard link to it is not."""
+    name, password, entry, _ = real_user
+    options = mailhost.base / ".qpopper-options"
+    options.write_text("set announce-expire = 30\n")
+    os.chown(str(options), entry.pw_uid, entry.pw_gid)
+    options.chmod(0o600)
+    mailhost.write_config("set user-options", userdb=False)
+    server = tcp_inetd()
+    conv = server.connect()
+    assert conv.login(name, password).startswith(b"+OK")
+    conv.send(b"CAPA\r\n")
+    assert conv.line() == b"+OK Capability list follows"
+    assert b"EXPIRE 30" in conv.multiline()
+    conv.close()
+    os.link(str(options), str(mailhost.base / "second"))
+    conv = server.connect()
+    assert conv.login(name, password).startswith(b"+OK")
+    conv.send(b"CAPA\r\n")
+    conv.line()
+    assert not any(line.startswith(b"EXPIRE") for line in conv.multiline())
+    conv.close()
+
+
 # Every system call that names a path, and the ones that change identity.
 TRACED = ("setresuid,setresgid,setgroups,open,openat,creat,link,linkat,unlink,unlinkat,"
           "mkdir,mkdirat,rename,renameat,renameat2,chmod,fchmodat,chown,fchownat,"

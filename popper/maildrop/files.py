@@ -82,19 +82,52 @@ def spool_checked(fd: int, path: str, log) -> int:
     except OSError as exc:
         os.close(fd)
         raise error(replies.OPEN_FAILED, exc, file=path) from None
-    why = []
-    if not stat.S_ISREG(st.st_mode):
-        why.append("not a regular file")
-    if st.st_uid != os.geteuid():
-        why.append("owned by uid %d" % st.st_uid)
-    if st.st_nlink != 1:
-        why.append("%d links" % st.st_nlink)
-    if st.st_mode & 0o002:
-        why.append("writable by others")
+    why = unfit(st, os.geteuid(), 0o002)
     if not why:
         return fd
     os.close(fd)
-    raise _refused(path, st, ", ".join(why), log)
+    raise _refused(path, st, why, log)
+
+
+def unfit(st, owner: int, writers: int) -> str:
+    """Why a file (its fstat st) someone else could have put in place is
+    not to be believed, or "": it must be a regular file of one link, owned
+    by uid owner, with none of the mode bits writers (0o002: others may
+    not write it; 0o022: nor its group)."""
+    why = []
+    if not stat.S_ISREG(st.st_mode):
+        why.append("not a regular file")
+    if st.st_uid != owner:
+        why.append("owned by uid %d" % st.st_uid)
+    if st.st_nlink != 1:
+        why.append("%d links" % st.st_nlink)
+    if st.st_mode & writers:
+        why.append("writable by %s" % ("its group or others" if writers & 0o020 else "others"))
+    return ", ".join(why)
+
+
+MAX_SMALL_FILE = 1 << 16
+
+
+def read_checked(path: str, owner: int, writers: int):
+    """The text of a small file a user may have a hand in (a qpopper-options
+    file), or None if there is none: opened without following a link or
+    waiting on a FIFO, and read only once unfit() finds nothing.  ValueError
+    says why it was refused; OSError, why it could not be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        why = unfit(os.fstat(fd), owner, writers)
+        if why:
+            raise ValueError(why)
+        return f.read(MAX_SMALL_FILE).decode("latin-1")
 
 
 def _open_error(exc: OSError, path: str, log) -> MaildropError:

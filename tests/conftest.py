@@ -175,6 +175,26 @@ def start_inetd(command: list, **popen) -> Conversation:
     return Conversation(ours, process)
 
 
+def run_inetd(command: list, stderr: str = "socket"):
+    """command with a socketpair as fd 0 and 1, and as fd 2 too ("socket")
+    or a pipe ("pipe"): (what the client received until EOF, stderr's
+    text, exit status)."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        process = subprocess.Popen(command, stdin=theirs, stdout=theirs,
+                                   stderr=theirs if stderr == "socket" else subprocess.PIPE)
+        theirs.close()
+        ours.settimeout(30)
+        received = b""
+        while True:
+            chunk = ours.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        text = process.stderr.read().decode() if process.stderr else ""
+        return received, text, process.wait(30)
+
+
 @pytest.fixture
 def inetd(mailhost):
     """inetd(*args) -> a Conversation with a fresh popper on a socketpair."""

@@ -4,13 +4,12 @@ syslog why while an inetd client gets one -ERR line, never a traceback."""
 
 import os
 import runpy
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_inetd
 
 # By path: packaging/ is no Python package (it would hide PyPA's "packaging").
 launcher = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))["launcher"]
@@ -37,20 +36,9 @@ def test_it_runs_its_own_library_whatever_the_environment(tmp_path):
 
 
 def test_a_broken_install_sends_an_inetd_client_one_line(tmp_path):
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        process = subprocess.Popen([_write(tmp_path, tmp_path / "missing")],
-                                   stdin=theirs, stdout=theirs, stderr=theirs)
-        theirs.close()
-        assert process.wait(timeout=60) == 1
-        ours.settimeout(10)
-        received = b""
-        while True:
-            chunk = ours.recv(4096)
-            if not chunk:
-                break
-            received += chunk
-    assert received == b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n"
+    received, _, status = run_inetd([_write(tmp_path, tmp_path / "missing")])
+    assert (received, status) == (
+        b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n", 1)
 
 
 def test_a_broken_install_says_why_at_a_terminal(tmp_path):

@@ -9,12 +9,11 @@ import os
 import re
 import runpy
 import socket
-import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, MailHost, corpus
+from conftest import ROOT, MailHost, corpus, run_inetd
 
 import popper
 from popper import cli
@@ -190,26 +189,6 @@ def command(mailhost: MailHost, args: list, name="qpopper") -> list:
     mailhost.write_config("bogus line")                      # -f: line 5 is an error
     config = str(mailhost.config)
     return [program(mailhost.base, name)] + [a.format(config=config) for a in args]
-
-
-def run_inetd(command: list, stderr: str):
-    """command with a socketpair as fd 0 and 1, and as fd 2 too ("socket")
-    or a pipe ("pipe"): (what the client received until EOF, stderr's
-    text, exit status)."""
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        process = subprocess.Popen(command, stdin=theirs, stdout=theirs,
-                                   stderr=theirs if stderr == "socket" else subprocess.PIPE)
-        theirs.close()
-        ours.settimeout(30)
-        received = b""
-        while True:
-            chunk = ours.recv(4096)
-            if not chunk:
-                break
-            received += chunk
-        text = process.stderr.read().decode() if process.stderr else ""
-        return received, text, process.wait(30)
 
 
 @pytest.mark.clients

@@ -92,7 +92,7 @@ def rsyslogd(mailhost):
 
 def test_the_login_and_stats_lines_reach_rsyslogd_as_local1_notice(mailhost, rsyslogd):
     mailhost.deliver(MAIL)
-    mailhost.write_config("set log-login")
+    mailhost.write_config("set log-login = true")
     server = TcpInetd(with_dev_log(str(rsyslogd.socket), mailhost.command("-s")))
     try:
         conv = server.connect()

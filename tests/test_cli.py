@@ -251,6 +251,16 @@ def test_socket_activation(mailhost):
         assert process.wait(10) == 0
 
 
+def test_a_bad_listen_fds_is_refused_without_a_traceback(mailhost):
+    activate = ("import os, sys; os.environ.update(LISTEN_PID=str(os.getpid()), "
+                "LISTEN_FDS='3x'); os.execvp(sys.argv[1], sys.argv[1:])")
+    result = subprocess.run([sys.executable, "-c", activate] + mailhost.command(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr == "popper: LISTEN_FDS: not a number of sockets: '3x'\n"
+
+
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="the privilege drop needs root")
 def test_serving_process_runs_as_the_user(mailhost, inetd):

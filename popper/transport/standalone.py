@@ -82,7 +82,10 @@ def inherited_listeners():
     """The sockets systemd passed (LISTEN_FDS), or []."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return []
-    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    value = os.environ.get("LISTEN_FDS", "0") or "0"
+    if not value.isdigit():
+        raise OSError(errno.EINVAL, "not a number of sockets: %r" % value[:40])
+    count = int(value)
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     return [socket_of(fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]

@@ -23,6 +23,7 @@ import sys
 
 import pytest
 
+import popper
 from conftest import ROOT, Conversation
 from popper.transport import connection
 
@@ -278,7 +279,7 @@ def test_the_launcher_runs_popper_on_python_3_6(tmp_path):
     """The launcher's own text (a template, not a file the checks above read)."""
     launcher = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))["launcher"]
     program = tmp_path / "popper"
-    program.write_text(launcher(PYTHON36, str(ROOT)))
+    program.write_text(launcher(PYTHON36, os.path.dirname(os.path.dirname(popper.__file__))))
     program.chmod(0o755)
     result = subprocess.run([str(program), "-v"], env=dict(os.environ, POPPER_PUREPYTHON="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

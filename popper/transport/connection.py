@@ -68,6 +68,20 @@ def socket_of(fd: int) -> socket.socket:
     return socket.socket(family, socket.SOCK_STREAM, 0, fd)
 
 
+def stdin_socket():
+    """A socket object on a copy of fd 0 (closing it leaves fd 0 alone), or
+    None if fd 0 is no socket."""
+    try:
+        fd = os.dup(0)
+    except OSError:
+        return None
+    try:
+        return socket_of(fd)
+    except OSError:
+        os.close(fd)
+        return None
+
+
 class Hangup(Exception):
     """SIGHUP/SIGTERM arrived, or the peer went away; `reply`: while popper
     waited for a command, so the client may still be told."""

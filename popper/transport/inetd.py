@@ -13,7 +13,7 @@ import os
 import socket
 
 from popper import server
-from popper.transport.connection import Connection, socket_of
+from popper.transport.connection import Connection, stdin_socket
 
 # The same line the installed launcher sends when popper cannot even be
 # imported (packaging/launcher.py): no detail, which is for the log.
@@ -28,23 +28,10 @@ def serve(settings, log) -> int:
     return 0
 
 
-def _stdin_socket():
-    """A socket object on a copy of fd 0, or None if fd 0 is no socket."""
-    try:
-        fd = os.dup(0)
-    except OSError:
-        return None
-    try:
-        return socket_of(fd)
-    except OSError:
-        os.close(fd)
-        return None
-
-
 def has_client() -> bool:
     """Whether fd 0 is a client's connection (inetd mode): a stream socket
     with a peer, not a listening one and not a terminal, pipe or file."""
-    probe = _stdin_socket()
+    probe = stdin_socket()
     if probe is None:
         return False
     with probe:
@@ -61,7 +48,7 @@ def refuse() -> None:
     """Tell the client on fd 0 that there is no POP service, in one line,
     and end the connection (shutdown: whatever else holds the socket, the
     client sees the end at once).  Never waits, never raises."""
-    probe = _stdin_socket()
+    probe = stdin_socket()
     if probe is None:
         return
     with probe:

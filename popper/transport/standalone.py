@@ -24,7 +24,7 @@ import traceback
 
 from popper import server
 from popper.protocol import replies as R
-from popper.transport.connection import Connection, socket_of
+from popper.transport.connection import Connection, socket_of, stdin_socket
 
 DEFAULT_PORT = 110
 SD_LISTEN_FDS_START = 3
@@ -95,9 +95,8 @@ def stdin_is_listening() -> bool:
     """Whether fd 0 is a listening socket rather than a connection: inetd's
     `wait`, systemd's Accept=no with StandardInput=socket, or
     `systemd-socket-activate --inetd` without -a."""
-    try:
-        probe = socket_of(os.dup(0))
-    except OSError:
+    probe = stdin_socket()
+    if probe is None:
         return False
     with probe:
         try:

@@ -115,11 +115,18 @@ def mailhost():
 class Conversation:
     """A raw POP3 conversation over a connected socket."""
 
-    def __init__(self, sock: socket.socket, process: subprocess.Popen = None):
+    def __init__(self, sock: socket.socket, process: subprocess.Popen = None,
+                 greet: bool = True):
+        """greet=False: the caller reads the greeting (conv.greet()), so
+        that a server gone before it still leaves its process here."""
         self.sock, self.process = sock, process
         self.sock.settimeout(30)
         self.buf = b""
+        self.greeting = self.line() if greet else None
+
+    def greet(self) -> bytes:
         self.greeting = self.line()
+        return self.greeting
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -167,12 +174,12 @@ class Conversation:
                 self.process.wait()
 
 
-def start_inetd(command: list, **popen) -> Conversation:
+def start_inetd(command: list, greet: bool = True, **popen) -> Conversation:
     """popper in inetd mode on one end of a socketpair."""
     ours, theirs = socket.socketpair()
     process = subprocess.Popen(command, stdin=theirs, stdout=theirs, **popen)
     theirs.close()
-    return Conversation(ours, process)
+    return Conversation(ours, process, greet)
 
 
 def run_inetd(command: list, stderr: str = "socket"):

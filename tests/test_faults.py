@@ -337,6 +337,11 @@ def start(mailhost, command: list, **popen):
     return start_inetd(command, cwd=str(quiet), env=env, **popen)
 
 
+def _popper_pid(conv, wrapper: list) -> int:
+    """popper's pid: strace's child when under strace (0 once gone)."""
+    return (_children(conv.process.pid) or [0])[0] if wrapper else conv.process.pid
+
+
 def seasoned_spool(mailhost) -> bytes:
     """INITIAL messages as popper leaves them after a first session (with
     X-UIDL: and Status:), made once for the whole module."""
@@ -548,13 +553,19 @@ class Lab:
         wrapper = [STRACE] + options if options is not None and kind != "quit" else []
         conv = tracer = None
         try:
-            conv = start(self.host, wrapper + self.host.command(*self.args), stderr=err)
+            # A kill before the greeting (start-up looks at the spool
+            # directory) must still leave the process to wait for.
+            conv = start(self.host, wrapper + self.host.command(*self.args), greet=False,
+                         stderr=err)
             conv.sock.settimeout(20)
-            trial.pid = (_children(conv.process.pid) or [0])[0] if wrapper else conv.process.pid
+            conv.greet()
+            trial.pid = _popper_pid(conv, wrapper)
             assert conv.cmd("USER alice").startswith(b"+OK")
             trial.login = conv.cmd("PASS secret")
             marks["login reply"] = time.time()
         except (EOFError, OSError, AssertionError) as exc:
+            if conv is not None and trial.pid is None:
+                trial.pid = _popper_pid(conv, wrapper)
             if trial.variant != "kill":
                 trial.notes.append("the connection broke at login: %s" % (exc,))
         if trial.login and trial.login.startswith(b"+OK"):

@@ -86,15 +86,36 @@ struct spwd *getspent(void);
 void endspent(void);
 """
 
+# Classic ndbm files (twin: popper/ndbm.py).
+NDBM_CDEF = """
+#define PN_NDBM_PBLKSIZ ...
+#define PN_NDBM_OK ...
+#define PN_NDBM_NONE ...
+#define PN_NDBM_CORRUPT ...
+#define PN_NDBM_TOO_BIG ...
+#define PN_NDBM_NO_ROOM ...
+#define PN_NDBM_IO ...
+typedef struct { int error; int reason; int64_t page; } pn_ndbm_status;
+uint32_t pn_ndbm_hash(const char *key, size_t n);
+int pn_ndbm_fetch(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                  char out[], size_t *outlen, pn_ndbm_status *status);
+int pn_ndbm_store(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                  const char *value, size_t vlen, int replace, pn_ndbm_status *status);
+int pn_ndbm_delete(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                   pn_ndbm_status *status);
+int pn_ndbm_page_keys(int pag_fd, int big, int64_t number, char out[], uint16_t lens[],
+                      int *count, pn_ndbm_status *status);
+"""
+
 ffibuilder = FFI()
-for fragment in (SCANNER_CDEF, WIRE_CDEF, CRYPT_CDEF, ACCOUNTS_CDEF):
+for fragment in (SCANNER_CDEF, WIRE_CDEF, CRYPT_CDEF, ACCOUNTS_CDEF, NDBM_CDEF):
     ffibuilder.cdef(fragment)
 
 ffibuilder.set_source(
     "popper._cpopper",
     '#include "popper.h"\n#include <crypt.h>\n#include <pwd.h>\n#include <shadow.h>\n',
     sources=[os.path.relpath(os.path.join(HERE, name))
-             for name in ("scanner.c", "wire.c", "md5.c")],
+             for name in ("scanner.c", "wire.c", "md5.c", "ndbm.c")],
     include_dirs=[os.path.relpath(HERE)],
     libraries=["crypt"],
     extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -63,4 +63,41 @@ void pn_encode_uid(const unsigned char digest[16], char out[20]);
 
 size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
 
+/* --- classic ndbm files (twin: popper/ndbm.py; ndbm.c) --- */
+
+#define PN_NDBM_PBLKSIZ  1024       /* a .pag page */
+#define PN_NDBM_DBLKSIZ  4096       /* a .dir block */
+
+/* What each call returns. */
+#define PN_NDBM_OK        0         /* found, stored, deleted, a page's keys */
+#define PN_NDBM_NONE      1         /* not there; there already (insert); past the last page */
+#define PN_NDBM_CORRUPT  (-1)       /* status.reason, status.page (-1: the .dir map) */
+#define PN_NDBM_TOO_BIG  (-2)       /* key + value over what a page holds */
+#define PN_NDBM_NO_ROOM  (-3)       /* a full page whose keys all hash like the new one */
+#define PN_NDBM_IO       (-4)       /* status.error is the errno */
+
+/* Why a file is corrupted (popper/ndbm.py's CORRUPT_REASONS). */
+#define PN_NDBM_ODD_COUNT     1
+#define PN_NDBM_COUNT_PAST    2
+#define PN_NDBM_OUT_OF_ORDER  3
+#define PN_NDBM_OVERLAP       4
+#define PN_NDBM_TOO_DEEP      5
+
+typedef struct {
+    int error;
+    int reason;
+    int64_t page;
+} pn_ndbm_status;
+
+/* big: the files' shorts are big-endian (else little-endian). */
+uint32_t pn_ndbm_hash(const char *key, size_t n);
+int pn_ndbm_fetch(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                  char out[PN_NDBM_PBLKSIZ], size_t *outlen, pn_ndbm_status *status);
+int pn_ndbm_store(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                  const char *value, size_t vlen, int replace, pn_ndbm_status *status);
+int pn_ndbm_delete(int dir_fd, int pag_fd, int big, const char *key, size_t klen,
+                   pn_ndbm_status *status);
+int pn_ndbm_page_keys(int pag_fd, int big, int64_t number, char out[PN_NDBM_PBLKSIZ],
+                      uint16_t lens[PN_NDBM_PBLKSIZ / 2], int *count, pn_ndbm_status *status);
+
 #endif

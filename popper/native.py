@@ -15,6 +15,10 @@ the extension is built, so the parity tests compare both in either case.  Caller
   shadow_hashes(limit)      getspent's password fields (auth/unixdb.py)
   pam_login(service, ...)   a PAM login               (auth/libpam.py; popper._cpam)
 
+and the classic ndbm calls (_native_ndbm_*: raw result codes, which
+popper/ndbm.py, their pure twin's module, turns into its exceptions and
+hands out; this module never imports it).
+
 A name or password with a NUL is refused by both twins of every account
 call (None, or PAM_AUTH_ERR) before C, which would cut it at the NUL, sees
 it; tests/test_backend_parity.py holds them to the same answers.
@@ -248,6 +252,52 @@ def _native_crypt(password: bytes, setting: bytes):
     if result == ffi.NULL:
         return None
     return cryptpw._checked(ffi.string(result))
+
+
+def _ndbm_status():
+    return ffi.new("pn_ndbm_status *")
+
+
+def _ndbm_result(code: int, value, status):
+    """(code, value, (errno, corrupt reason, page)) of an ndbm call."""
+    return code, value, (status.error, status.reason, status.page)
+
+
+def _native_ndbm_fetch(dir_fd: int, pag_fd: int, big: bool, key: bytes):
+    out, size, status = ffi.new("char[]", lib.PN_NDBM_PBLKSIZ), ffi.new("size_t *"), _ndbm_status()
+    code = lib.pn_ndbm_fetch(dir_fd, pag_fd, big, key, len(key), out, size, status)
+    return _ndbm_result(code, ffi.unpack(out, size[0]) if code == lib.PN_NDBM_OK else None, status)
+
+
+def _native_ndbm_store(dir_fd: int, pag_fd: int, big: bool, key: bytes, value: bytes,
+                       replace: bool):
+    status = _ndbm_status()
+    code = lib.pn_ndbm_store(dir_fd, pag_fd, big, key, len(key), value, len(value), replace,
+                             status)
+    return _ndbm_result(code, None, status)
+
+
+def _native_ndbm_delete(dir_fd: int, pag_fd: int, big: bool, key: bytes):
+    status = _ndbm_status()
+    return _ndbm_result(lib.pn_ndbm_delete(dir_fd, pag_fd, big, key, len(key), status),
+                        None, status)
+
+
+def _native_ndbm_page_keys(pag_fd: int, big: bool, number: int):
+    out, lens = ffi.new("char[]", lib.PN_NDBM_PBLKSIZ), ffi.new("uint16_t[]", 512)
+    count, status = ffi.new("int *"), _ndbm_status()
+    code = lib.pn_ndbm_page_keys(pag_fd, big, number, out, lens, count, status)
+    keys = None
+    if code == lib.PN_NDBM_OK:
+        raw, keys, at = ffi.unpack(out, lib.PN_NDBM_PBLKSIZ), [], 0
+        for size in lens[0:count[0]]:
+            keys.append(raw[at:at + size])
+            at += size
+    return _ndbm_result(code, keys, status)
+
+
+def _native_ndbm_hash(key: bytes) -> int:
+    return lib.pn_ndbm_hash(key, len(key))
 
 
 # PAM has its own module: the native login when it is built (and in use).

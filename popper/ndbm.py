@@ -206,7 +206,13 @@ def _write_all(fd: int, data, offset: int) -> None:
     view = memoryview(data)
     while view:
         done = os.pwrite(fd, view, offset)
+        if not done:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         view, offset = view[done:], offset + done
+
+
+def _write_page(pag_fd: int, page: _Page) -> None:
+    _write_all(pag_fd, page.buf, page.number * PBLKSIZ)
 
 
 # -- the bit map ------------------------------------------------------------
@@ -253,21 +259,25 @@ def _bucket(bits: _BitMap, hash_: int):
 # -- the pure engine: one function per operation, on the two fds -----------------
 # (native.ndbm_engine has the same functions, written in C.)
 
+def _key_page(dir_fd: int, pag_fd: int, order: str, key: bytes, hash_) -> _Page:
+    """The page the key belongs on."""
+    number, _ = _bucket(_BitMap(dir_fd), hash_(key))
+    return _read_page(pag_fd, number, order)
+
+
 def fetch(dir_fd: int, pag_fd: int, order: str, key: bytes, hash_=dcalchash):
-    page, _ = _bucket(_BitMap(dir_fd), hash_(key))
-    found = _read_page(pag_fd, page, order)
-    i = found.find(key)
-    return None if i < 0 else found.item(i + 1)
+    page = _key_page(dir_fd, pag_fd, order, key, hash_)
+    i = page.find(key)
+    return None if i < 0 else page.item(i + 1)
 
 
 def delete(dir_fd: int, pag_fd: int, order: str, key: bytes, hash_=dcalchash) -> bool:
-    number, _ = _bucket(_BitMap(dir_fd), hash_(key))
-    page = _read_page(pag_fd, number, order)
+    page = _key_page(dir_fd, pag_fd, order, key, hash_)
     i = page.find(key)
     if i < 0:
         return False
     page.delete(i)
-    _write_all(pag_fd, page.buf, number * PBLKSIZ)
+    _write_page(pag_fd, page)
     return True
 
 
@@ -287,15 +297,19 @@ def store(dir_fd: int, pag_fd: int, order: str, key: bytes, value: bytes,
         if i >= 0 and not replace:
             return False
         if too_big:
-            raise TooBig("key and value are %d bytes; a page holds at most %d"
-                         % (len(key) + len(value), MAX_PAIR))
+            raise _too_big(key, value)
         if i >= 0:
             page.delete(i)
         if page.add(key, value):
-            _write_all(pag_fd, page.buf, number * PBLKSIZ)
+            _write_page(pag_fd, page)
             return True
         _split(bits, pag_fd, order, page, hmask, key_hash, hash_)
     raise TooBig(NO_ROOM)       # not reached: _bucket refuses a deeper map first
+
+
+def _too_big(key: bytes, value: bytes) -> TooBig:
+    return TooBig("key and value are %d bytes; a page holds at most %d"
+                  % (len(key) + len(value), MAX_PAIR))
 
 
 def _split(bits: _BitMap, pag_fd: int, order: str, page: _Page, hmask: int,
@@ -309,12 +323,13 @@ def _split(bits: _BitMap, pag_fd: int, order: str, page: _Page, hmask: int,
     i = 0
     for h in hashes:
         if h & (hmask + 1):
-            moved.add(page.item(i), page.item(i + 1))
+            if not moved.add(page.item(i), page.item(i + 1)):
+                raise TooBig(NO_ROOM)       # a page filled to the last byte, all moving
             page.delete(i)
         else:
             i += 2
-    _write_all(pag_fd, page.buf, page.number * PBLKSIZ)
-    _write_all(pag_fd, moved.buf, moved.number * PBLKSIZ)
+    _write_page(pag_fd, page)
+    _write_page(pag_fd, moved)
     bits.set(page.number + hmask)
 
 
@@ -370,16 +385,29 @@ def _flock(fd: int, lock, timeout: float) -> bool:
         time.sleep(min(LOCK_POLL, left))
 
 
+def _chosen(twin, hash):
+    """The engine: the one in use, or the twin named (pure for a test's hash)."""
+    if hash is not None and twin not in (None, "pure"):
+        raise ValueError("a hash of one's own is the pure twin's")
+    twin = "pure" if hash is not None else twin
+    if twin is None:
+        return _engine
+    if twin not in ENGINES:
+        raise ValueError("no %r ndbm twin here (built: %s)" % (twin, ", ".join(ENGINES)))
+    return ENGINES[twin]
+
+
 class Database:
     """An open ndbm database (ndbm.open or ndbm.from_fds)."""
 
     def __init__(self, dir_fd: int, pag_fd: int, writable: bool, byteorder=None,
-                 owns_fds: bool = False, locked: bool = False, hash=None):
+                 owns_fds: bool = False, locked: bool = False, hash=None, twin=None):
         self.dir_fd, self.pag_fd, self.writable = dir_fd, pag_fd, writable
         self.order = _order(byteorder)
         self.owns_fds, self.locked = owns_fds, locked
-        # hash: tests only (the sdbm page-layout check); the pure twin does it.
-        self._engine = _engine if hash is None else _PureEngine
+        # twin: "pure" or "native" (ENGINES), for the parity tests and the
+        # bench; hash: tests only (the sdbm page-layout check), pure twin.
+        self._engine = _chosen(twin, hash)
         self._hash = () if hash is None else (hash,)
         self.closed = False
 
@@ -447,13 +475,15 @@ class Database:
 
 
 def open(base, flag: str = "r", mode: int = 0o600, byteorder=None, lock=None,
-         timeout: float = 10.0, hash=None) -> Database:
+         timeout: float = 10.0, hash=None, twin=None) -> Database:
     """base.dir and base.pag.  flag "r" read-only, "w" read-write (the
     files must exist), "c" read-write, made if missing, "n" new (emptied,
     under the lock).  byteorder None is the host's, or "little" / "big"
     (files for another host).  lock None, "shared" or "exclusive": a flock
     on the .dir file as Qpopper takes, waited for at most `timeout`
-    seconds (then Locked).  Never through a symbolic link."""
+    seconds (then Locked).  Never through a symbolic link.  twin: "pure"
+    or "native" instead of the one in use (tests, bench); hash: a test's
+    own hash function (pure twin only)."""
     if flag not in MODES:
         raise ValueError("flag must be 'r', 'w', 'c' or 'n', not %r" % (flag,))
     _order(byteorder)
@@ -476,21 +506,80 @@ def open(base, flag: str = "r", mode: int = 0o600, byteorder=None, lock=None,
         os.close(pag_fd)
         raise
     return Database(dir_fd, pag_fd, flag != "r", byteorder, owns_fds=True, locked=locked,
-                    hash=hash)
+                    hash=hash, twin=twin)
 
 
 def from_fds(dir_fd: int, pag_fd: int, writable: bool, byteorder=None, lock=None,
-             timeout: float = 10.0) -> Database:
+             timeout: float = 10.0, twin=None) -> Database:
     """A database on files the caller opened and checked itself (owner,
     links, mode).  close() lets go of a lock it took (lock= as in open())
     but never closes these fds: they stay the caller's."""
     _order(byteorder)
     locked = _flock(dir_fd, lock, timeout)
-    return Database(dir_fd, pag_fd, bool(writable), byteorder, owns_fds=False, locked=locked)
+    return Database(dir_fd, pag_fd, bool(writable), byteorder, owns_fds=False, locked=locked,
+                    twin=twin)
 
 
 # -- the twin in use -------------------------------------------------------------
-# The C engine when popper.native hands one out (built, POPPER_PUREPYTHON
-# unset), else the pure one above.  native never imports this module.
+# The C engine (_native/ndbm.c through popper.native, which never imports
+# this module) when it is built and POPPER_PUREPYTHON is unset, else the
+# pure one above.  Both stay reachable for the parity tests: ENGINES.
 
-_engine = _PureEngine
+from popper import native  # noqa: E402
+
+
+def _raised(code: int, status):
+    """The exception for a C engine result code (PN_NDBM_* in popper.h)."""
+    error, reason, page = status
+    lib = native.lib
+    if code == lib.PN_NDBM_CORRUPT:
+        return Corrupt(CORRUPT_REASONS.get(reason, "reason %d" % reason),
+                       None if page < 0 else page)
+    if code == lib.PN_NDBM_IO:
+        return OSError(error, os.strerror(error))
+    if code == lib.PN_NDBM_NO_ROOM:
+        return TooBig(NO_ROOM)
+    return Error("unknown ndbm result %d" % code)
+
+
+class _NativeEngine:
+    """The pure engine's functions, done by _native/ndbm.c."""
+
+    @staticmethod
+    def fetch(dir_fd, pag_fd, order, key):
+        code, value, status = native._native_ndbm_fetch(dir_fd, pag_fd, order == ">", key)
+        if code < 0:
+            raise _raised(code, status)
+        return value
+
+    @staticmethod
+    def store(dir_fd, pag_fd, order, key, value, replace):
+        code, _, status = native._native_ndbm_store(dir_fd, pag_fd, order == ">", key, value,
+                                                    replace)
+        if code == native.lib.PN_NDBM_TOO_BIG:
+            raise _too_big(key, value)
+        if code < 0:
+            raise _raised(code, status)
+        return code == native.lib.PN_NDBM_OK
+
+    @staticmethod
+    def delete(dir_fd, pag_fd, order, key):
+        code, _, status = native._native_ndbm_delete(dir_fd, pag_fd, order == ">", key)
+        if code < 0:
+            raise _raised(code, status)
+        return code == native.lib.PN_NDBM_OK
+
+    @staticmethod
+    def page_keys(pag_fd, order, number):
+        code, keys, status = native._native_ndbm_page_keys(pag_fd, order == ">", number)
+        if code < 0:
+            raise _raised(code, status)
+        return keys
+
+    dcalchash = staticmethod(native._native_ndbm_hash)
+
+
+ENGINES = {"pure": _PureEngine}
+if native.BUILT:
+    ENGINES["native"] = _NativeEngine
+_engine = _NativeEngine if native.NATIVE else _PureEngine

@@ -3,7 +3,7 @@ hash, the page layout byte by byte, splits and the .dir map, holes, the
 operations against a dict, DBM_INSERT, pairs too big, corrupted files,
 both byte orders, the flock, and Perl's SDBM_File (the same page layout)
 as an outside oracle.  The twin in use (C or pure) is the one tested; the
-parity of the two is tests/test_ndbm_twins.py's."""
+parity of the two, and the fuzz, are tests/test_ndbm_twins.py's."""
 
 import fcntl
 import os
@@ -466,58 +466,6 @@ def test_a_map_deeper_than_the_hash_is_refused(base):
             db.fetch(key)
         with pytest.raises(ndbm.Corrupt, match="deeper"):
             db.store(key, b"v")
-
-
-def fuzz(base, rng, rounds: int) -> dict:
-    """Random damage to a real database's pages and map, then every
-    operation: each ends, in a result or Corrupt/TooBig.  The outcomes."""
-    keys = user_keys(400, seed=7)
-    outcomes = {}
-    for round_ in range(rounds):
-        with ndbm.open(base, "n") as db:
-            for key in keys[:rng.randrange(1, 400)]:
-                db.store(key, key * rng.randrange(4))
-        dir_, pag = (bytearray(x) for x in files(base))
-        kind = rng.randrange(4)
-        if kind == 0:                                  # random bytes in a page's header
-            at = rng.randrange(len(pag) // 1024) * 1024 + rng.randrange(64)
-            pag[at:at + 4] = bytes(rng.randrange(256) for _ in range(4))
-        elif kind == 1:                                # a whole page of random bytes
-            at = rng.randrange(len(pag) // 1024) * 1024
-            pag[at:at + 1024] = bytes(rng.randrange(256) for _ in range(1024))
-        elif kind == 2 and dir_:                       # random map bits
-            for _ in range(rng.randrange(1, 20)):
-                dir_[rng.randrange(64)] = rng.randrange(256)
-        else:                                          # a random offset
-            at = rng.randrange(len(pag) // 1024) * 1024 + 2 * rng.randrange(1, 80)
-            pag[at:at + 2] = struct.pack(NATIVE_ORDER + "h", rng.randrange(-50, 1100))
-        with open(str(base) + ".dir", "wb") as f:
-            f.write(dir_)
-        with open(str(base) + ".pag", "wb") as f:
-            f.write(pag)
-        with ndbm.open(base, "w") as db:
-            for n, key in enumerate(rng.sample(keys, 30) + [b"new%d" % i for i in range(30)]):
-                op = ("fetch", "store", "delete", "keys")[n % 4]
-                try:
-                    if op == "fetch":
-                        result = db.fetch(key)
-                    elif op == "store":
-                        result = db.store(key, key * rng.randrange(30))
-                    elif op == "delete":
-                        result = db.delete(key)
-                    else:
-                        result = len(list(db.keys()))
-                except (ndbm.Corrupt, ndbm.TooBig) as exc:
-                    result = (type(exc).__name__, str(exc))
-                outcomes[round_, n] = result
-        outcomes[round_] = files(base)
-    return outcomes
-
-
-def test_fuzz_random_page_bytes(base):
-    outcomes = fuzz(base, random.Random(11), 60)
-    refused = [v for v in outcomes.values() if isinstance(v, tuple) and v[0] == "Corrupt"]
-    assert len(refused) > 20                   # the damage was seen, and refused
 
 
 # -- Perl's SDBM_File: the same page layout ----------------------------------------------

@@ -383,6 +383,8 @@ def test_lock_waits_for_a_holder_that_lets_go(base):
         stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(ndbm.Locked):
+            ndbm.open(base, "w", lock="exclusive", timeout=0)
         with ndbm.open(base, "w", lock="exclusive", timeout=10) as db:
             db.store(b"k", b"v")
     finally:

@@ -5,12 +5,13 @@ files in both byte orders, the same refusal of the same damaged files, and
 a fuzz of random page and map bytes in which every operation ends (in a
 result, Corrupt or TooBig) with the same outcome in both."""
 
+import os
 import random
 import struct
 
 import pytest
 
-from popper import ndbm
+from popper import native, ndbm
 from test_ndbm import NATIVE_ORDER, files, user_keys
 
 pytestmark = pytest.mark.twin
@@ -18,6 +19,23 @@ pytestmark = pytest.mark.twin
 TWINS = sorted(ndbm.ENGINES)
 needs_native = pytest.mark.skipif("native" not in ndbm.ENGINES,
                                   reason="the C extension is not built")
+
+
+def test_the_twin_in_use_matches_the_environment():
+    # tox's native environment must use the C engine, pure the Python one.
+    if os.environ.get("POPPER_EXPECT_NATIVE"):
+        assert ndbm._engine is ndbm.ENGINES["native"]
+    if os.environ.get("POPPER_PUREPYTHON"):
+        assert ndbm._engine is ndbm.ENGINES["pure"]
+    assert (ndbm._engine is ndbm.ENGINES.get("native")) == native.NATIVE
+
+
+@needs_native
+def test_the_same_hash():
+    rng = random.Random(8)
+    for _ in range(3000):
+        key = bytes(rng.randrange(256) for _ in range(rng.randrange(60)))
+        assert ndbm.ENGINES["native"].dcalchash(key) == ndbm.dcalchash(key)
 
 
 def outcome(call):

@@ -184,3 +184,39 @@ def test_fuzz_random_page_bytes_ends_cleanly(tmp_path, twin):
 def test_fuzz_the_same_outcomes(tmp_path, seed):
     assert fuzz(tmp_path / "native", "native", seed, 40) == fuzz(tmp_path / "pure", "pure",
                                                                   seed, 40)
+
+
+@needs_native
+def test_the_same_partial_blocks_and_deep_map(tmp_path):
+    """A page and a map block cut short read as zeros, and a map deeper
+    than the hash is refused, alike."""
+    seen = {}
+    for twin in TWINS:
+        base = tmp_path / twin
+        with ndbm.open(base, "c", twin=twin) as db:
+            for key in user_keys(300, seed=14):
+                db.store(key, b"value")
+        os.truncate(str(base) + ".pag", os.path.getsize(str(base) + ".pag") - 100)
+        with ndbm.open(base, "w", twin=twin) as db:
+            seen[twin] = [outcome(lambda: sorted(db.keys()))]
+            seen[twin] += [outcome(lambda: db.store(key, b"again")) for key in user_keys(50)]
+        os.truncate(str(base) + ".dir", 3000)
+        with ndbm.open(base, "w", twin=twin) as db:
+            seen[twin] += [outcome(lambda: db.store(key, b"more")) for key in user_keys(50)]
+        h, hmask, bits = ndbm.dcalchash(b"user1"), 0, {}
+        for _ in range(33):                                     # user1's path, every level
+            bit = (h & hmask) + hmask
+            bits[bit >> 3] = bits.get(bit >> 3, 0) | 1 << (bit & 7)
+            hmask = hmask * 2 + 1
+        with open(str(base) + ".dir", "wb") as f:
+            for at, byte in sorted(bits.items()):
+                f.seek(at)
+                f.write(bytes([byte]))
+            f.truncate((max(bits) + 4096) // 4096 * 4096)
+        with ndbm.open(base, "w", twin=twin) as db:
+            seen[twin] += [outcome(lambda: db.fetch(b"user1")), outcome(lambda: db.delete(b"x")),
+                           outcome(lambda: db.store(b"user1", b"v"))]
+        with open(str(base) + ".pag", "rb") as f:            # (the .dir is 1 GiB, sparse)
+            seen[twin].append(f.read())
+    assert seen["native"] == seen["pure"]
+    assert seen["pure"][-4][0] == "Corrupt" and "deeper" in seen["pure"][-4][1]

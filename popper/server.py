@@ -10,6 +10,7 @@ from popper import __version__, privsep
 from popper.auth.gatekeeper import Gatekeeper
 from popper.auth import pam, unix
 from popper.auth.userdb import UserDB
+from popper.bulletins import Bulletins
 from popper import maildrop
 from popper.maildrop import files
 from popper.protocol.session import Client, Session
@@ -89,14 +90,14 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
     identity = privsep.login_identity(settings)
     if identity is None:
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log)
-        session = Session(settings, gatekeeper, maildrop_opener(settings, log), log, client,
-                          hostname)
+        session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
+                          client, hostname)
         run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
         return
 
     def serve_user(account, unread: bytes):
-        session = Session(settings, None, maildrop_opener(settings, log), log, client,
-                          hostname)
+        session = Session(settings, None, maildrop_opener(settings, log, hostname), log,
+                          client, hostname)
         run(conn, session, settings, log, first=[session.login(account)], pending=unread)
 
     # The back-end is made after the fork: the login process holds no hash.
@@ -105,15 +106,17 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
                   run, serve_user)
 
 
-def maildrop_opener(settings, log):
-    """open_maildrop(account) for a Session: become the user, then open."""
+def maildrop_opener(settings, log, hostname: str):
+    """open_maildrop(account) for a Session: become the user, then open
+    (with the bulletins, under -b)."""
     def open_maildrop(account):
         try:
             privsep.become(account, settings.spool_dir)
         except privsep.CannotServe as exc:
             raise maildrop.MaildropError(exc.args[0]) from None
         read_options_files(settings, account, log)
-        return maildrop.open_maildrop(settings, account.name, log)
+        news = Bulletins(settings, account, hostname, log) if settings.bulldir else None
+        return maildrop.open_maildrop(settings, account.name, log, news)
     return open_maildrop
 
 

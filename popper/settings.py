@@ -123,10 +123,8 @@ class Settings:
         missing = []
         for wanted, what in (
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
-                (self.bulldir, "-b / bulldir / --enable-bulletins: the bulletin feature"),
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
                 (self.bulldb_nonfatal, "-B: the bulletin database"),
-                (self.group_bulletins, "group-bulletins: the bulletin feature"),
                 (self.apop_db, "--enable-apop: APOP"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),

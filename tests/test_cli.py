@@ -57,7 +57,6 @@ def test_bad_command_lines_print_usage_and_exit_1(args, message):
     (["-k"], "popper: -k / -K: Kerberos support is not built"),
     (["-K", "pop"], "popper: -k / -K: Kerberos support is not built"),
     (["-F"], "popper: -F: fast update (a server-mode feature) is not built"),
-    (["-b", "/var/spool/bulls"], "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     (["-B"], "popper: -B: the bulletin database is not built"),
     (["-l", "1"], "popper: -l: TLS is not built"),
     (["-D", "localhost"], "popper: -D: DRAC is not built"),

@@ -53,17 +53,14 @@ QPOPPER_NAMES = {
 HARMLESS = {"Boolean": "false", "Integer": "0", "mnemonic": "default", "String": "/x"}
 HARMLESS_FOR = {"log-facility": "mail", "mail-lock-check": "10", "bulldb-max-tries": "75",
                 "cache-name": ".%s.cache", "temp-name": ".%s.pop",
-                "bulldir": None, "drac-host": None, "kerberos-service": None,
+                "bulldir": "/var/spool/bulls", "drac-host": None, "kerberos-service": None,
                 "group-server-mode": None, "group-no-server-mode": None,
                 "home-dir-mail": None, "config-file": None}
 
 # The names of what popper has not built, each with a value that asks for it
 # and the refusal (the command line's text where there is an option).
 NOT_BUILT = [
-    ("set bulldir = /var/spool/bulls",
-     "-b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     ("set bulldb-nonfatal", "-B: the bulletin database is not built"),
-    ("set group-bulletins", "group-bulletins: the bulletin feature is not built"),
     ("set drac-host = localhost", "-D: DRAC is not built"),
     ("set fast-update", "-F: fast update (a server-mode feature) is not built"),
     ("set kerberos", "-k / -K: Kerberos support is not built"),
@@ -357,7 +354,6 @@ def sample_lines():
 SAMPLE_UNCOMMENTED = {
     "announce-login-delay": 'Bad value for the announce-login-delay option; scanning ""',
     "announce-expire": 'Bad value for the announce-expire option; scanning ""',
-    "bulldir": "-b / bulldir / --enable-bulletins: the bulletin feature is not built",
     "config-file": "Unable to open configuration file /etc/mail/pop/qpopper.config",
     "drac-host": "-D: DRAC is not built",
     "kerberos-service": "-k / -K: Kerberos support is not built",

@@ -272,7 +272,6 @@ def test_with_locking_chooses_the_locks(tree, mailhost):
 
 
 @pytest.mark.parametrize("switch,message", [
-    ("--enable-bulletins", "popper: -b / bulldir / --enable-bulletins: the bulletin feature is not built"),
     ("--enable-bulldb", "popper: --enable-bulldb: the bulletin database is not built"),
     ("--enable-apop", "popper: --enable-apop: APOP is not built"),
 ])

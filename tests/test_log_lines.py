@@ -209,6 +209,21 @@ LINES = {
     "Refused %d connection%s%s: %s": "popper: Refused",
     "listening on %s port %d": "popper: listening on",
     "stopped accepting; waiting for %d session(s)": "popper: stopped accepting",
+    # bulletins (tests/test_bulletins.py)
+    "Can't find '.' in bulletin name; delivering to all users: %.128s": "pop_bull.c",
+    'Non-existent group "%.128s" in bulletin; bulletin omitted: %.128s': "pop_bull.c",
+    "Unable to open bulletin directory '%.128s': %s (%d)": "pop_bull.c",
+    "Bulletin %.128s skipped for %s: %s": "popper: skipped for",
+    "Unable to read bulletin file %.128s: %s (%d)": "popper: Unable to read bulletin file",
+    "[SYS/TEMP] Unable to copy bulletins to pop dropbox %s: %s (%d)":
+        "popper: Unable to copy bulletins",
+    "%s: recorded bulletin %d, delivered by an earlier session": "popper: recorded bulletin",
+    "%s: %s; the new bulletins are taken out again": "popper: taken out again",
+    "%s: no bulletins: %s": "popper: no bulletins",
+    "%s: the old bulletin record is not used: %s": "popper: old bulletin record",
+    "%s: bulletins not recorded: %s": "popper: not recorded",
+    "%s: could not finish the bulletins' append to %s: %s; the journal ":
+        "popper: journal says",
 }
 CALL = re.compile(r'(?:\blog\.(?:alert|critical|error|warning|notice|info|debug)\(\s*\(?\s*'
                   r'|def err_line\(.*?return )(["\'])(.*?)(?<!\\)\1', re.S)

@@ -17,7 +17,8 @@ from conftest import RecordingLog, corpus
 from helpers import mbox_problem, message_id, quarantine_files, split_mbox
 from mda import digest
 from popper.maildrop import files, open_maildrop, recovery
-from popper.maildrop.journal import Done, Journal, Move, Rewrite, Settled, Unreadable, parse
+from popper.maildrop.journal import (Append, Done, Journal, Move, Rewrite, Settled, Unreadable,
+                                     parse)
 from popper.settings import Settings
 
 MARKER = files.MARKER
@@ -25,10 +26,11 @@ MARKER = files.MARKER
 
 # --- the pure function ------------------------------------------------------------
 
-def facts(spool=1000, temp=500, marker=False, printed=True, head_ok=False, mail_from=None):
+def facts(spool=1000, temp=500, marker=False, printed=True, head_ok=False, mail_from=None,
+          appended=None):
     offsets = {0: 0}
     offsets.update(mail_from or {})
-    return recovery.Facts(spool, temp, marker, printed, head_ok, offsets)
+    return recovery.Facts(spool, temp, marker, printed, head_ok, offsets, appended)
 
 
 PLANS = {
@@ -75,7 +77,21 @@ PLANS = {
                             None, [], True),
     "done, spool short": (Done(1200, b"From x"), facts(marker=True, mail_from={1200: 1200}), 0,
                           [(0, 1000)], None, [], True),
+    # bulletins (server mode): the temp drop holds them, never mail
+    "append, whole": (Append(600, "f", 120, 7), facts(appended="whole"), 0, [(0, 1000)], None,
+                      [], False),
+    "append, cut short": (Append(600, "f", 120, 7), facts(appended="zeros",
+                                                          mail_from={720: 720}),
+                          0, [(0, 600), (720, 1000)], None, [], False),
+    "append, not begun": (Append(600, "f", 120, 7), facts(appended="none"), 0, [(0, 1000)],
+                          None, [], False),
+    "append, spool changed": (Append(600, "f", 120, 7), facts(printed=False, appended="whole"),
+                              0, [(0, 1000)], None, [], True),
 }
+
+# Which records say the mail holds bulletins up to a number.
+BULLETINS = {"settled, not emptied": 0, "append, whole": 7, "append, cut short": 0,
+             "append, not begun": 0, "append, spool changed": 0}
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))
@@ -85,12 +101,19 @@ def test_plan(name):
     assert (plan.temp_len, list(plan.ranges), plan.head, list(plan.aside)) == (
         temp_len, ranges, head, aside)
     assert bool(plan.warning) == warned, plan.warning
+    assert plan.bulletins == BULLETINS.get(name, 0)
+
+
+def test_a_settled_record_with_bulletins_says_so():
+    for f in (facts(), facts(printed=False)):
+        assert recovery.plan(Settled(450, 300, "f", bull=12), f).bulletins == 12
 
 
 def test_records_read_back_as_written(tmp_path):
     journal = Journal(str(tmp_path / ".alice.pop"))
     for record in (Move(1, 2, "ab", ((0, 5), (7, 9))), Move(0, 0, None, ()), Settled(3, 4, "cd"),
-                   Rewrite(5, 6, "ef", 7), Done(8, b"\0From \xff")):
+                   Rewrite(5, 6, "ef", 7), Done(8, b"\0From \xff"), Settled(3, 4, None, bull=9),
+                   Append(10, "gh", 11, 12)):
         journal.write(record)
         assert journal.read() == record
     assert isinstance(parse("popper-journal 1 move t=x"), Unreadable)

@@ -55,10 +55,11 @@ class Maildrop:
         raise NotImplementedError
 
 
-def open_maildrop(settings, user: str, log) -> Maildrop:
+def open_maildrop(settings, user: str, log, bulletins=None) -> Maildrop:
     """The user's maildrop, open: the session lock taken, whatever an
-    earlier session left finished, the mail scanned.  Raises MaildropError
-    with the client's text."""
+    earlier session left finished, the mail scanned, the new bulletins
+    (a bulletins.Bulletins, with -b) appended.  Raises MaildropError with
+    the client's text."""
     temp_path = temp_drop_path(settings, user)
     temp_fd = open_temp_drop(temp_path, user, log)
     try:
@@ -70,10 +71,10 @@ def open_maildrop(settings, user: str, log) -> Maildrop:
         os.close(temp_fd)
         raise
     if in_place:
-        drop = ServerDrop(settings, user, log, temp_fd)
+        drop = ServerDrop(settings, user, log, temp_fd, bulletins)
         if drop.open(record):
             return drop
-    drop = NormalDrop(settings, user, log, temp_fd)
+    drop = NormalDrop(settings, user, log, temp_fd, bulletins)
     drop.open(record)
     return drop
 

@@ -27,8 +27,9 @@ class Unscannable(Exception):
 
 class Drop(Maildrop):
 
-    def __init__(self, settings, user: str, log, temp_fd: int):
+    def __init__(self, settings, user: str, log, temp_fd: int, bulletins=None):
         self.settings, self.user, self.log = settings, user, log
+        self.bulletins = bulletins      # bulletins.Bulletins, when -b is in force
         self.spool_path = spool_path(settings, user)
         self.temp_path = temp_drop_path(settings, user)
         self.journal = Journal(self.temp_path)
@@ -77,6 +78,34 @@ class Drop(Maildrop):
         table.make_uids_unique()
         self.messages = table
         self.scanned_end = pieces[-1][2] + pieces[-1][3] if pieces else 0
+
+    # --- bulletins ---------------------------------------------------------------------
+
+    def _record_bulletins(self, number: int) -> None:
+        """A journal says the mail holds the bulletins up to number: the
+        user's record must say so before the journal is replaced."""
+        if number and self.bulletins is not None:
+            self.bulletins.record(number)
+
+    def _bulletin_bytes(self, fd: int, end: int, news) -> tuple:
+        """(the line ends the mail ending at `end` of fd needs, the new
+        bulletins as they follow it: in MMDF separators if the mail is MMDF)."""
+        chunks = news.chunks
+        if self.separator:
+            chunks = [self.separator + c[c.index(b"\n") + 1:] + self.separator for c in chunks]
+        data = b"".join(chunks)
+        fix = files.separation(os.pread(fd, 2, max(end - 2, 0)), data[:1]) if end else b""
+        return fix, data
+
+    def _scan_bulletins(self, fd: int, start: int, end: int) -> None:
+        """Add the bulletins at [start, end) of fd to the message table."""
+        result = native.scan(fd, start=start, limit=end,
+                             base_time=int(time.time()) + len(self.messages),
+                             salted=self.settings.update_status_headers,
+                             old_style=self.settings.old_style_uid, uw=False)
+        self.messages.extend(result.messages)
+        self.messages.make_uids_unique()
+        self.scanned_end = end
 
     def set_aside(self, fd: int, ranges, name: str) -> None:
         """Keep bytes nobody can read as mail in a file for the administrator."""

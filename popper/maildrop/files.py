@@ -177,6 +177,14 @@ def copy_range(src: int, dst: int, start: int, end: int, dst_pos: int, refresh=N
     return dst_pos
 
 
+def write_at(fd: int, data: bytes, pos: int) -> None:
+    """All of data at pos (pwrite may write less)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view, pos = view[n:], pos + n
+
+
 def separation(last2: bytes, next_byte: bytes) -> bytes:
     """What must come between mail ending in last2 and a message starting
     with next_byte: a blank line before a From line, a line end before an

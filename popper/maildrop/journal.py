@@ -33,6 +33,17 @@ fp is a fingerprint of a file's first bytes, files.fingerprint):
            QUIT: the spool's first S bytes are its new content, on the
            disk, except that its first bytes may still be the marker; H
            (hex) are the real ones.  The temp drop is no longer needed.
+  append   s=S fp=F n=L bull=B
+           server-mode login: bulletins (L bytes) are being put in the
+           temp drop's first L bytes, then appended to the spool, whose
+           first S bytes (F) are its mail: the spool is set to S+L bytes
+           of zeros first (later deliveries land after them), then the
+           zeros are overwritten with the temp drop's L bytes.  B is the
+           highest bulletin number they bring.
+
+`settled` may end in bull=B: the temp drop's T bytes include the bulletins
+up to number B (normal mode appends them after the spool's mail), which
+the user's record (~/.popbull, the bulletin database) may not say yet.
 
 A journal written by an older popper may hold `stash m=M` (QUIT copying
 the new mail into the temp drop, which held M bytes): it is read as
@@ -67,32 +78,38 @@ def parse_ranges(text: str) -> tuple:
     return tuple(out)
 
 
-def _record(op: str, fields: str, **kinds):
+def _record(op: str, fields: str, optional: str = ""):
     """A record type: a named tuple of the fields, which knows its op and how
-    each field is written and read (int unless kinds says otherwise)."""
-    names = fields.split()
-    base = collections.namedtuple(op.capitalize(), names)
+    each field is written and read (int, but for ranges, head and fp).  The
+    optional fields (int, 0 when absent) are written only when not 0, so a
+    record without them reads as an older popper wrote it."""
+    names, extra = fields.split(), optional.split()
+    base = collections.namedtuple(op.capitalize(), names + extra)
+    base.__new__.__defaults__ = (0,) * len(extra) or None
     writers = {"ranges": ranges_text, "head": bytes.hex, "fp": lambda fp: fp or "-"}
     readers = {"ranges": parse_ranges, "head": bytes.fromhex,
                "fp": lambda text: None if text == "-" else text}
 
     def line(self) -> str:
         return " ".join([op] + ["%s=%s" % (name, writers.get(name, str)(value))
-                                for name, value in zip(names, self)])
+                                for name, value in zip(names + extra, self)
+                                if name in names or value])
 
     @classmethod
     def parse(cls, words: dict):
-        return cls(*(readers.get(name, int)(words[name]) for name in names))
+        return cls(*[readers.get(name, int)(words[name]) for name in names]
+                   + [int(words.get(name, 0)) for name in extra])
 
     return type(base.__name__, (base,), {"__slots__": (), "op": op, "line": line,
                                          "parse": parse})
 
 
 Move = _record("move", "t s fp ranges")
-Settled = _record("settled", "t s fp")
+Settled = _record("settled", "t s fp", optional="bull")
 Rewrite = _record("rewrite", "tlen n fp bound")
 Done = _record("done", "total head")
-RECORDS = {kind.op: kind for kind in (Move, Settled, Rewrite, Done)}
+Append = _record("append", "s fp n bull")
+RECORDS = {kind.op: kind for kind in (Move, Settled, Rewrite, Done, Append)}
 
 
 class Unreadable(collections.namedtuple("Unreadable", "text")):
@@ -173,7 +190,7 @@ class Journal:
         self.directory = os.path.dirname(self.path) or "."
 
     def read(self):
-        """The last record (Move, Settled, Rewrite, Done or Unreadable), or
+        """The last record (Move, Settled, Rewrite, Done, Append or Unreadable), or
         None.  Raises JournalError for a file that is not the user's own."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)

@@ -31,7 +31,8 @@ class NormalDrop(Drop):
     def _open(self, record) -> None:
         spool_fd = files.open_spool(self.spool_path, self.log, create=record is not None)
         if spool_fd is None:                # no spool and nothing to recover
-            self._move_in(None, recovery.Plan(files.size(self.temp_fd), []), None)
+            if self._login(None, None, None, recovery.Plan(files.size(self.temp_fd), [])):
+                self._forget_journal()      # bulletins alone: no spool to empty
             return
         lock = SpoolLock(spool_fd, self.spool_path, self.lock_wait, self.settings.locking)
         try:
@@ -48,21 +49,7 @@ class NormalDrop(Drop):
             if plan.head:                   # a finished rewrite's real first bytes
                 os.pwrite(spool_fd, plan.head, 0)
                 os.fsync(spool_fd)
-            settled = False
-            try:
-                if self._move_in(spool_fd, plan, lock) or record is not None:
-                    size = files.size(spool_fd)
-                    self.journal.write(Settled(files.size(self.temp_fd), size,
-                                               files.fingerprint(spool_fd, size)))
-                    settled = True
-            except BaseException:
-                # The spool is as it was; with nothing to finish before, leave
-                # nothing behind (a record would be true, but a mail reader
-                # may change the spool before the next login).
-                if record is None and cut_back(self.temp_fd, plan.temp_len):
-                    self._forget_journal()
-                raise
-            if settled:
+            if self._login(spool_fd, lock, record, plan):
                 # Everything is in the temp drop: the spool can be emptied behind
                 # the client's back, and the emptier lets go of it and its locks.
                 self.emptier = files.Background(self._empty_spool, spool_fd, lock)
@@ -75,6 +62,56 @@ class NormalDrop(Drop):
             if spool_fd is not None:
                 lock.release()
                 os.close(spool_fd)
+
+    def _login(self, spool_fd, lock, record, plan) -> bool:
+        """With the spool locked (if there is one): move its mail in as the
+        plan says, then append the new bulletins.  True if the journal then
+        says `settled` (the spool is to be emptied, the journal removed)."""
+        self._record_bulletins(plan.bulletins)
+        try:
+            moved = self._move_in(spool_fd, plan, lock) or record is not None
+            news = self.bulletins.news() if self.bulletins else None
+            if not moved and not news:
+                return False
+            size = files.size(spool_fd) if spool_fd is not None else 0
+            settled = Settled(files.size(self.temp_fd), size,
+                              None if spool_fd is None else files.fingerprint(spool_fd, size))
+            self.journal.write(settled)
+        except BaseException:
+            # The spool is as it was; with nothing to finish before, leave
+            # nothing behind (a record would be true, but a mail reader
+            # may change the spool before the next login).
+            if record is None and cut_back(self.temp_fd, plan.temp_len):
+                self._forget_journal()
+            raise
+        if news:
+            self._append_bulletins(news, settled)
+        return True
+
+    def _append_bulletins(self, news, settled) -> None:
+        """After the mail (the journal says `settled`, so a crash cuts the
+        temp drop back to it): the bulletins, on the disk; `settled` with
+        them and their number; the user's record.  A failure before the
+        record is made takes them out again, logged: they come next time.
+        Once the journal names them, the next login records them if this
+        one cannot (OSError: the login fails)."""
+        end = settled.t
+        fix, data = self._bulletin_bytes(self.temp_fd, end, news)
+        data = fix + data
+        try:
+            files.write_at(self.temp_fd, data, end)
+            os.fsync(self.temp_fd)
+            self.journal.write(settled._replace(t=end + len(data), bull=news.maximum))
+        except OSError as exc:
+            self.log.notice("[SYS/TEMP] Unable to copy bulletins to pop dropbox %s: %s (%d)"
+                            % (self.temp_path, exc.strerror, exc.errno))
+            cut_back(self.temp_fd, end)
+            return
+        if not self.bulletins.seen(news.maximum):
+            self.journal.write(settled)
+            cut_back(self.temp_fd, end)
+            return
+        self._scan_bulletins(self.temp_fd, end + len(fix), end + len(data))
 
     def _move_in(self, spool_fd, plan, lock) -> bool:
         """Carry out the plan: set aside what it says, move its ranges into

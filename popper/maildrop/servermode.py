@@ -16,6 +16,7 @@ import os
 
 from popper.maildrop import MaildropError, cache, files
 from popper.maildrop.drop import Drop, Unscannable
+from popper.maildrop.journal import Append
 from popper.maildrop.locking import SpoolLock
 from popper.maildrop.scan import HAS_UIDL, SEEN, UW_DATA
 from popper.protocol import replies
@@ -38,8 +39,8 @@ class ServerDrop(Drop):
         """Serve the spool in place; False if it is not mail popper can read
         there (normal mode then sets aside what it cannot read)."""
         spool_fd = files.open_spool(self.spool_path, self.log, create=False)
-        if spool_fd is None:
-            return True                     # no mail
+        if spool_fd is None:                # no mail: normal mode if bulletins may come
+            return self.bulletins is None   # (Qpopper: no spool, no server mode)
         self.spool_fd = spool_fd
         try:
             with SpoolLock(spool_fd, self.spool_path, self.lock_wait, self.settings.locking):
@@ -53,6 +54,10 @@ class ServerDrop(Drop):
                 else:
                     self._scan([(spool_fd, 0, st.st_size, 0)])
                     self.spool_key = cache.key(st)  # cached if the session changes nothing
+                news = self.bulletins.news() if self.bulletins else None
+                if news and self._append_bulletins(news):
+                    st = os.fstat(spool_fd)
+                    self.spool_key = cache.key(st)
                 self.spool_print = (st.st_dev, st.st_ino, st.st_size,
                                     files.fingerprint(spool_fd, st.st_size))
             return True
@@ -63,6 +68,57 @@ class ServerDrop(Drop):
             os.close(spool_fd)
             return False
         except OSError as exc:
+            raise files.error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
+
+    def _append_bulletins(self, news) -> bool:
+        """With the spool locked: append the bulletins to it, journaled
+        (`append`): staged in the temp drop (empty in server mode), the
+        spool extended in zeros (a delivery after a crash lands after them),
+        the zeros overwritten, each on the disk; then the user's record;
+        then the temp drop emptied and the journal removed.  True if they
+        were appended.  A failure before the record is made takes them out
+        again, logged (they come next time); one after it fails the login
+        (MaildropError), and the next login finds them in the spool."""
+        spool_fd, temp_fd = self.spool_fd, self.temp_fd
+        start = files.size(spool_fd)
+        fix, data = self._bulletin_bytes(spool_fd, start, news)
+        data = fix + data
+        try:
+            self.journal.write(Append(start, files.fingerprint(spool_fd, start), len(data),
+                                      news.maximum))
+            files.write_at(temp_fd, data, 0)
+            os.fsync(temp_fd)
+            os.ftruncate(spool_fd, start + len(data))
+            os.fsync(spool_fd)
+            files.write_at(spool_fd, data, start)
+            os.fsync(spool_fd)
+        except OSError as exc:
+            self.log.notice("[SYS/TEMP] Unable to copy bulletins to pop dropbox %s: %s (%d)"
+                            % (self.spool_path, exc.strerror, exc.errno))
+            self._end_append(start)
+            return False
+        if not self.bulletins.seen(news.maximum):
+            self._end_append(start)
+            return False
+        self._end_append(None)
+        self._scan_bulletins(spool_fd, start + len(fix), start + len(data))
+        return True
+
+    def _end_append(self, start) -> None:
+        """The temp drop emptied and the journal removed, after the spool is
+        cut back to `start` (None: the append stands).  MaildropError if
+        that fails: the journal, still true, tells the next login."""
+        try:
+            if start is not None and files.size(self.spool_fd) > start:
+                os.ftruncate(self.spool_fd, start)
+                os.fsync(self.spool_fd)
+            if files.size(self.temp_fd):
+                os.ftruncate(self.temp_fd, 0)
+                os.fsync(self.temp_fd)
+            self.journal.remove()
+        except OSError as exc:
+            self.log.error("%s: could not finish the bulletins' append to %s: %s; the journal "
+                           "says what to do" % (self.user, self.spool_path, exc))
             raise files.error(replies.OPEN_FAILED, exc, file=self.spool_path) from None
 
     def _spool_unchanged(self) -> bool:

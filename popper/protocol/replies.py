@@ -91,6 +91,9 @@ SPOOL_NOT_YOURS = "[SYS/PERM] Mail spool {file} is not yours alone ({why}).  Thi
 UPDATE_FAILED = ("Error updating primary drop.  Mail left in temporary maildrop "
                  "[{error} ({errno})]")
 JOURNAL_BAD = "[SYS/PERM] Cannot use the maildrop journal {file}: {why}"
+BULLETIN_RECORD = ("[SYS/TEMP] Unable to record the bulletins already in your mail; "
+                   "try again later")
+BULLDB_UNAVAILABLE = "[SYS/TEMP] Unable to open Bulletin database; contact your administrator"
 SPOOL_CHANGED = ("[SYS/TEMP] The mailbox was changed by another program during the session; "
                  "nothing was updated")
 INTERNAL_ERROR = "[SYS/TEMP] internal error; the session goes on"

@@ -1,0 +1,537 @@
+"""Bulletins (-b, set bulldir, --enable-bulletins): the SCO manual page's
+BULLETINS section and Qpopper 4.0.x's pop_bull.c (qpopper-behaviour.md 7).
+
+In-process first (the maildrop opened on a temporary spool, as the
+session opens it), then the real program with real clients (poplib,
+fetchmail) in both modes, hostile bulletins and a hostile ~/.popbull, and
+kill -9 at every write of a login that appends a bulletin (strace).
+"""
+
+import os
+import pathlib
+import pickle
+import poplib
+import re
+import shutil
+import subprocess
+import time
+import traceback
+
+import pytest
+
+from conftest import (IS_ROOT, TEST_GID, TEST_UID, USERS, RecordingLog, hashed,
+                      start_inetd)
+from popper import bulletins
+from popper.auth import Account
+from popper.bulletins import Bulletins, Skipped
+from popper.maildrop import journal, open_maildrop
+from popper.settings import Settings
+
+FROM = b"From admin@example.org Thu Nov 26 14:34:16 2026\n"
+MODES = {"normal": [], "server": ["-S"]}
+
+
+def bulletin(number: int, extra: bytes = b"") -> bytes:
+    return (FROM + b"To: all-users\n" + extra + b"Subject: bulletin %d\n\nnews number %d\n"
+            % (number, number))
+
+
+def mail(*subjects: str) -> bytes:
+    return b"".join(b"From sender@example.org Thu Nov 26 10:00:00 2026\nSubject: %s\n\n"
+                    b"the body of %s\n\n" % (s.encode(), s.encode()) for s in subjects)
+
+
+def subjects(data: bytes) -> list:
+    return [s.decode() for s in re.findall(rb"^Subject: ([^\r\n]*)", data, re.MULTILINE)]
+
+
+class Site:
+    """A spool directory, a bulletin directory and a home for each user."""
+
+    def __init__(self, base: pathlib.Path):
+        self.base = base
+        base.mkdir(exist_ok=True)
+        self.spool_dir = base / "spool"
+        self.bulldir = base / "bulls"
+        for d in (self.spool_dir, self.bulldir):
+            d.mkdir(exist_ok=True)
+        os.chmod(str(base), 0o755)
+        os.chmod(str(self.spool_dir), 0o1777)
+        os.chmod(str(self.bulldir), 0o755)
+        for user in USERS:
+            self.home(user).mkdir(parents=True, exist_ok=True)
+            os.chown(str(self.home(user)), TEST_UID, TEST_GID)
+
+    def home(self, user: str) -> pathlib.Path:
+        return self.base / "home" / user
+
+    def popbull(self, user: str = "alice") -> pathlib.Path:
+        return self.home(user) / ".popbull"
+
+    def post(self, number: int, name: str = None, data: bytes = None, mode: int = 0o644):
+        path = self.bulldir / (name or "%d.news" % number)
+        path.write_bytes(bulletin(number) if data is None else data)
+        os.chmod(str(path), mode)
+        return path
+
+    def deliver(self, data: bytes, user: str = "alice") -> None:
+        path = self.spool_dir / user
+        with open(str(path), "ab") as f:
+            f.write(data)
+        os.chown(str(path), TEST_UID, TEST_GID)
+        os.chmod(str(path), 0o600)
+
+    def spool(self, user: str = "alice") -> bytes:
+        path = self.spool_dir / user
+        return path.read_bytes() if path.exists() else b""
+
+
+@pytest.fixture
+def site(mailhost):
+    return Site(mailhost.base / "site")
+
+
+# --- in-process --------------------------------------------------------------------
+
+def settings_for(site: Site, server_mode=False, **values) -> Settings:
+    s = Settings()
+    s.spool_dir, s.bulldir, s.server_mode = str(site.spool_dir), str(site.bulldir), server_mode
+    for name, value in values.items():
+        setattr(s, name, value)
+    return s
+
+
+def session(site: Site, settings: Settings, user: str = "alice", delete=()) -> list:
+    """Open the maildrop as a login does (as the test user when root), read
+    every message, delete some, QUIT; the messages' bytes and the log."""
+    log = RecordingLog()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                      # pragma: no cover (child)
+        code = 1
+        try:
+            os.close(read)
+            if IS_ROOT:
+                os.setgroups([])
+                os.setresgid(TEST_GID, TEST_GID, TEST_GID)
+                os.setresuid(TEST_UID, TEST_UID, TEST_UID)
+            account = Account(user, TEST_UID, TEST_GID, str(site.home(user)))
+            drop = open_maildrop(settings, user, log,
+                                 Bulletins(settings, account, "pop.example.org", log))
+            got = [b"".join(drop.message_chunks(m)) for m in drop.messages]
+            n = len(got)
+            drop.update(bytearray(i in delete for i in range(n)), bytearray(n))
+            drop.close()
+            os.write(write, pickle.dumps((got, log.texts())))
+            code = 0
+        except BaseException:  # noqa: B902 (reported, then the child exits)
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write)
+    data = b""
+    while True:
+        piece = os.read(read, 65536)
+        if not piece:
+            break
+        data += piece
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, "the session failed"
+    return pickle.loads(data)
+
+
+@pytest.mark.parametrize("server_mode", [False, True], ids=["normal", "server"])
+def test_a_new_user_gets_the_newest_bulletin_then_each_new_one_once(site, server_mode):
+    for n in (1, 2, 3):
+        site.post(n)
+    site.deliver(mail("old mail"))
+    s = settings_for(site, server_mode)
+    got, _ = session(site, s)
+    assert [subjects(m) for m in got] == [["old mail"], ["bulletin 3"]]
+    assert site.popbull().read_bytes() == b"3\n"
+    st = os.stat(str(site.popbull()))
+    assert (st.st_uid, st.st_mode & 0o777) == (TEST_UID, 0o600)
+    got, _ = session(site, s)
+    assert len(got) == 2                               # nothing new
+    site.post(4)
+    got, _ = session(site, s)
+    assert [subjects(m) for m in got] == [["old mail"], ["bulletin 3"], ["bulletin 4"]]
+    assert subjects(site.spool()) == ["old mail", "bulletin 3", "bulletin 4"]
+    assert site.popbull().read_bytes() == b"4\n"
+    assert not list(site.spool_dir.glob(".alice.pop*"))
+
+
+def test_the_bulletin_as_it_is_delivered(site):
+    """The From line kept, X-UIDL: <time>.<nnn> after it, every To: line
+    replaced (its continuation kept, Qpopper's quirk), X-UIDL: and
+    Status: lines dropped, a blank line after the body."""
+    site.post(7, data=FROM + b"To: somebody\n  continued\nX-UIDL: theirs\nStatus: RO\n"
+              b"status: O\nCc: x@example.org\nSubject: hi\n\nbody line\nno newline")
+    s = settings_for(site)
+    before = int(time.time())
+    session(site, s)
+    spool = site.spool()
+    uid = re.search(rb"^X-UIDL: ([0-9]+)\.000\n", spool, re.MULTILINE)
+    assert uid and before <= int(uid.group(1)) <= time.time()
+    assert spool == (FROM + b"X-UIDL: %s.000\nTo: alice@pop.example.org\n  continued\n"
+                     b"Cc: x@example.org\nSubject: hi\nStatus: U\n\nbody line\nno newline\n\n"
+                     % uid.group(1))
+
+
+def test_max_bulletins_seeds_a_new_user_by_number(site):
+    for n in (1, 2, 3, 4, 6):
+        site.post(n)
+    got, _ = session(site, settings_for(site, max_bulletins=3))
+    assert [subjects(m) for m in got] == [["bulletin 4"], ["bulletin 6"]]   # above 6 - 3
+
+
+def test_names_and_numbers(site):
+    site.post(0, "00012.new_printer", bulletin(12))
+    site.post(0, "3", bulletin(3))
+    site.post(0, "README", bulletin(99))
+    site.post(0, ".5.hidden", bulletin(5))
+    assert [b[:] for b in bulletins.listing(str(site.bulldir))] == [
+        (3, "3"), (12, "00012.new_printer")]
+    site.popbull().write_bytes(b"0\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    got, _ = session(site, settings_for(site))
+    assert [subjects(m) for m in got] == [["bulletin 3"], ["bulletin 12"]]
+    assert site.popbull().read_bytes() == b"12\n"
+
+
+@pytest.mark.parametrize("content,delivered,record", [
+    (b"", [], b"3\n"),                  # empty: "assuming all bulletins sent"
+    (b"junk\n", ["bulletin 3"], b"3\n"),   # not a number: as if missing, rewritten
+    (b"1 and more\n", ["bulletin 2", "bulletin 3"], b"3\n"),
+])
+def test_what_popbull_says(site, content, delivered, record):
+    for n in (1, 2, 3):
+        site.post(n)
+    site.popbull().write_bytes(content)
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    got, _ = session(site, settings_for(site))
+    assert [s for m in got for s in subjects(m)] == delivered
+    assert site.popbull().read_bytes() == record
+
+
+def test_a_bad_bulletin_is_skipped_and_logged_and_the_others_come(site):
+    """A deviation from Qpopper, where one bulletin without a From line
+    stops every bulletin after it, for everybody, at every login."""
+    site.post(1, data=b"Subject: no From line\n\nbody\n")
+    site.post(2, mode=0o600)                           # not readable by everybody
+    (site.bulldir / "3.a-directory").mkdir()
+    os.mkfifo(str(site.bulldir / "4.a-fifo"))
+    os.chmod(str(site.bulldir / "4.a-fifo"), 0o644)
+    site.post(5)
+    site.popbull().write_bytes(b"0\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    got, log = session(site, settings_for(site))
+    assert [subjects(m) for m in got] == [["bulletin 5"]]
+    assert site.popbull().read_bytes() == b"5\n"
+    text = "\n".join(log)
+    assert 'Bulletin 1.news skipped for alice: it does not start with a valid "From "' in text
+    assert ("2.news skipped for alice: Unable to open bulletin file: Permission denied (13)"
+            if IS_ROOT else "2.news skipped for alice: not readable by everybody") in text
+    assert "3.a-directory skipped for alice: not a regular file" in text
+    assert "4.a-fifo skipped for alice: not a regular file" in text
+    got, log = session(site, settings_for(site))          # not tried again
+    assert len(got) == 1 and "skipped" not in "\n".join(log)
+
+
+def test_a_missing_bulletin_directory_is_logged_and_the_login_goes_on(site):
+    shutil.rmtree(str(site.bulldir))
+    site.deliver(mail("old mail"))
+    got, log = session(site, settings_for(site))
+    assert len(got) == 1
+    assert any("Unable to open bulletin directory '%s': No such file or directory (2)"
+               % site.bulldir in line for line in log)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: a group to be in")
+def test_group_bulletins(site):
+    import grp
+    mail_group = grp.getgrnam("mail")
+    site.post(1, "1.ALL.for-everybody")
+    site.post(2, "2.mail.for-the-mail-group")
+    site.post(3, "3.no-such-group-here.nobody")
+    site.post(4, "4")
+    site.popbull().write_bytes(b"0\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    s = settings_for(site, group_bulletins=True)
+    got, log = session(site, s)
+    assert [subjects(m) for m in got] == [["bulletin 1"], ["bulletin 4"]]
+    assert any('Non-existent group "no-such-group-here" in bulletin; bulletin omitted: '
+               '3.no-such-group-here.nobody' in line for line in log)
+    assert any("Can't find '.' in bulletin name; delivering to all users: 4" in line
+               for line in log)
+    assert mail_group.gr_gid != TEST_GID
+
+
+def test_a_failed_record_takes_the_bulletins_out_again(site):
+    """.popbull cannot be written (its directory is gone): nothing is
+    delivered, so that the bulletin comes once, when it can be recorded."""
+    site.post(1)
+    site.deliver(mail("old mail"))
+    shutil.rmtree(str(site.home("alice")))
+    for server_mode in (False, True):
+        got, log = session(site, settings_for(site, server_mode))
+        assert [subjects(m) for m in got] == [["old mail"]]
+        assert any("Unable to write to" in line for line in log)
+        assert subjects(site.spool()) == ["old mail"]
+
+
+@pytest.mark.parametrize("server_mode", [False, True], ids=["normal", "server"])
+def test_a_journal_naming_bulletins_has_them_recorded_first(site, server_mode):
+    """A crash after the bulletins were in the mail but before .popbull
+    said so: the journal's bulletin number is recorded, nothing is
+    delivered twice."""
+    site.post(1)
+    site.post(2)
+    site.popbull().write_bytes(b"1\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    held = bulletin(2).replace(b"Subject", b"X-UIDL: 1700000000.000\nSubject") + b"\n"
+    temp = site.spool_dir / ".alice.pop"
+    if server_mode:                     # appended to the spool, staged in the temp drop
+        site.deliver(mail("old mail"))
+        start = len(site.spool())
+        site.deliver(held)
+        temp.write_bytes(held)
+        from popper.maildrop import files
+        fd = os.open(str(site.spool_dir / "alice"), os.O_RDONLY)
+        record = journal.Append(start, files.fingerprint(fd, start), len(held), 2)
+        os.close(fd)
+    else:                               # appended after the mail in the temp drop
+        temp.write_bytes(mail("old mail") + held)
+        record = journal.Settled(len(temp.read_bytes()), 0, None, bull=2)
+    os.chown(str(temp), TEST_UID, TEST_GID)
+    os.chmod(str(temp), 0o600)
+    path = str(temp) + ".journal"
+    with open(path, "w") as f:
+        f.write("%s %s\n" % (journal.MAGIC, record.line()))
+    os.chown(path, TEST_UID, TEST_GID)
+    os.chmod(path, 0o600)
+    got, _ = session(site, settings_for(site, server_mode))
+    assert [subjects(m) for m in got] == [["old mail"], ["bulletin 2"]]
+    assert site.popbull().read_bytes() == b"2\n"
+    assert subjects(site.spool()) == ["old mail", "bulletin 2"]
+
+
+def test_render_refuses_what_is_not_a_message():
+    with pytest.raises(Skipped):
+        bulletins.render(b"", b"1.000", b"a@b")
+    with pytest.raises(Skipped):
+        bulletins.render(b"From nobody\n\nbody\n", b"1.000", b"a@b")
+
+
+# --- the real program, real clients --------------------------------------------------
+
+class Host:
+    """popper on a TCP inetd over the Site, the users with their homes."""
+
+    def __init__(self, mailhost, site: Site, tcp_inetd, *args):
+        mailhost.userdb.write_text("".join(
+            "%s:%s:%d:%d::%s:/bin/sh\n" % (name, hashed(pw), TEST_UID, TEST_GID,
+                                           site.home(name))
+            for name, pw in USERS.items()))
+        mailhost.write_config("set spool-dir = %s" % site.spool_dir)
+        self.trace = site.base / "trace"
+        self.server = tcp_inetd("-b", str(site.bulldir), "-t", str(self.trace), *args)
+
+    def pop(self, user: str) -> poplib.POP3:
+        client = poplib.POP3("127.0.0.1", self.server.port, timeout=30)
+        client.user(user)
+        assert client.pass_(USERS[user]).startswith(b"+OK ")
+        return client
+
+    def fetch_all(self, user: str, delete=False) -> list:
+        client = self.pop(user)
+        count = client.stat()[0]
+        got = [b"\n".join(client.retr(n)[1]) for n in range(1, count + 1)]
+        if delete:
+            for n in range(1, count + 1):
+                client.dele(n)
+        client.quit()
+        return got
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_bulletin_reaches_every_user_exactly_once(mailhost, tcp_inetd, tmp_path, mode):
+    site = Site(mailhost.base / "site")
+    host = Host(mailhost, site, tcp_inetd, *MODES[mode])
+    site.post(1)
+    site.post(2)
+    site.deliver(mail("for alice"), "alice")
+    first = {user: host.fetch_all(user) for user in USERS}
+    assert [subjects(m) for m in first["alice"]] == [["for alice"], ["bulletin 2"]]
+    assert [subjects(m) for m in first["bob"]] == [["bulletin 2"]]
+    site.post(3)
+    for user in USERS:
+        got = host.fetch_all(user, delete=True)
+        assert [s for m in got for s in subjects(m)][-2:] == ["bulletin 2", "bulletin 3"]
+        assert b"To: %s@" % user.encode() in got[-1]
+        assert site.popbull(user).read_bytes() == b"3\n"
+        assert host.fetch_all(user) == []                  # once, and not again
+        assert site.spool(user) == b""
+
+
+@pytest.mark.clients
+def test_fetchmail_gets_the_bulletin(mailhost, tcp_inetd, tmp_path):
+    from clients import fetchmail, read_outputs
+    site = Site(mailhost.base / "site")
+    host = Host(mailhost, site, tcp_inetd, "-S")
+    site.post(5)
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    work.mkdir()
+    fetchmail(host.server.port, out, work)
+    got = read_outputs(out)
+    assert len(got) == 1 and subjects(got[0]) == ["bulletin 5"]
+    assert re.search(rb"^To: alice@", got[0], re.MULTILINE)
+    fetchmail(host.server.port, out, work, ok=(1,))        # no new mail
+    assert len(read_outputs(out)) == 1
+
+
+HOSTILE_UID = TEST_UID + 1
+
+
+@pytest.mark.clients
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: two uids")
+def test_a_popbull_symlink_to_another_users_file_is_not_followed(mailhost, tcp_inetd,
+                                                                  tmp_path):
+    site = Site(mailhost.base / "site")
+    host = Host(mailhost, site, tcp_inetd)
+    theirs = site.base / "theirs"
+    theirs.mkdir()
+    os.chown(str(theirs), HOSTILE_UID, HOSTILE_UID)
+    target = theirs / "file"
+    target.write_bytes(b"0\n")
+    os.chown(str(target), HOSTILE_UID, HOSTILE_UID)
+    os.chmod(str(target), 0o666)
+    before = target.read_bytes(), os.stat(str(target)).st_mtime_ns
+    os.symlink(str(target), str(site.popbull()))
+    os.lchown(str(site.popbull()), TEST_UID, TEST_GID)
+    site.post(1)
+    site.post(2)
+    assert host.fetch_all("alice") == []                   # no record to trust: none
+    assert (target.read_bytes(), os.stat(str(target)).st_mtime_ns) == before
+    assert os.path.islink(str(site.popbull()))
+    assert "refused %s: a symbolic link" % site.popbull() in host.trace.read_text()
+    # a bulletin that is a link to another owner's file is skipped
+    os.unlink(str(site.popbull()))
+    site.popbull().write_bytes(b"2\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    secret = theirs / "secret"
+    secret.write_bytes(bulletin(3))
+    os.chown(str(secret), HOSTILE_UID, HOSTILE_UID)
+    os.chmod(str(secret), 0o644)
+    link = site.bulldir / "3.link"
+    os.symlink(str(secret), str(link))
+    os.lchown(str(link), TEST_UID, TEST_GID)
+    site.post(4)
+    got = host.fetch_all("alice", delete=True)
+    assert [subjects(m) for m in got] == [["bulletin 4"]]
+    assert ("3.link skipped for alice: a symbolic link (owned by uid %d) to a file of uid %d"
+            % (TEST_UID, HOSTILE_UID)) in host.trace.read_text()
+    # root's link to anybody's world-readable file is the administrator's choice
+    os.unlink(str(link))
+    link = site.bulldir / "5.link"
+    os.symlink(str(secret), str(link))
+    got = host.fetch_all("alice")
+    assert [subjects(m) for m in got] == [["bulletin 3"]]
+
+
+# --- kill -9 during the append -------------------------------------------------------
+
+STRACE = shutil.which("strace")
+KILL_CALLS = ("write", "pwrite64", "ftruncate", "fsync", "rename", "unlink")
+
+
+def traced(site: Site, user: str = "alice") -> list:
+    """The files a login with bulletins writes."""
+    spool = site.spool_dir
+    names = [spool / user, spool / (".%s.pop" % user), spool / (".%s.pop.journal" % user),
+             spool / (".%s.pop.journal.new" % user), spool / (".%s.cache" % user),
+             spool / (".%s.cache.new" % user), spool, site.popbull(user),
+             pathlib.Path(str(site.popbull(user)) + ".new"), site.home(user)]
+    return [arg for name in names for arg in ("-P", str(name))]
+
+
+def strace_login(mailhost, site: Site, mode: str, inject=None) -> str:
+    """A login and a QUIT under strace (killed at `inject`, if given); the
+    strace log."""
+    log = site.base / "strace.log"
+    command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + ",".join(KILL_CALLS)]
+    if inject:
+        command += ["-e", "inject=%s:signal=SIGKILL:when=%d" % inject]
+    command += traced(site) + mailhost.command("-b", str(site.bulldir), *MODES[mode])
+    conv = start_inetd(command, stderr=subprocess.DEVNULL)
+    try:
+        conv.send(b"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n")
+        while True:
+            conv.line()
+    except (EOFError, OSError):
+        pass
+    finally:
+        conv.close()
+    return log.read_text()
+
+
+def start_state(site: Site, mode: str) -> None:
+    for path in site.spool_dir.iterdir():
+        path.unlink()
+    for path in site.home("alice").iterdir():
+        path.unlink()
+    site.deliver(mail("one", "two", "three"))
+    site.popbull().write_bytes(b"1\n")
+    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+
+
+def counts(log: str) -> dict:
+    found = {}
+    for line in log.splitlines():
+        match = re.match(r"\d+ +(\w+)\(", line)
+        if match and match.group(1) in KILL_CALLS:
+            found[match.group(1)] = found.get(match.group(1), 0) + 1
+    return found
+
+
+@pytest.mark.clients
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT or not STRACE, reason="needs root and strace")
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, tmp_path, mode):
+    site = Site(mailhost.base / "site")
+    mailhost.userdb.write_text("alice:%s:%d:%d::%s:/bin/sh\n"
+                               % (hashed(USERS["alice"]), TEST_UID, TEST_GID, site.home("alice")))
+    mailhost.write_config("set spool-dir = %s" % site.spool_dir)
+    site.post(1)
+    site.post(2)
+    start_state(site, mode)
+    calibration = counts(strace_login(mailhost, site, mode))
+    assert calibration.get("pwrite64") and calibration.get("fsync"), calibration
+    failures = []
+    for call in KILL_CALLS:
+        for n in range(1, calibration.get(call, 0) + 1):
+            start_state(site, mode)
+            strace_login(mailhost, site, mode, inject=(call, n))
+            got = fetch_clean(mailhost, site, mode)
+            want = ["one", "two", "three", "bulletin 2"]
+            if sorted(got) != sorted(want) or site.popbull().read_bytes() != b"2\n":
+                failures.append("%s #%d: %r, .popbull %r"
+                                % (call, n, got, site.popbull().read_bytes()))
+    assert not failures, "\n".join(failures)
+
+
+def fetch_clean(mailhost, site: Site, mode: str) -> list:
+    """A clean session (every message read, none deleted), then what the
+    spool holds after it."""
+    conv = start_inetd(mailhost.command("-b", str(site.bulldir), *MODES[mode]))
+    try:
+        assert conv.login().startswith(b"+OK")
+        assert conv.cmd("QUIT").startswith(b"+OK")
+    finally:
+        conv.close()
+    return subjects(site.spool())

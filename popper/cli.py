@@ -27,7 +27,8 @@ import os
 import stat
 import sys
 
-from popper import __version__, privsep, server
+from popper import __version__, native, privsep, server
+from popper.auth import apop
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file
 from popper.transport import inetd
@@ -54,8 +55,10 @@ L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
 # The -p values that need a feature popper does not have yet, with the text
 # Qpopper's pop_init.c gives in a build without it (a usage error there too):
 # accepted, they would refuse every login.  Drop an entry when its feature is built.
-P_NOT_BUILT = {1: "Can't set -p to 1 without enabling APOP",
-               4: "Can't set -p to 4 without enabling TLS/SSL"}
+P_NOT_BUILT = {4: "Can't set -p to 4 without enabling TLS/SSL"}
+# -p 1 (clear-text-password never) without APOP: nobody could log in.  A
+# start-up refusal (check()), since a later -f file may name an apop-file.
+P1_WITHOUT_APOP = "Can't set -p to 1 without enabling APOP"
 
 HELP = ("Without an address, popper serves the connection on fd 0/1 (inetd), or the "
         "listening sockets it is handed (LISTEN_FDS); with one, it listens "
@@ -199,6 +202,10 @@ def check(settings: Settings) -> list:
         privsep.login_identity(settings)
     except LookupError as exc:
         problems.append(str(exc))
+    if settings.clear_text_password == 1 and not settings.apop_db:
+        problems.append(P1_WITHOUT_APOP)
+    if settings.apop_db:
+        problems += _apop_problems(settings)
     if settings.auto_delete and settings.announce_expire not in (None, 0):
         problems.append("EXPIRE must be 0 when AUTO_DELETE defined.")
     for directory, what, option in ((settings.spool_dir, "the spool directory", "spool-dir"),
@@ -217,6 +224,20 @@ def check(settings: Settings) -> list:
                 problems.append("the user database %s may be changed by others (mode %04o): "
                                 "chmod go-w it" % (settings.userdb, st.st_mode & 0o7777))
     return problems
+
+
+def _apop_problems(settings: Settings) -> list:
+    """The POP administrator must be a user, and not login-user (whose
+    login process would then have pop.auth's owner's rights)."""
+    entry = native.getpwnam(settings.popuid)
+    if entry is None:
+        return ["the POP administrator %s (set popuid, configure.py --with-popuid) is not a "
+                "user: APOP's database %s must be that user's" % (settings.popuid,
+                                                                  settings.apop_db)]
+    if settings.login_user and settings.login_user == settings.popuid:
+        return ["the POP administrator %s must not be login-user: the login process would "
+                "have the rights of pop.auth's owner" % settings.popuid]
+    return []
 
 
 def _not_a_directory(path, option: str):
@@ -238,7 +259,14 @@ def _not_a_directory(path, option: str):
 def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
-    return server.backend_problems(settings)
+    problems = server.backend_problems(settings)
+    if (settings.apop_db and not _apop_problems(settings)
+            and os.path.lexists(apop.names(settings.apop_db)["dir"])):   # none: no APOP users
+        why = apop.usable(settings.apop_db, native.getpwnam(settings.popuid).uid)
+        if why:
+            problems.append("APOP cannot be used until it is fixed (the greeting carries no "
+                            "timestamp): %s" % why)
+    return problems
 
 
 LISTENING_STDIN = (

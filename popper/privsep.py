@@ -37,21 +37,24 @@ each failure followed by the delay), and, after a yes for a name, serve
 that user -- with the bytes it hands over as the client's next commands,
 which the client could have sent itself.
 
-Later work keeps to this boundary: STLS and SASL exchanges happen in the
-login process (with TLS, it keeps the TLS connection and relays the clear
-bytes to the session process, as Dovecot's login processes do); the APOP
-timestamp is made by the root part before the fork, so the login process
-cannot choose the one a digest is checked against.
+APOP keeps to it: the greeting's timestamp is made by the root part before
+the fork, and the root part checks a digest against its own copy, so the
+login process cannot choose the timestamp a digest is checked against; the
+root part (which can read pop.auth) answers USER's question, whether the
+name has an APOP secret (Qpopper's pop_user.c), too.  Later work keeps to
+this boundary: STLS and SASL exchanges happen in the login process (with
+TLS, it keeps the TLS connection and relays the clear bytes to the session
+process, as Dovecot's login processes do).
 
 Started as any other user (or with --without-login-user), popper runs the
 whole session in one process and serves only users it can serve as itself.
 
 The channel is a socketpair.  A message is a frame: 4-byte length, then
 fields, each a 4-byte length and its bytes.  Login process to root:
-[PASS, user, password], then after a YES [REST, bytes]; last, [END, the
-count of its log lines syslog could not take].  Root to login
-process: [YES] or [NO, template, name, value, ...] (the -ERR's template and
-fields).  Anything else, or a frame over MAX_FRAME, ends the session.
+[PASS, user, password] or [APOP, user, digest], then after a YES [REST,
+bytes]; [USER, user] (may it use clear text?); last, [END, the count of
+its log lines syslog could not take].  Root to login process: [YES] or
+[NO, template, name, value, ...] (the -ERR's template and fields).  Anything else, or a frame over MAX_FRAME, ends the session.
 """
 
 import errno
@@ -260,8 +263,18 @@ class AskRoot:
         self.channel, self.deadline = channel, deadline
 
     def authenticate(self, user: str, password: bytes, client) -> Account:
+        return self._ask([b"PASS", user.encode("latin-1"), password], user)
+
+    def apop(self, user: str, digest: str, timestamp: str, client) -> Account:
+        """The root part checks the digest against its own timestamp."""
+        return self._ask([b"APOP", user.encode("latin-1"), digest.encode("latin-1")], user)
+
+    def check_user(self, user: str) -> None:
+        self._ask([b"USER", user.encode("latin-1")], user)
+
+    def _ask(self, request: list, user: str) -> Account:
         try:
-            self.channel.send([b"PASS", user.encode("latin-1"), password], self.deadline)
+            self.channel.send(request, self.deadline)
             answer = self.channel.receive(self.deadline)
         except ChannelError as exc:
             raise AuthError(replies.LOGIN_FAILED, log="the root part: %s" % exc,
@@ -314,12 +327,14 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
 
 # --- the root part --------------------------------------------------------------
 
-def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user):
+def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user,
+          apop_timestamp=None):
     """The connection until the client has logged in, in a login process
     running as identity (uid, gid); then serve_user(account, unread) as
-    the user.  Returns once the session is over."""
+    the user.  apop_timestamp: the greeting's (None: no APOP).  Returns
+    once the session is over."""
     login_by = time.monotonic() + settings.login_timeout
-    session = LoginSession(settings, None, None, log, client, hostname)
+    session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
     # The greeting goes out first, so that the fork overlaps the client's
     # round trip.  It is the only thing the root part writes to the client.
     if not _send(conn.write_fd, session.greeting(), time.monotonic() + settings.timeout):
@@ -340,7 +355,7 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
              for sig in (signal.SIGHUP, signal.SIGTERM)}
     try:
         account, unread = _check_logins(channel, deadline, settings, make_gatekeeper(),
-                                        client, log)
+                                        client, log, apop_timestamp)
     except ChannelError:
         account = None
     finally:
@@ -374,26 +389,44 @@ def _send(fd: int, data: bytes, deadline: float) -> bool:
     return True
 
 
-def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log):
-    """Answer the login process's requests until one succeeds: (account,
-    the bytes it read past the PASS line).  ChannelError when it ends."""
+# A request: its name, and how many fields follow.
+REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1}
+
+
+def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log,
+                  apop_timestamp=None):
+    """Answer the login process's requests until a login succeeds:
+    (account, the bytes it read past the PASS or APOP line).  ChannelError
+    when it ends.  An APOP digest is checked against the root part's
+    timestamp (apop_timestamp), never one the login process names."""
     while True:
         request = channel.receive(deadline)
         if request[:1] == [b"END"]:
             _take_end(request, log)
             raise ChannelError("the login process ended")
-        if len(request) != 3 or request[0] != b"PASS" or \
-                len(request[1]) > MAX_FIELD or len(request[2]) > MAX_FIELD:
+        if (not request or REQUESTS.get(request[0]) != len(request) - 1
+                or any(len(field) > MAX_FIELD for field in request[1:])):
             raise ChannelError("a bad request from the login process")
         user = request[1].decode("latin-1")
         try:
-            account = gatekeeper.authenticate(user, request[2], client)
+            if request[0] == b"USER":
+                gatekeeper.check_user(user)
+                channel.send([b"YES"], deadline)
+                continue
+            if request[0] == b"PASS":
+                account = gatekeeper.authenticate(user, request[2], client)
+            elif apop_timestamp:
+                account = gatekeeper.apop(user, request[2].decode("latin-1"), apop_timestamp,
+                                          client)
+            else:
+                raise ChannelError("APOP without a timestamp")
         except AuthError as exc:
-            if exc.delay and settings.auth_fail_delay > 0:
-                time.sleep(settings.auth_fail_delay)
-            # Logged here, where the check was made: a subverted login
-            # process cannot leave a failure out of the log.
-            log_refusal(log, user, client, exc, replies.err(exc.template, **exc.fields))
+            if request[0] != b"USER":
+                if exc.delay and settings.auth_fail_delay > 0:
+                    time.sleep(settings.auth_fail_delay)
+                # Logged here, where the check was made: a subverted login
+                # process cannot leave a failure out of the log.
+                log_refusal(log, user, client, exc, replies.err(exc.template, **exc.fields))
             fields = [exc.template.encode("latin-1")]
             for name, value in exc.fields.items():
                 fields += [name.encode("latin-1"), str(value).encode("latin-1")]

@@ -7,8 +7,8 @@ import socket
 import time
 
 from popper import __version__, privsep
-from popper.auth.gatekeeper import Gatekeeper
-from popper.auth import pam, unix
+from popper.auth.gatekeeper import Gatekeeper, admin
+from popper.auth import apop, pam, unix
 from popper.auth.userdb import UserDB
 from popper.bulletins import Bulletins
 from popper import maildrop
@@ -87,11 +87,12 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
     client = client_for(peer_ip, settings, log)
     log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
     hostname = local_hostname()
+    timestamp = apop_timestamp(settings, hostname, log)
     identity = privsep.login_identity(settings)
     if identity is None:
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
-                          client, hostname)
+                          client, hostname, timestamp)
         run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
         return
 
@@ -103,7 +104,24 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
     # The back-end is made after the fork: the login process holds no hash.
     privsep.serve(conn, identity, settings, log, client, hostname,
                   lambda: Gatekeeper(settings, authenticator(settings, log), log),
-                  run, serve_user)
+                  run, serve_user, timestamp)
+
+
+def apop_timestamp(settings, hostname: str, log):
+    """The greeting's <pid.time@host>, exactly when pop.auth is there and
+    this process can use it (curl and Thunderbird try APOP whenever the
+    greeting has a timestamp, and never fall back to USER/PASS); else None."""
+    if not settings.apop_db:
+        return None
+    try:
+        why = apop.usable(settings.apop_db, admin(settings)[0])
+    except apop.DBError as exc:
+        why = str(exc)
+    if why:
+        if os.path.lexists(apop.names(settings.apop_db)["dir"]):
+            log.error("APOP is off for this session: %s" % why)
+        return None
+    return apop.timestamp(hostname)
 
 
 def maildrop_opener(settings, log, hostname: str):

@@ -53,7 +53,8 @@ class Settings:
         self.shy = compiled.SHY
         self.locking = compiled.LOCKING
         self.uw_kludge = compiled.UW_KLUDGE
-        self.apop_db = compiled.APOP_DB
+        self.apop_db = compiled.APOP_DB              # pop.auth's base name; None: no APOP
+        self.popuid = compiled.POPUID                # the POP administrator (pop.auth's owner)
         self.pam_service = compiled.PAM_SERVICE
         self.check_password_expired = True
         self.auth_file = None                        # only these users may log in
@@ -125,7 +126,6 @@ class Settings:
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
                 (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
                 (self.bulldb_nonfatal, "-B: the bulletin database"),
-                (self.apop_db, "--enable-apop: APOP"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
                 (self.drac_host, "-D: DRAC"),
@@ -263,6 +263,17 @@ def _account(value: str):
     return value
 
 
+def _account_name(value: str) -> str:
+    if bad_name(value):
+        raise ValueError("needs a user name")
+    return value
+
+
+def _path_or_none(value: str):
+    """A path; "none" for none (apop-file: no APOP)."""
+    return None if value.lower() == "none" else _path(value)
+
+
 def _announce(value: str) -> int:
     return -1 if value.lower() == "never" else _int(value)
 
@@ -369,6 +380,8 @@ QPOPPER_OPTIONS = {
 # popper's own names: what Qpopper has no setting for.
 POPPER_OPTIONS = {
     "userdb": O("userdb", _path, STR, AT_START),
+    "apop-file": O("apop_db", _path_or_none, STR, AT_START),
+    "popuid": O("popuid", _account_name, STR, AT_START),
     "auth-fail-delay": O("auth_fail_delay", _int, INT, NOT_USER),
     "spool-lock-wait": O("spool_lock_wait", _int, INT, NOT_USER),
     "pam-service": O("pam_service", _service, STR, AT_START),

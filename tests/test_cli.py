@@ -37,7 +37,6 @@ def test_version():
     (["-x"], "popper: option -x not recognized"),
     (["-T"], "popper: option -T requires argument"),
     (["-L", "0"], "popper: -L 0 is 0 messages (Qpopper would divide by it)"),
-    (["-p", "1"], "popper: Can't set -p to 1 without enabling APOP"),
     (["-e", "colour=blue"], "popper: -e: unknown extension 'colour' (login_delay, expire)"),
     (["-y", "local9"], "popper: Error setting '-y' to local9"),
     (["-p", "7"], "popper: Unrecognized -p value; 0 = default; 1 = never; 2 = always "

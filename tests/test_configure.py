@@ -5,6 +5,7 @@ Each behaviour test copies the source tree, configures the copy, and runs
 popper from it (pure Python: the copy has no compiled module)."""
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -273,7 +274,6 @@ def test_with_locking_chooses_the_locks(tree, mailhost):
 
 @pytest.mark.parametrize("switch,message", [
     ("--enable-bulldb", "popper: --enable-bulldb: the bulletin database is not built"),
-    ("--enable-apop", "popper: --enable-apop: APOP is not built"),
 ])
 def test_switches_of_later_features_refuse_to_start(tree, mailhost, switch, message):
     tree.configure(switch)
@@ -281,6 +281,25 @@ def test_switches_of_later_features_refuse_to_start(tree, mailhost, switch, mess
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             universal_newlines=True, timeout=30)
     assert result.returncode == 1 and message in result.stderr
+
+
+def test_enable_apop_names_the_database_and_with_popuid_its_owner(tree, mailhost):
+    base = mailhost.base / "pop.auth"
+    tree.configure("--enable-apop=%s" % base, "--with-popuid=no-such-admin")
+    assert "APOP_DB = %r" % str(base) in tree.settings()
+    result = subprocess.run(tree.command(mailhost), env=tree.env(), cwd=tree.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=30)
+    assert result.returncode == 1 and (
+        "popper: the POP administrator no-such-admin (set popuid, configure.py --with-popuid) "
+        "is not a user: APOP's database %s must be that user's" % base) in result.stderr
+    admin = pwd.getpwuid(1 if os.geteuid() == 0 else os.getuid()).pw_name
+    tree.configure("--enable-apop=%s" % base, "--with-popuid=%s" % admin)
+    assert "POPUID = %r" % admin in tree.settings()
+    # No database yet: Qpopper's greeting without a timestamp, and USER/PASS as ever.
+    conv = tree.session(mailhost)
+    assert conv.greeting.startswith(b"+OK ") and not conv.greeting.endswith(b">")
+    assert conv.login().startswith(b"+OK alice has 0 visible messages")
 
 
 def test_disable_native_builds_no_extension(tree):

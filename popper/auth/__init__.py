@@ -26,6 +26,7 @@ class AuthError(Exception):
     sent after auth-fail-delay seconds unless delay is false.  log: the
     reason for syslog, which the client does not see.  attempt: the
     password check failed (Qpopper's "Failed attempted login" is logged);
+    checked: a password or digest was checked (its reason is logged);
     logged: the lines are logged already (by the root part).
     """
 
@@ -33,7 +34,17 @@ class AuthError(Exception):
                  logged: bool = False, **fields):
         super().__init__(template)
         self.template, self.log, self.delay, self.fields = template, log, delay, fields
-        self.logged, self.attempt = logged, False
+        self.logged, self.attempt, self.checked = logged, False, False
+
+
+def passwd_account(user: str, need_password: bool = False):
+    """user's account in the passwd database, or None (need_password: also
+    None when its password field is empty, as pop_apop.c refuses it)."""
+    from popper import native
+    entry = native.getpwnam(user)
+    if entry is None or (need_password and not entry.passwd):
+        return None
+    return Account(entry.name, entry.uid, entry.gid, entry.dir, entry.shell)
 
 
 def same_hash(a: bytes, b: bytes) -> bool:

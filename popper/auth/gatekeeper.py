@@ -11,11 +11,19 @@ tells the reasons apart; whoever sends that text logs it (log_refusal):
 the reason of a failed password check in a line of its own, the -ERR, and
 Qpopper's `[AUTH] Failed attempted login ...`.
 
+APOP (apop()) passes the same rules after its digest; every failed digest
+gets the one answer, whatever the cause.  USER asks check_user() whether
+clear text may be used for the name (Qpopper's pop_user.c: not for a user
+with an APOP secret, unless -p 2).
+
 This runs in the root part of a separated session (privsep.py): the login
-process only hands over the name and password.
+process only hands over the name and password, or the name and digest.
 """
 
-from popper.auth import AuthError
+import os
+
+from popper import native
+from popper.auth import AuthError, apop, same_hash
 from popper.log import err_line
 from popper.protocol import replies
 from popper.settings import bad_name
@@ -28,7 +36,7 @@ def log_refusal(log, user: str, client, exc: AuthError, reply: bytes) -> None:
     branch): popper's reason for a failed password check, in a line of its
     own; pop_msg.c's -ERR line; then, for a failed password check,
     pop_pass.c's line exactly as Qpopper writes it, which log parsers match."""
-    if exc.attempt and exc.log:
+    if (exc.attempt or exc.checked) and exc.log:
         log.notice("Authentication failed for user %s: %s" % (user, exc.log))
     log.notice(err_line(user, client, reply))
     if exc.attempt:
@@ -58,12 +66,85 @@ class Gatekeeper:
         reason = bad_name(user)
         if reason:
             raise AuthError(replies.BAD_PASSWORD, log="user name %s" % reason, user=user)
-        account = self.backend.authenticate(user, password, client)
+        try:
+            account = self.backend.authenticate(user, password, client)
+        except AuthError:
+            # -p 2: the APOP secret is a password too (a host whose users
+            # have no password popper can read).  Looked up after every
+            # failure, so that a failure costs the same for every name.
+            account = self._apop_password(user, password)
+            if account is None:
+                raise
         reason = bad_name(account.name)
         if reason:
             raise AuthError(replies.BAD_PASSWORD, user=user,
                             log="the account's name %r %s" % (account.name, reason))
         return account
+
+    def _apop_password(self, user: str, password: bytes):
+        """The account, under -p 2, if password is user's APOP secret."""
+        if not (self.settings.apop_db and self.settings.clear_text_password == 2):
+            return None
+        account, secret, _ = self._apop_lookup(user)
+        right = same_hash(password, secret or apop.DUMMY_SECRET)
+        return account if right and secret and account is not None else None
+
+    def _apop_lookup(self, user: str):
+        """(the back-end's account or None, the APOP secret or None, why
+        the database could not be read or None), with the same calls for
+        every name."""
+        account = self.backend.account(user)
+        try:
+            secret = apop.secret_of(self.settings.apop_db, admin(self.settings)[0], user)
+        except apop.DBError as exc:
+            self.log.error("the APOP database: %s" % exc)
+            return account, None, "the APOP database: %s" % exc
+        return account, secret, None
+
+    def apop(self, user: str, given: str, timestamp: str, client):
+        """The Account whose secret makes digest `given` of `timestamp`
+        (APOP), or AuthError."""
+        reason = bad_name(user)
+        if reason:
+            account, secret, reason = None, None, "user name %s" % reason
+        else:
+            account, secret, reason = self._apop_lookup(user)
+        right = apop.same_digest(given, apop.digest(timestamp, secret or apop.DUMMY_SECRET))
+        if not (right and secret and account is not None and not bad_name(account.name)):
+            exc = AuthError(replies.APOP_FAILED, log=reason or (
+                "no such user" if account is None else
+                "no APOP secret" if secret is None else
+                "an empty APOP secret" if not secret else
+                "the account's name %r %s" % (account.name, bad_name(account.name)) if right
+                else "wrong digest"))
+            exc.checked = True
+            raise exc
+        if not self.allowed(account.name):
+            raise AuthError(replies.APOP_PERMISSION)
+        if account.uid == 0:                # pop_apop.c: root only (not the uid floor)
+            raise AuthError(replies.ACCESS_DENIED, user=user)
+        return account
+
+    def check_user(self, user: str) -> None:
+        """AuthError if user may not use USER/PASS because of its APOP
+        secret (pop_user.c: unless -p 2); the -p rules that do not depend on
+        the user are the session's."""
+        if not self.settings.apop_db or self.settings.clear_text_password == 2 or bad_name(user):
+            return
+        try:
+            secret = apop.secret_of(self.settings.apop_db, admin(self.settings)[0], user)
+        except apop.DBError as exc:
+            self.log.error("the APOP database: %s" % exc)
+            if exc.kind == "mode":
+                raise AuthError(replies.APOP_DB_MODE, mode="%o" % exc.mode, delay=False)
+            if exc.kind == "lock":
+                raise AuthError(replies.APOP_DB_LOCK, error=os.strerror(exc.errno), delay=False)
+            if exc.kind == "system":
+                raise AuthError(replies.APOP_DB_UNAVAILABLE, user=user, errno=exc.errno,
+                                error=os.strerror(exc.errno), delay=False)
+            raise AuthError(replies.APOP_DB_UNFIT, delay=False)
+        if secret:
+            raise AuthError(replies.NEED_STRONGER_AUTH_APOP_USER, delay=False)
 
     def allowed(self, user: str) -> bool:
         """The nonauth-file (deny) and auth-file (allow) lists: one name a
@@ -84,3 +165,13 @@ class Gatekeeper:
                     user, "listed in" if not listed_means else "not listed in", path))
                 return False
         return True
+
+
+def admin(settings):
+    """(uid, gid) of the POP administrator (set popuid), who owns pop.auth;
+    DBError if there is no such user."""
+    entry = native.getpwnam(settings.popuid)
+    if entry is None:
+        raise apop.DBError("the POP administrator %s (set popuid) is not a user"
+                           % settings.popuid)
+    return entry.uid, entry.gid

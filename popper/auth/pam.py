@@ -14,7 +14,7 @@ everyone.  service_problem() says so at start-up.
 import os
 
 from popper import native
-from popper.auth import Account, AuthError
+from popper.auth import AuthError, passwd_account
 from popper.protocol import replies
 
 
@@ -44,17 +44,21 @@ class PamAuth:
     def __init__(self, service: str, log):
         self.service, self.log = service, log
 
-    def authenticate(self, user: str, password: bytes, client) -> Account:
+    def account(self, user: str):
+        """user's Unix account, or None (APOP: the secret is in pop.auth)."""
+        return passwd_account(user)
+
+    def authenticate(self, user: str, password: bytes, client):
         code, text = native.pam_login(self.service, user, password, client.host, client.ip)
         self.log.reopen_syslog()        # PAM modules may have called openlog() themselves
         if code != 0:
             raise AuthError(replies.BAD_PASSWORD, user=user,
                             log='PAM authentication failed for user "%s": %s (%d)'
                             % (user, text, code))
-        entry = native.getpwnam(user)
-        if entry is None:
+        account = passwd_account(user)
+        if account is None:
             raise AuthError(replies.BAD_PASSWORD, user=user,
                             log="PAM accepted %s, who has no Unix account" % user)
-        return Account(entry.name, entry.uid, entry.gid, entry.dir, entry.shell)
+        return account
 
 

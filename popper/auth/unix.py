@@ -41,7 +41,7 @@ import os
 import time
 
 from popper import native
-from popper.auth import Account, AuthError, cryptpw, same_hash
+from popper.auth import Account, AuthError, cryptpw, passwd_account, same_hash
 from popper.protocol import replies
 
 DAY = 86400
@@ -119,6 +119,11 @@ class UnixAuth:
         if entry is None:
             return None, b"", None
         return entry, (shadow.passwd if shadow else entry.passwd), shadow
+
+    def account(self, user: str):
+        """user's account, or None (APOP: the secret is in pop.auth).  An
+        empty password field refuses APOP too, as in pop_apop.c."""
+        return passwd_account(user, need_password=True)
 
     def authenticate(self, user: str, password: bytes, client) -> Account:
         dummy, unreadable = self.host()            # before the name: its cost is everyone's

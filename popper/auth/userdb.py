@@ -199,6 +199,10 @@ class UserDB:
         """(hash, Account) of user, or (None, None)."""
         return self.entry(self.table(), user)
 
+    def account(self, user: str):
+        """user's account, or None (APOP: the secret is in pop.auth)."""
+        return self.lookup(user)[1]
+
     def authenticate(self, user: str, password: bytes, client) -> Account:
         table = self.table()
         hashed, account = self.entry(table, user)

@@ -40,8 +40,18 @@ NEED_STRONGER_AUTH = ("[AUTH] You must use stronger authentication such as APOP 
                       "to connect to this server")
 NEED_TLS = ("[AUTH] You must use TLS/SSL or stronger authentication such as APOP "
             "to connect to this server")
+NEED_STRONGER_AUTH_APOP_USER = ("[AUTH] You must use stronger authentication such as AUTH "
+                                "or APOP to connect to this server")
 USER_FIRST = "[AUTH] USER first, then PASS."
 APOP_UNAVAILABLE = "[AUTH] APOP is not available on this server"
+# pop_apop.c's digest mismatch: popper's one answer to every failed APOP.
+APOP_FAILED = "[AUTH] authentication failure"
+APOP_PERMISSION = "[AUTH] Permission denied."
+# pop_user.c, when pop.auth cannot be read to see whether the user has an APOP secret.
+APOP_DB_MODE = "[SYS/PERM] POP authentication DB has wrong mode (0{mode})"
+APOP_DB_LOCK = "[SYS/TEMP] unable to lock POP authentication DB ({error})"
+APOP_DB_UNAVAILABLE = "[SYS/TEMP] POP authentication DB not available (user {user}): {error} ({errno})"
+APOP_DB_UNFIT = "[SYS/PERM] POP authentication DB is not to be trusted; see the server's log"
 AUTH_MECHANISMS = "Supported SASL mechanisms:"
 # pop_auth.c lists this pseudo-mechanism when it was built without SCRAM (as popper is).
 AUTH_NO_MECHANISM = "X-NONE-SO-USE-APOP-OR-STLS"

@@ -249,10 +249,18 @@ class Session:
         return name
 
     def do_user(self, name: str):
+        user = None
+        if self.settings.apop_db and self.settings.clear_text_password != 2:
+            # pop_user.c, first: a user with an APOP secret must use it.
+            user = self.user_name(name)
+            try:
+                self.authenticator.check_user(user)
+            except AuthError as exc:
+                return self.err(exc.template, **exc.fields)
         refusal = self.clear_text_refusal()
         if refusal:
             return self.err(refusal)
-        self.user = self.user_name(name)
+        self.user = user if user is not None else self.user_name(name)
         self.state = AUTHORIZATION_PASS
         return R.ok(R.PASSWORD_REQUIRED, user=self.user)
 
@@ -280,7 +288,19 @@ class Session:
         return reply
 
     def do_apop(self, name: str, digest: str):
-        return self.err(R.APOP_UNAVAILABLE)
+        """APOP (pop_apop.c), against the greeting's timestamp; without
+        one (no usable pop.auth at the start) there is nothing to check."""
+        if not self.apop_timestamp:
+            return self.err(R.APOP_UNAVAILABLE)
+        self.state = AUTHORIZATION
+        self.user = self.user_name(name)
+        self.log.info('apop "%s"' % self.user)
+        try:
+            account = self.authenticator.apop(self.user, digest, self.apop_timestamp,
+                                              self.client)
+        except AuthError as exc:
+            return self.refuse(exc)
+        return self.login(account)
 
     def do_auth(self, mechanism: str = None, initial: str = None):
         if mechanism is None:

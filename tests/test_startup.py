@@ -113,8 +113,7 @@ def test_atoi_is_cs(text, value):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-p", "1"], "Can't set -p to 1 without enabling APOP"),       # pop_init.c's texts
-    (["-p", "4"], "Can't set -p to 4 without enabling TLS/SSL"),
+    (["-p", "4"], "Can't set -p to 4 without enabling TLS/SSL"),    # pop_init.c's texts
     (["-p", "5"], cli.P_VALUES),
     (["-p", "-1"], cli.P_VALUES),
     (["-l", "3"], cli.L_VALUES),
@@ -165,7 +164,8 @@ def test_help_exits_0(capsys):
 # systemd's journal).
 REFUSALS = [
     (["-x"], "option -x not recognized", "socket"),
-    (["-p", "1"], "Can't set -p to 1 without enabling APOP", "pipe"),
+    (["-p", "7"], "Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback); "
+                  "3 = local only; 4 = TLS/SSL only", "pipe"),
     (["-f", "{config}"], "{config}", "socket"),
     (["-k"], "-k / -K: Kerberos support is not built", "pipe"),
     (["-s", "stray"], "unexpected argument 'stray'", "socket"),

@@ -12,6 +12,7 @@ nss_wrapper (a passwd and a shadow of our own).
 
 import json
 import os
+import shutil
 import pathlib
 import statistics
 import subprocess
@@ -282,3 +283,61 @@ def test_unix_unknown_locked_and_wrong_password_cost_the_same(tmp_path):
             stdout=subprocess.PIPE, check=True).stdout
         return json.loads(out.decode().splitlines()[-1])
     assert_alike(measure)
+
+
+# --- APOP --------------------------------------------------------------------------------
+
+def test_apop_unknown_user_no_secret_wrong_digest_and_bad_database_cost_the_same(tmp_path):
+    """Gatekeeper.apop, as the root part runs it: an unknown name, a user
+    without a secret, one with an empty secret, a wrong digest and a
+    database that cannot be used (mode 0644) get the one answer after the
+    same time: a record fetched, an MD5 computed, and the look-up padded to
+    apop.LOOKUP_TIME (a database that cannot be opened answers sooner)."""
+    import pwd
+    from popper.auth import apop
+    from popper.auth.gatekeeper import Gatekeeper
+    from popper.protocol import replies
+    from popper.settings import Settings
+    admin = pwd.getpwuid(1 if os.geteuid() == 0 else os.getuid())
+    path = tmp_path / "users"
+    write_userdb(path, ["%s:%s:4242:4242::/tmp:/bin/sh" % (name, hash_of(b"pw", b"$1$salt$"))
+                        for name in ("alice", "bob", "carol")])
+    base = str(tmp_path / "pop.auth")
+
+    def fill(old, new):
+        for n in range(200):                                # a database of some size
+            new.store(apop.key("user%d" % n), apop.encode(b"secret%d" % n))
+        new.store(apop.key("alice"), apop.encode(b"Apop-Secret9"))
+        new.store(apop.key("carol"), apop.encode(b""))
+    apop.change(base, admin.pw_uid, admin.pw_gid, fill, create=True)
+    unusable = str(tmp_path / "unusable")
+    for suffix in (".dir", ".pag"):
+        shutil.copy(base + suffix, unusable + suffix)
+        os.chown(unusable + suffix, admin.pw_uid, admin.pw_gid)
+        os.chmod(unusable + suffix, 0o644)
+    stamp = "<1234.1700000000@mail.example>"
+    right = apop.digest(stamp, b"Apop-Secret9")
+    wrong = apop.digest(stamp, b"Apop-Secret8")
+
+    def gatekeeper(db):
+        settings = Settings()
+        settings.apop_db, settings.popuid = db, admin.pw_name
+        return Gatekeeper(settings, UserDB(str(path), Log()), Log())
+    good, bad = gatekeeper(base), gatekeeper(unusable)
+    assert good.apop("alice", right, stamp, CLIENT).name == "alice"
+
+    def fails_apop(keeper, user, given):
+        def call():
+            try:
+                keeper.apop(user, given, stamp, CLIENT)
+            except AuthError as exc:
+                assert exc.template == replies.APOP_FAILED
+                return
+            raise AssertionError("%s logged in" % user)
+        return call
+    calls = {"unknown": fails_apop(good, "nosuchuser", right),
+             "no secret": fails_apop(good, "bob", right),
+             "empty secret": fails_apop(good, "carol", apop.digest(stamp, b"")),
+             "wrong digest": fails_apop(good, "alice", wrong),
+             "unusable database": fails_apop(bad, "alice", right)}
+    assert_alike(lambda tries: medians(calls, tries))

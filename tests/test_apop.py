@@ -7,6 +7,7 @@ The POP administrator (set popuid) is daemon when the tests run as root,
 else the user running them; the users are the test user database's.
 """
 
+import codecs
 import hashlib
 import os
 import pwd
@@ -169,13 +170,36 @@ def test_strength_rule():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: another user runs popauth")
 def test_who_may_do_what(host):
-    def as_user(uid, *args, input=""):
-        return subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
-                               sys.executable, "-c", POPAUTH, "-f",
-                               str(host.mailhost.config), *args],
-                              input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=30,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    def as_user(uid, *args):
+        """popauth run by another user: forked from the tests (as root) and
+        dropped to uid, since an interpreter under root's home cannot be
+        exec'd by another user."""
+        from popper import popauth
+        codecs.lookup("latin-1")            # its codec loaded while the files can be read
+        out, err = os.pipe(), os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.dup2(out[1], 1)
+                os.dup2(err[1], 2)
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                sys.stdout, sys.stderr = open(1, "w"), open(2, "w")
+                code = popauth.main(["popauth", "-f", str(host.mailhost.config), *args])
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except BaseException as exc:
+                os.write(2, repr(exc).encode())
+            finally:
+                os._exit(code)
+        os.close(out[1])
+        os.close(err[1])
+        with open(out[0]) as o, open(err[0]) as e:
+            stdout, stderr = o.read(), e.read()
+        status = os.waitpid(pid, 0)[1]
+        return subprocess.CompletedProcess(args, os.WEXITSTATUS(status), stdout, stderr)
     nobody = pwd.getpwnam("nobody").pw_uid
     assert as_user(nobody, "-user", "alice", "x").stderr == (
         'popauth: Only superuser or user "%s" can perform the requested function\n'

@@ -56,6 +56,12 @@ def _path(value: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def _bulldb_long(value: str) -> str:
+    if value not in ("native", "4-little", "8-little", "4-big", "8-big"):
+        raise ConfigureError("is native, 4-little, 8-little, 4-big or 8-big, not %r" % value)
+    return value
+
+
 def _count(value: str) -> int:
     if not value.isdigit():
         raise ConfigureError("needs a whole number, not %r" % value)
@@ -244,6 +250,9 @@ SWITCHES = DIRECTORIES + [
     Switch("--enable-bulldb[=DIR]", "BULLDB",
            "keep each user's last bulletin in DIR/bulldb, not ~/.popbull [no; DIR: the bulletin directory]",
            bare="", off=None, check=_path),
+    Switch("--with-bulldb-long=KIND", "BULLDB_LONG",
+           "the bulletin database's C long and byte order: native, 4-little (SCO i386), "
+           "8-little (Linux amd64), 4-big, 8-big [native]", off="native", check=_bulldb_long),
     Switch("--with-new-bulls=N", "NEWBULLCNT",
            "how many existing bulletins a new user gets [1]", off=0, check=_count),
     Switch("--enable-auto-delete", "AUTO_DELETE",
@@ -312,6 +321,7 @@ DEFAULTS = {
     "BULLDIR": None,
     "BULLDB": None,             # None: off; "": on, in the bulletin directory
     "NEWBULLCNT": 1,
+    "BULLDB_LONG": "native",
     "AUTO_DELETE": False,
     "UPDATE_ON_ABORT": True,
     "KEEP_TEMP_DROP": False,

@@ -6,7 +6,7 @@ import os
 import socket
 import time
 
-from popper import __version__, privsep
+from popper import __version__, bulldb, privsep
 from popper.auth.gatekeeper import Gatekeeper, admin
 from popper.auth import apop, pam, unix
 from popper.auth.userdb import UserDB
@@ -126,15 +126,26 @@ def apop_timestamp(settings, hostname: str, log):
 
 def maildrop_opener(settings, log, hostname: str):
     """open_maildrop(account) for a Session: become the user, then open
-    (with the bulletins, under -b)."""
+    (with the bulletins, under -b).  The bulletin database's keeper is
+    started before, as root, and let go once the maildrop is open; without
+    it (-B, and the database could not be opened) there are no bulletins."""
     def open_maildrop(account):
+        keeper = None
+        if settings.bulldir and settings.bulldb is not None:
+            keeper = bulldb.start(settings, account.name, log)
         try:
-            privsep.become(account, settings.spool_dir)
-        except privsep.CannotServe as exc:
-            raise maildrop.MaildropError(exc.args[0]) from None
-        read_options_files(settings, account, log)
-        news = Bulletins(settings, account, hostname, log) if settings.bulldir else None
-        return maildrop.open_maildrop(settings, account.name, log, news)
+            try:
+                privsep.become(account, settings.spool_dir)
+            except privsep.CannotServe as exc:
+                raise maildrop.MaildropError(exc.args[0]) from None
+            read_options_files(settings, account, log)
+            news = None
+            if settings.bulldir and (settings.bulldb is None or keeper is not None):
+                news = Bulletins(settings, account, hostname, log, keeper)
+            return maildrop.open_maildrop(settings, account.name, log, news)
+        finally:
+            if keeper is not None:
+                keeper.close()
     return open_maildrop
 
 

@@ -41,6 +41,7 @@ class Settings:
         self.fast_update = False
         self.bulldir = compiled.BULLDIR
         self.bulldb = compiled.BULLDB
+        self.bulldb_long = compiled.BULLDB_LONG      # the C long of its values
         self.max_bulletins = compiled.NEWBULLCNT
         self.auto_delete = compiled.AUTO_DELETE
         self.update_on_abort = compiled.UPDATE_ON_ABORT
@@ -124,8 +125,7 @@ class Settings:
         missing = []
         for wanted, what in (
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
-                (self.bulldb is not None, "--enable-bulldb: the bulletin database"),
-                (self.bulldb_nonfatal, "-B: the bulletin database"),
+                (self.bulldb_nonfatal and self.bulldb is None, "-B: the bulletin database"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.tls_mode, "-l: TLS"),
                 (self.drac_host, "-D: DRAC"),

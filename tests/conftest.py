@@ -220,8 +220,8 @@ class TcpInetd:
     """A tiny inetd: each connection to 127.0.0.1:port runs a new popper
     with the connection as its fd 0 and 1."""
 
-    def __init__(self, command: list, env: dict = None):
-        self.command, self.env = command, env
+    def __init__(self, command: list, env: dict = None, cwd: str = None):
+        self.command, self.env, self.cwd = command, env, cwd
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
@@ -238,7 +238,7 @@ class TcpInetd:
             except OSError:
                 return
             self.processes.append(subprocess.Popen(self.command, stdin=conn, stdout=conn,
-                                                   env=self.env))
+                                                   env=self.env, cwd=self.cwd))
             conn.close()
 
     def connect(self) -> Conversation:

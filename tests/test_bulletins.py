@@ -13,6 +13,7 @@ import pickle
 import poplib
 import re
 import shutil
+import struct
 import subprocess
 import time
 import traceback
@@ -327,16 +328,17 @@ def test_render_refuses_what_is_not_a_message():
 # --- the real program, real clients --------------------------------------------------
 
 class Host:
-    """popper on a TCP inetd over the Site, the users with their homes."""
+    """popper on a TCP inetd over the Site, the users with their homes;
+    start(*args) is the inetd (conftest's tcp_inetd, or tree_inetd)."""
 
-    def __init__(self, mailhost, site: Site, tcp_inetd, *args):
+    def __init__(self, mailhost, site: Site, start, *args):
         mailhost.userdb.write_text("".join(
             "%s:%s:%d:%d::%s:/bin/sh\n" % (name, hashed(pw), TEST_UID, TEST_GID,
                                            site.home(name))
             for name, pw in USERS.items()))
         mailhost.write_config("set spool-dir = %s" % site.spool_dir)
         self.trace = site.base / "trace"
-        self.server = tcp_inetd("-b", str(site.bulldir), "-t", str(self.trace), *args)
+        self.server = start("-b", str(site.bulldir), "-t", str(self.trace), *args)
 
     def pop(self, user: str) -> poplib.POP3:
         client = poplib.POP3("127.0.0.1", self.server.port, timeout=30)
@@ -443,95 +445,242 @@ def test_a_popbull_symlink_to_another_users_file_is_not_followed(mailhost, tcp_i
     assert [subjects(m) for m in got] == [["bulletin 3"]]
 
 
+# --- the bulletin database -----------------------------------------------------------
+
+def test_the_database_keeps_a_c_long_in_the_chosen_size_and_order(tmp_path):
+    from popper import bulldb, ndbm
+    s = Settings()
+    s.bulldir, s.bulldb = str(tmp_path), ""
+    for kind, raw in (("native", struct.pack("@l", 23)), ("4-little", b"\x17\0\0\0"),
+                      ("8-little", b"\x17" + b"\0" * 7), ("4-big", b"\0\0\0\x17"),
+                      ("8-big", b"\0" * 7 + b"\x17")):
+        s.bulldb_long = kind
+        for name in ("bulldb.dir", "bulldb.pag"):
+            (tmp_path / name).unlink() if (tmp_path / name).exists() else None
+        db = bulldb.Database(s)
+        assert db.fetch("alice") is None
+        db.store("alice", 23)
+        order = bulldb.LONGS[kind][1]
+        with ndbm.open(str(tmp_path / "bulldb"), "r", byteorder=order) as raw_db:
+            assert raw_db.fetch(b"alice\0") == raw and list(raw_db.keys()) == [b"alice\0"]
+        assert db.fetch("alice") == 23
+    s.bulldb_long = "8-little"                  # a file SCO's i386 popper wrote: 4 bytes
+    with ndbm.open(str(tmp_path / "bulldb"), "n", byteorder="little") as raw_db:
+        raw_db.store(b"bob\0", b"\x05\0\0\0")
+    assert bulldb.Database(s).fetch("bob") == 5
+
+
+def configured_tree(tmp_path, *switches):
+    from test_configure import Tree
+    tree = Tree(tmp_path / "tree")
+    (tmp_path / "tree").chmod(0o755)
+    tree.configure(*switches)
+    return tree
+
+
+def tree_inetd(tree, mailhost):
+    """start(*args) of a TCP inetd running popper from the tree."""
+    from conftest import TcpInetd
+    return lambda *args: TcpInetd(tree.command(mailhost, *args), env=tree.env(),
+                                  cwd=str(tree.path))
+
+
+@pytest.fixture
+def bulldb_site(mailhost, tmp_path):
+    site = Site(mailhost.base / "site")
+    dbdir = mailhost.base / "bulldb"
+    dbdir.mkdir()
+    os.chmod(str(dbdir), 0o755)
+    tree = configured_tree(mailhost.base, "--enable-bulldb=%s" % dbdir)
+    hosts = []
+
+    def start(*args):
+        host = Host(mailhost, site, tree_inetd(tree, mailhost), *args)
+        hosts.append(host)
+        return host
+    yield site, dbdir, tree, start
+    for host in hosts:
+        host.server.close()
+
+
+def records(dbdir) -> dict:
+    from popper import ndbm
+    with ndbm.open(str(dbdir / "bulldb"), "r") as db:
+        return {k: struct.unpack("@l", db.fetch(k))[0] for k in db.keys()}
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_with_the_database_a_bulletin_reaches_every_user_once(bulldb_site, mode):
+    site, dbdir, _, start = bulldb_site
+    host = start(*MODES[mode])
+    site.post(1)
+    site.post(2)
+    site.popbull("carol").write_bytes(b"0\n")          # from before the database
+    os.chown(str(site.popbull("carol")), TEST_UID, TEST_GID)
+    got = {user: [s for m in host.fetch_all(user, delete=True) for s in subjects(m)]
+           for user in USERS}
+    assert got == {"alice": ["bulletin 2"], "bob": ["bulletin 2"],
+                   "carol": ["bulletin 1", "bulletin 2"]}          # continuity
+    assert records(dbdir) == {b"alice\0": 2, b"bob\0": 2, b"carol\0": 2}
+    assert not site.popbull("alice").exists()
+    assert site.popbull("carol").read_bytes() == b"0\n"           # read, never written
+    site.post(3)
+    for user in USERS:
+        assert [subjects(m) for m in host.fetch_all(user, delete=True)] == [["bulletin 3"]]
+        assert host.fetch_all(user) == []
+    assert records(dbdir) == {b"alice\0": 3, b"bob\0": 3, b"carol\0": 3}
+    for name in ("bulldb.dir", "bulldb.pag"):        # root's: no user can write a record
+        st = os.stat(str(dbdir / name))
+        assert (st.st_uid, st.st_mode & 0o777) == (os.geteuid(), 0o600)
+
+
+@pytest.mark.clients
+def test_a_database_that_cannot_be_opened(bulldb_site):
+    site, dbdir, _, start = bulldb_site
+    site.post(1)
+    site.deliver(mail("old mail"))
+    os.rmdir(str(dbdir))
+    host = start()
+    client = poplib.POP3("127.0.0.1", host.server.port, timeout=30)
+    client.user("alice")
+    with pytest.raises(poplib.error_proto) as refused:
+        client.pass_(USERS["alice"])
+    assert refused.value.args[0] == (b"-ERR [SYS/TEMP] Unable to open Bulletin database; "
+                                     b"contact your administrator")
+    host = start("-B")                               # bulldb-nonfatal: no bulletins
+    assert [subjects(m) for m in host.fetch_all("alice")] == [["old mail"]]
+
+
 # --- kill -9 during the append -------------------------------------------------------
 
 STRACE = shutil.which("strace")
 KILL_CALLS = ("write", "pwrite64", "ftruncate", "fsync", "rename", "unlink")
 
 
-def traced(site: Site, user: str = "alice") -> list:
-    """The files a login with bulletins writes."""
-    spool = site.spool_dir
-    names = [spool / user, spool / (".%s.pop" % user), spool / (".%s.pop.journal" % user),
-             spool / (".%s.pop.journal.new" % user), spool / (".%s.cache" % user),
-             spool / (".%s.cache.new" % user), spool, site.popbull(user),
-             pathlib.Path(str(site.popbull(user)) + ".new"), site.home(user)]
-    return [arg for name in names for arg in ("-P", str(name))]
+class KillRig:
+    """One user, two bulletins, a spool of three messages and a record
+    saying bulletin 1 was seen (~/.popbull, or the bulletin database of a
+    tree configured with --enable-bulldb)."""
 
+    def __init__(self, mailhost, record: str):
+        self.mailhost, self.record = mailhost, record
+        self.site = site = Site(mailhost.base / "site")
+        mailhost.userdb.write_text("alice:%s:%d:%d::%s:/bin/sh\n" % (
+            hashed(USERS["alice"]), TEST_UID, TEST_GID, site.home("alice")))
+        mailhost.write_config("set spool-dir = %s" % site.spool_dir)
+        site.post(1)
+        site.post(2)
+        self.tree = self.dbdir = None
+        if record == "bulldb":
+            self.dbdir = mailhost.base / "bulldb"
+            self.dbdir.mkdir()
+            self.tree = configured_tree(mailhost.base, "--enable-bulldb=%s" % self.dbdir)
 
-def strace_login(mailhost, site: Site, mode: str, inject=None) -> str:
-    """A login and a QUIT under strace (killed at `inject`, if given); the
-    strace log."""
-    log = site.base / "strace.log"
-    command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + ",".join(KILL_CALLS)]
-    if inject:
-        command += ["-e", "inject=%s:signal=SIGKILL:when=%d" % inject]
-    command += traced(site) + mailhost.command("-b", str(site.bulldir), *MODES[mode])
-    conv = start_inetd(command, stderr=subprocess.DEVNULL)
-    try:
-        conv.send(b"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n")
-        while True:
-            conv.line()
-    except (EOFError, OSError):
-        pass
-    finally:
-        conv.close()
-    return log.read_text()
+    def command(self, mode: str) -> list:
+        args = ["-b", str(self.site.bulldir)] + MODES[mode]
+        if self.tree:
+            return self.tree.command(self.mailhost, *args)
+        return self.mailhost.command(*args)
 
+    def popen(self) -> dict:
+        return dict(env=self.tree.env(), cwd=str(self.tree.path)) if self.tree else {}
 
-def start_state(site: Site, mode: str) -> None:
-    for path in site.spool_dir.iterdir():
-        path.unlink()
-    for path in site.home("alice").iterdir():
-        path.unlink()
-    site.deliver(mail("one", "two", "three"))
-    site.popbull().write_bytes(b"1\n")
-    os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+    def traced(self) -> list:
+        """The files a login with bulletins writes."""
+        site, spool = self.site, self.site.spool_dir
+        names = [spool / "alice", spool / ".alice.pop", spool / ".alice.pop.journal",
+                 spool / ".alice.pop.journal.new", spool / ".alice.cache",
+                 spool / ".alice.cache.new", spool, site.popbull(),
+                 pathlib.Path(str(site.popbull()) + ".new"), site.home("alice")]
+        if self.dbdir:
+            names += [self.dbdir / "bulldb.dir", self.dbdir / "bulldb.pag"]
+        return [arg for name in names for arg in ("-P", str(name))]
+
+    def reset(self) -> None:
+        site = self.site
+        for path in list(site.spool_dir.iterdir()) + list(site.home("alice").iterdir()):
+            path.unlink()
+        site.deliver(mail("one", "two", "three"))
+        if self.dbdir:
+            from popper import ndbm
+            with ndbm.open(str(self.dbdir / "bulldb"), "n") as db:
+                db.store(b"alice\0", struct.pack("@l", 1))
+        else:
+            site.popbull().write_bytes(b"1\n")
+            os.chown(str(site.popbull()), TEST_UID, TEST_GID)
+
+    def seen(self):
+        if self.dbdir:
+            return records(self.dbdir).get(b"alice\0")
+        return int(self.site.popbull().read_bytes())
+
+    def login(self, mode: str, inject=None) -> str:
+        """A login and a QUIT under strace (killed at `inject`, if given);
+        the strace log."""
+        log = self.site.base / "strace.log"
+        command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + ",".join(KILL_CALLS)]
+        if inject:
+            command += ["-e", "inject=%s:signal=SIGKILL:when=%d" % inject]
+        conv = start_inetd(command + self.traced() + self.command(mode),
+                           stderr=subprocess.DEVNULL, **self.popen())
+        try:
+            conv.send(b"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n")
+            while True:
+                conv.line()
+        except (EOFError, OSError):
+            pass
+        finally:
+            conv.close()
+        return log.read_text()
+
+    def clean_session(self, mode: str) -> list:
+        """A clean login and QUIT; then what the spool holds."""
+        conv = start_inetd(self.command(mode), **self.popen())
+        try:
+            assert conv.login().startswith(b"+OK")
+            assert conv.cmd("QUIT").startswith(b"+OK")
+        finally:
+            conv.close()
+        return subjects(self.site.spool())
 
 
 def counts(log: str) -> dict:
-    found = {}
+    """For each call, the most any one thread made: strace counts `when=N`
+    per thread, so every N up to it kills some thread at its N-th call."""
+    per_thread = {}
     for line in log.splitlines():
-        match = re.match(r"\d+ +(\w+)\(", line)
-        if match and match.group(1) in KILL_CALLS:
-            found[match.group(1)] = found.get(match.group(1), 0) + 1
+        match = re.match(r"(\d+) +(\w+)\(", line)
+        if match and match.group(2) in KILL_CALLS:
+            key = match.group(2), match.group(1)
+            per_thread[key] = per_thread.get(key, 0) + 1
+    found = {}
+    for (call, _), n in per_thread.items():
+        found[call] = max(found.get(call, 0), n)
     return found
 
 
 @pytest.mark.clients
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT or not STRACE, reason="needs root and strace")
+@pytest.mark.parametrize("record", ["popbull", pytest.param("bulldb", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, tmp_path, mode):
-    site = Site(mailhost.base / "site")
-    mailhost.userdb.write_text("alice:%s:%d:%d::%s:/bin/sh\n"
-                               % (hashed(USERS["alice"]), TEST_UID, TEST_GID, site.home("alice")))
-    mailhost.write_config("set spool-dir = %s" % site.spool_dir)
-    site.post(1)
-    site.post(2)
-    start_state(site, mode)
-    calibration = counts(strace_login(mailhost, site, mode))
+def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, mode, record):
+    """kill -9 at the N-th call of each kind that changes a file (the spool,
+    the temp drop, the journal, the record), for every N a calibration
+    login counts; then a clean login must find the three messages and the
+    new bulletin once, and the record must say 2."""
+    rig = KillRig(mailhost, record)
+    rig.reset()
+    calibration = counts(rig.login(mode))
     assert calibration.get("pwrite64") and calibration.get("fsync"), calibration
     failures = []
     for call in KILL_CALLS:
         for n in range(1, calibration.get(call, 0) + 1):
-            start_state(site, mode)
-            strace_login(mailhost, site, mode, inject=(call, n))
-            got = fetch_clean(mailhost, site, mode)
-            want = ["one", "two", "three", "bulletin 2"]
-            if sorted(got) != sorted(want) or site.popbull().read_bytes() != b"2\n":
-                failures.append("%s #%d: %r, .popbull %r"
-                                % (call, n, got, site.popbull().read_bytes()))
+            rig.reset()
+            log = rig.login(mode, inject=(call, n))
+            assert "+++ killed by SIGKILL +++" in log, "%s #%d: no kill" % (call, n)
+            got = rig.clean_session(mode)
+            if sorted(got) != sorted(["one", "two", "three", "bulletin 2"]) or rig.seen() != 2:
+                failures.append("%s #%d: %r, record %r" % (call, n, got, rig.seen()))
     assert not failures, "\n".join(failures)
-
-
-def fetch_clean(mailhost, site: Site, mode: str) -> list:
-    """A clean session (every message read, none deleted), then what the
-    spool holds after it."""
-    conv = start_inetd(mailhost.command("-b", str(site.bulldir), *MODES[mode]))
-    try:
-        assert conv.login().startswith(b"+OK")
-        assert conv.cmd("QUIT").startswith(b"+OK")
-    finally:
-        conv.close()
-    return subjects(site.spool())

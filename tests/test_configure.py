@@ -20,7 +20,8 @@ pytestmark = pytest.mark.clients
 
 MAIL = corpus.mbox_bytes(list(corpus.messages(3, seed=21)))
 
-REQUIRED = ["--prefix", "--enable-bulletins", "--enable-bulldb", "--enable-auto-delete",
+REQUIRED = ["--prefix", "--enable-bulletins", "--enable-bulldb", "--with-bulldb-long",
+            "--enable-auto-delete",
             "--with-new-bulls", "--enable-debugging", "--enable-servermode",
             "--enable-spool-dir", "--enable-temp-drop-dir", "--enable-log-facility",
             "--enable-log-login", "--disable-update-abort", "--enable-keep-temp-drop",
@@ -270,17 +271,6 @@ def test_with_locking_chooses_the_locks(tree, mailhost):
             % str(mailhost.spool()).encode())
         tree.configure("--with-locking=dotlock,fcntl")
         assert tree.session(mailhost).login().startswith(b"+OK alice has 3 visible messages")
-
-
-@pytest.mark.parametrize("switch,message", [
-    ("--enable-bulldb", "popper: --enable-bulldb: the bulletin database is not built"),
-])
-def test_switches_of_later_features_refuse_to_start(tree, mailhost, switch, message):
-    tree.configure(switch)
-    result = subprocess.run(tree.command(mailhost), env=tree.env(), cwd=tree.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True, timeout=30)
-    assert result.returncode == 1 and message in result.stderr
 
 
 def test_enable_apop_names_the_database_and_with_popuid_its_owner(tree, mailhost):

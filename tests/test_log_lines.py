@@ -231,6 +231,7 @@ LINES = {
     "%s: bulletins not recorded: %s": "popper: not recorded",
     "%s: could not finish the bulletins' append to %s: %s; the journal ":
         "popper: journal says",
+    "Unable to open the bulletin database %s: %s": "popper: Unable to open the bulletin database",
 }
 CALL = re.compile(r'(?:\blog\.(?:alert|critical|error|warning|notice|info|debug)\(\s*\(?\s*'
                   r'|def err_line\(.*?return )(["\'])(.*?)(?<!\\)\1', re.S)

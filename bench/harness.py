@@ -188,6 +188,21 @@ class MailHost:
                                % (self.userdb, self.spool_dir))
         self.spool = self.spool_dir / USER
         self.temp_drop = self.spool_dir / (".%s.pop" % USER)
+        self.bulldir = self.base / "bulls"
+
+    def post_bulletins(self, count: int) -> None:
+        """A bulletin directory of `count` bulletins, and a ~/.popbull (the
+        users' home is the base) saying every one was seen: bulletins'
+        cost to a login with nothing new."""
+        self.bulldir.mkdir()
+        for n in range(1, count + 1):
+            (self.bulldir / ("%d.notice" % n)).write_bytes(
+                b"From root@localhost Thu Nov 26 14:34:16 2026\nTo: all\n"
+                b"Subject: notice %d\n\nThe POP host is down on Sunday.\n" % n)
+        popbull = self.base / ".popbull"
+        popbull.write_text("%d\n" % count)
+        os.chown(popbull, BENCH_UID, BENCH_GID)
+        os.chmod(popbull, 0o600)
 
     def restore(self, source: pathlib.Path) -> None:
         """The spool as the MTA left it: a copy of the corpus, on disk."""
@@ -258,6 +273,8 @@ class Server:
         command += ["-f", str(host.config), "-T", "600", "127.0.0.1:%d" % self.port]
         if args.server_mode:
             command.insert(-1, "-S")
+        if args.bulletins:
+            command[-1:-1] = ["-b", str(host.bulldir)]
         if args.cpu is not None:          # the server, and the session processes it forks
             command = ["taskset", "-c", str(args.cpu)] + command
         self.log_path = host.base / "popper.stderr"
@@ -300,12 +317,15 @@ class Server:
 
     def session_pid(self, before: set, seconds: float = 10) -> int:
         """The pid of the process that serves our connection: the one
-        descendant of the server that was not there before we connected."""
+        descendant of the server that was not there before we connected
+        and whose parent was (as root, its child the login process is new
+        too, until the login)."""
         deadline = time.monotonic() + seconds
         while True:
             fresh = self.live_children() - before
-            if len(fresh) == 1:
-                return fresh.pop()
+            top = {pid for pid in fresh if int((proc_stat(pid) or [0, 0])[1]) not in fresh}
+            if len(top) == 1:
+                return top.pop()
             if time.monotonic() > deadline:
                 raise RuntimeError("cannot tell the session process under popper pid %d: %s"
                                    % (self.pid, sorted(fresh)))
@@ -741,7 +761,9 @@ def report(results: dict) -> str:
                % (f["messages"], size_mb, f["seed"], plural(results["repetitions"], "repetition"),
                   "native C extension" if p["native"] else
                   "pure Python" if p["native"] is False else "native: unknown",
-                  ", server mode (-S)" if results.get("server_mode") else "",
+                  (", server mode (-S)" if results.get("server_mode") else "")
+                  + (", -b with %d bulletins, none new" % results["bulletins"]
+                     if results.get("bulletins") else ""),
                   "" if results.get("cpu") is None else
                   ", client and popper on CPU %d" % results["cpu"]))
     out.append("popper %s (%s), Python %s, %s x %s, %s MB RAM, Linux %s"
@@ -866,6 +888,10 @@ def main(argv=None) -> int:
     parser.add_argument("--server-mode", action="store_true",
                         help="run popper with -S (no login copy; a second login takes the "
                              "cached message table)")
+    parser.add_argument("--bulletins", type=int, default=0, metavar="N",
+                        help="run popper with -b on a directory of N bulletins the user has "
+                             "all seen (~/.popbull says so): what bulletins add to a login "
+                             "with nothing new")
     parser.add_argument("--cpu", type=int, metavar="N",
                         help="pin the client and popper to CPU N (taskset), as in the issue's "
                              "'client and server on one CPU'")
@@ -919,6 +945,8 @@ def main(argv=None) -> int:
              "`python3 _native/build_native.py`")
 
     host = MailHost(args.tmpdir, args.source)
+    if args.bulletins:
+        host.post_bulletins(args.bulletins)
     server = None
     runs, copies, keeps = [], [], []
     checks = {"retr_octet_mismatches": 0}
@@ -998,6 +1026,7 @@ def main(argv=None) -> int:
         "corpus": dict(facts, file=str(source)),
         "repetitions": args.reps,
         "server_mode": args.server_mode,
+        "bulletins": args.bulletins,
         "cpu": args.cpu,
         "settle": args.settle,
         "reference": {

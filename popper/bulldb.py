@@ -11,12 +11,14 @@ hold every user's record.  popper keeps it out of the user's reach.  Before
 it becomes the user, the root part starts a keeper (start()): a child that
 keeps root, knows the database, the user's name and its end of a
 socketpair, and nothing else (its other descriptors are closed).  The
-session, as the user, asks it [FETCH] and [STORE n] (Keeper); it answers
-for that one user's key, opening the database for each request under
-Qpopper's lock (flock on the .dir file, shared to read, exclusive to
-write, waited for up to bulldb-max-tries tenths of a second), and exits
-when the session closes its end, or after login-timeout.  Started as
-another user than root, popper uses the database in the session itself.
+record is read by the root part first (with the bulletin directory's
+listing: when nothing is new there is no keeper at all); the session, as
+the user, asks the keeper [STORE n] (Keeper), which it does for that one
+user's key, opening the database under Qpopper's lock (flock on the .dir
+file, shared to read, exclusive to write, waited for up to
+bulldb-max-tries tenths of a second), and it exits when the session closes
+its end, or after login-timeout.  Started as another user than root,
+popper uses the database in the session itself.
 """
 
 import os
@@ -27,7 +29,7 @@ import sys
 import time
 
 from popper import ndbm
-from popper.bulletins import RecordUnavailable
+from popper.bulletins import Bulletin, RecordUnavailable, listing
 from popper.maildrop import MaildropError
 from popper.privsep import Channel, ChannelError
 from popper.protocol import replies
@@ -56,10 +58,6 @@ class Database:
         return ndbm.open(self.path, "c", 0o600, byteorder=self.byteorder, lock=lock,
                          timeout=self.timeout)
 
-    def check(self) -> None:
-        """Can it be opened (made, if missing)?  ndbm.Error or OSError if not."""
-        self._open("shared").close()
-
     def fetch(self, user: str):
         with self._open("shared") as db:
             value = db.fetch(user.encode("latin-1") + b"\0")
@@ -81,20 +79,19 @@ class Keeper:
     """The session's side: the record of one user, kept by the root keeper
     (or, without root, in this process)."""
 
-    def __init__(self, user: str, database=None, channel=None, pid=None):
+    def __init__(self, user: str, database, last, channel=None, pid=None):
         self.user, self.database, self.channel, self.pid = user, database, channel, pid
+        self.last = last                # the record, read as the login began
 
     def fetch(self):
-        if self.channel is None:
-            return self._local(self.database.fetch, self.user)
-        answer = self._ask([b"FETCH"])
-        return None if answer == [b"NONE"] else int(answer[1])
+        return self.last
 
     def store(self, number: int) -> None:
         if self.channel is None:
             self._local(self.database.store, self.user, number)
         else:
             self._ask([b"STORE", b"%d" % number])
+        self.last = number
 
     def _local(self, work, *args):
         try:
@@ -111,7 +108,7 @@ class Keeper:
             raise RecordUnavailable("the bulletin database keeper: %s" % exc) from None
         if answer[:1] == [b"NO"] and len(answer) == 2:
             raise RecordUnavailable(answer[1].decode("latin-1"))
-        if answer in ([b"OK"], [b"NONE"]) or (len(answer) == 2 and answer[0] == b"VALUE"):
+        if answer == [b"OK"]:
             return answer
         raise RecordUnavailable("the bulletin database keeper: a bad answer")
 
@@ -135,20 +132,29 @@ class Keeper:
 
 
 def start(settings, user: str, log):
-    """The user's record keeper, or None when the session goes on without
-    bulletins (the database cannot be opened and -B says that is fine).
+    """The user's record keeper, or None when the session has no bulletins
+    to take: the user's record is the newest bulletin's number or more (a
+    login with nothing new costs a listing and the record's read, and no
+    keeper), or the database cannot be opened and -B says that is fine.
     As root: the keeper process, forked now.  MaildropError with Qpopper's
     text when the database cannot be opened and -B is not given."""
     database = Database(settings)
     try:
-        database.check()
+        last = database.fetch(user)
     except (ndbm.Error, OSError) as exc:
         log.error("Unable to open the bulletin database %s: %s" % (database.path, exc))
         if settings.bulldb_nonfatal:
             return None
         raise MaildropError(replies.text(replies.BULLDB_UNAVAILABLE)) from None
+    if last is not None:
+        try:
+            found = listing(settings.bulldir)
+        except OSError:
+            found = [Bulletin(last + 1, "")]    # the session tries, and logs why not
+        if not found or found[-1].number <= last:
+            return None
     if os.geteuid() != 0:
-        return Keeper(user, database)
+        return Keeper(user, database, last)
     ours, theirs = socket.socketpair()
     pid = os.fork()
     if pid == 0:                                            # pragma: no cover (child)
@@ -160,7 +166,7 @@ def start(settings, user: str, log):
         finally:
             os._exit(code)
     theirs.close()
-    return Keeper(user, database, Channel(ours), pid)
+    return Keeper(user, database, last, Channel(ours), pid)
 
 
 def _keep(channel: Channel, database: Database, user: str, deadline: float) -> None:
@@ -179,10 +185,7 @@ def _keep(channel: Channel, database: Database, user: str, deadline: float) -> N
         except ChannelError:
             return                          # the session is done with it
         try:
-            if request == [b"FETCH"]:
-                number = database.fetch(user)
-                answer = [b"NONE"] if number is None else [b"VALUE", b"%d" % number]
-            elif (len(request) == 2 and request[0] == b"STORE" and request[1].isdigit()
+            if (len(request) == 2 and request[0] == b"STORE" and request[1].isdigit()
                   and len(request[1]) < 19):
                 database.store(user, int(request[1]))
                 answer = [b"OK"]

@@ -26,10 +26,11 @@ What runs as root, and nothing else:
     bytes the login process had read past the PASS line, reads -u and -U's
     qpopper-options files (server.read_options_files), and opens the
     maildrop;
-  - with the bulletin database (--enable-bulldb), its keeper (bulldb.py):
-    forked by the root part before become(), it keeps root for the login,
-    closes every descriptor but its channel to the session, and reads or
-    writes the one user's record when the session asks.
+  - with the bulletin database (--enable-bulldb): reading the user's
+    record and listing the bulletin directory before become(); if there
+    are new bulletins, their keeper (bulldb.py), forked then: it keeps root
+    for the login, closes every descriptor but its channel to the session,
+    and writes the one user's record when the session asks.
 
 What the login process has: the connection, its end of the channel to the
 root part, the syslog socket and the trace file (to log), and the memory

@@ -128,7 +128,8 @@ def maildrop_opener(settings, log, hostname: str):
     """open_maildrop(account) for a Session: become the user, then open
     (with the bulletins, under -b).  The bulletin database's keeper is
     started before, as root, and let go once the maildrop is open; without
-    it (-B, and the database could not be opened) there are no bulletins."""
+    it (nothing new, or -B and the database could not be opened) there are
+    no bulletins."""
     def open_maildrop(account):
         keeper = None
         if settings.bulldir and settings.bulldb is not None:

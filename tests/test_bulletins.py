@@ -470,6 +470,27 @@ def test_the_database_keeps_a_c_long_in_the_chosen_size_and_order(tmp_path):
     assert bulldb.Database(s).fetch("bob") == 5
 
 
+def test_a_login_with_nothing_new_starts_no_keeper(site):
+    """The record is read and the directory listed before the keeper would
+    be forked: with nothing new there is none (and no bulletins object)."""
+    from popper import bulldb
+    s = settings_for(site, bulldb="")
+    site.post(1)
+    site.post(2)
+    log = RecordingLog()
+    bulldb.Database(s).store("alice", 2)
+    assert bulldb.start(s, "alice", log) is None
+    bulldb.Database(s).store("alice", 1)
+    keeper = bulldb.start(s, "alice", log)
+    try:
+        assert keeper.fetch() == 1
+        keeper.store(2)
+        assert keeper.fetch() == 2 and bulldb.Database(s).fetch("alice") == 2
+    finally:
+        keeper.close()
+    assert log.texts() == []
+
+
 def configured_tree(tmp_path, *switches):
     from test_configure import Tree
     tree = Tree(tmp_path / "tree")

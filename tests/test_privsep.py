@@ -43,8 +43,16 @@ def test_the_login_process_is_nobody_without_capabilities(mailhost, inetd):
     mailhost.deliver(MAIL)
     conv = inetd()
     root_part = conv.process.pid
-    (login,) = children_of(root_part)
-    status = status_of(login)
+    # The greeting goes out before the fork: wait for the login process to
+    # be there and to have dropped its privileges.
+    deadline = time.monotonic() + 10
+    while True:
+        children = children_of(root_part)
+        status = status_of(children[0]) if len(children) == 1 else {}
+        if status.get("Uid") == [str(NOBODY)] * 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert len(children) == 1, children
     assert status["Uid"] == [str(NOBODY)] * 4 and status["Gid"] == [str(NOBODY)] * 4
     assert status["Groups"] in ([], [str(NOBODY)])
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):

@@ -636,13 +636,14 @@ class KillRig:
             return records(self.dbdir).get(b"alice\0")
         return int(self.site.popbull().read_bytes())
 
-    def login(self, mode: str, inject=None) -> str:
-        """A login and a QUIT under strace (killed at `inject`, if given);
-        the strace log."""
+    def login(self, mode: str, inject=None, fault: str = "SIGKILL") -> str:
+        """A login and a QUIT under strace (killed at `inject`, or the call
+        failing with the errno `fault`, if given); the strace log."""
         log = self.site.base / "strace.log"
         command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + ",".join(KILL_CALLS)]
         if inject:
-            command += ["-e", "inject=%s:signal=SIGKILL:when=%d" % inject]
+            how = "signal=SIGKILL" if fault == "SIGKILL" else "error=" + fault
+            command += ["-e", "inject=%s:%s:when=%d" % (inject[0], how, inject[1])]
         conv = start_inetd(command + self.traced() + self.command(mode),
                            stderr=subprocess.DEVNULL, **self.popen())
         try:
@@ -684,13 +685,14 @@ def counts(log: str) -> dict:
 @pytest.mark.clients
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT or not STRACE, reason="needs root and strace")
+@pytest.mark.parametrize("fault", ["SIGKILL", pytest.param("EIO", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("record", ["popbull", pytest.param("bulldb", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, mode, record):
-    """kill -9 at the N-th call of each kind that changes a file (the spool,
-    the temp drop, the journal, the record), for every N a calibration
-    login counts; then a clean login must find the three messages and the
-    new bulletin once, and the record must say 2."""
+def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, mode, record, fault):
+    """kill -9 (or EIO) at the N-th call of each kind that changes a file
+    (the spool, the temp drop, the journal, the record), for every N a
+    calibration login counts; then a clean login must find the three
+    messages and the new bulletin once, and the record must say 2."""
     rig = KillRig(mailhost, record)
     rig.reset()
     calibration = counts(rig.login(mode))
@@ -699,8 +701,9 @@ def test_kill_at_every_write_of_a_bulletin_login_delivers_it_once(mailhost, mode
     for call in KILL_CALLS:
         for n in range(1, calibration.get(call, 0) + 1):
             rig.reset()
-            log = rig.login(mode, inject=(call, n))
-            assert "+++ killed by SIGKILL +++" in log, "%s #%d: no kill" % (call, n)
+            log = rig.login(mode, inject=(call, n), fault=fault)
+            assert ("+++ killed by SIGKILL +++" if fault == "SIGKILL" else
+                    "(INJECTED)") in log, "%s #%d: nothing injected" % (call, n)
             got = rig.clean_session(mode)
             if sorted(got) != sorted(["one", "two", "three", "bulletin 2"]) or rig.seen() != 2:
                 failures.append("%s #%d: %r, record %r" % (call, n, got, rig.seen()))

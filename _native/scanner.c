@@ -31,6 +31,8 @@ typedef struct {
 static const char *at(reader *r, int64_t pos, size_t need, size_t *avail)
 {
     int64_t end = r->base + (int64_t)r->len;
+    if (need > WINDOW + LINE_WINDOW)        /* never more than buf holds: avail says */
+        need = WINDOW + LINE_WINDOW;
     if (!(r->base <= pos && (pos + (int64_t)need <= end || end >= r->limit))) {
         int64_t start = pos - BACK > 0 ? pos - BACK : 0;
         size_t size = need + (size_t)(pos - start);
@@ -594,6 +596,10 @@ int pn_scan(int fd, int64_t start, int64_t limit, int64_t base_time, int salted,
     if (first_end < 0)
         goto io_error;
     size_t first_len = (size_t)(first_end - start);
+    if (first_len > PN_MAX_SEPARATOR) {     /* a separator in neither format */
+        rc = PN_NOT_A_MAILBOX;
+        goto done;
+    }
     const char *first = at(&r, start, first_len, &avail);
     if (!first)
         goto io_error;

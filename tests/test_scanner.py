@@ -485,3 +485,18 @@ def test_wire_encoding_in_any_pieces():
             if data:
                 assert bool(state & AT_LINE_START) == data.endswith(b"\n")
                 assert bool(state & AFTER_CR) == data.endswith(b"\r")
+
+
+def test_a_first_line_longer_than_the_window_is_no_mailbox_in_both(tmp_path):
+    """A scan that starts on a line longer than the read window (a piece
+    that begins inside a huge line): the C twin read it whole into its
+    fixed buffer (heap corruption); both answer NotAMailbox."""
+    line = b"b" * (3 << 20)
+    for data in (line, b"\x01\x01\x01\x01" + line + b"\n", b"From " + line):
+        fd = _fd_of(tmp_path, b"From a Wed Dec  2 05:53:22 1992\n\n" + data + b"\n")
+        try:
+            for twin in [pure.scan] + ([_native_scan] if _lib is not None else []):
+                with pytest.raises(pure.NotAMailbox):
+                    twin(fd, start=33)
+        finally:
+            os.close(fd)

@@ -16,14 +16,11 @@ popper/_settings.py: configure.py
 # What configure.py wrote: $$($(SETTING) NAME) in a recipe.
 SETTING = $(PYTHON) -c "import runpy, sys; print(runpy.run_path('popper/_settings.py')[sys.argv[1]])"
 
-# The extension in place, for running from the checkout, built by the
-# interpreter configure.py chose (PYTHON=), which installs and runs popper too.
+# The compiled modules configure.py asked for (_native/modules.py), in place,
+# for running from the checkout, built by the interpreter configure.py chose
+# (PYTHON=), which installs and runs popper too.
 build: popper/_settings.py
-	@python=$$($(SETTING) PYTHON) && \
-	if grep -q '^NATIVE = True' popper/_settings.py; then \
-	    "$$python" _native/build_native.py >/dev/null; fi && \
-	if grep -q '^NATIVE_PAM = True' popper/_settings.py; then \
-	    "$$python" _native/build_pam.py >/dev/null; fi
+	@"$$($(SETTING) PYTHON)" _native/build.py >/dev/null
 
 $(VENV)/bin/tox: tests/deps.sh
 	PYTHON=$(PYTHON) tests/deps.sh $(VENV)
@@ -90,7 +87,7 @@ package:
 	    --out $(PKG_DIST)
 
 clean:
-	rm -rf build dist *.egg-info popper/_cpopper* popper/*.o _native/*.o
+	rm -rf build dist *.egg-info popper/_c*.c popper/_c*.so popper/*.o _native/*.o
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -339,9 +339,12 @@ DEFAULTS = {
     "LOCKING": ("fcntl", "dotlock", "flock"),
     "LOGIN_USER": "nobody",
     "UW_KLUDGE": True,
-    "NATIVE": True,
-    "NATIVE_PAM": False,        # probed
+    "NATIVE": True,             # the C core: _native/modules.py's modules that are not optional
 }
+# The compiled modules, _native/modules.py's table: each optional one's
+# setting (NATIVE_PAM) is probed, true where its header and library are found.
+MODULES = runpy.run_path(os.path.join(HERE, "_native", "modules.py"))["MODULES"]
+DEFAULTS.update((module.setting, False) for module in MODULES if module.optional)
 
 
 def usage() -> str:
@@ -520,14 +523,17 @@ def settings_for(argv: list, log: Log, python: str = None) -> dict:
     if settings["MAIL_COMMAND"] is None:
         settings["MAIL_COMMAND"] = probe_sendmail(log)
     if settings["NATIVE"]:
-        usable = probe_cffi(log) & probe_python_headers(log) & probe_c(log, "crypt.h", "crypt")
-        if not usable:
+        probes = [probe_cffi(log), probe_python_headers(log)] + [
+            probe_c(log, *module.probe) for module in MODULES if not module.optional]
+        if not all(probes):
             log("the C extension cannot be built here: popper will use its pure-Python twins")
             settings["NATIVE"] = False
-    # PAM's binding is built whenever PAM's headers are there (python-pam
-    # stands in otherwise); --with-pam makes PAM the default authenticator.
-    settings["NATIVE_PAM"] = bool(settings["NATIVE"]) and probe_c(log, "security/pam_appl.h",
-                                                                   "pam")
+    # An optional module is built whenever its header and library are there
+    # (its pure twin stands in otherwise): PAM's binding, python-pam;
+    # --with-pam makes PAM the default authenticator either way.
+    for module in MODULES:
+        if module.optional:
+            settings[module.setting] = bool(settings["NATIVE"]) and probe_c(log, *module.probe)
     if settings["PAM_SERVICE"] is not None and not settings["NATIVE_PAM"]:
         log("PAM's headers are missing: popper will use python-pam for PAM")
     return settings

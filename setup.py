@@ -24,8 +24,10 @@ if ours:      # probed for this interpreter, whatever $PYTHON says
                            "PYTHON=" + sys.executable], cwd=HERE)
 settings = runpy.run_path(SETTINGS)
 native = settings["NATIVE"]
-builders = (["_native/build_native.py:ffibuilder"] if native else []) + (
-    ["_native/build_pam.py:ffibuilder"] if settings.get("NATIVE_PAM") else [])
+# The compiled modules (_native/modules.py's table) configure.py asked for.
+builders = [module.cffi_module
+            for module in runpy.run_path(os.path.join(HERE, "_native", "modules.py"))["MODULES"]
+            if settings.get(module.setting)]
 version = runpy.run_path(os.path.join(HERE, "popper", "__init__.py"))["__version__"]
 
 try:

@@ -2,7 +2,7 @@
  *
  * Every function here has a pure-Python twin (named beside it); the
  * parity tests run both on the same input and compare the results.
- * build_native.py declares the same things to cffi. */
+ * _native/fragments/scan.py and wire.py declare the same things to cffi. */
 #ifndef POPPER_NATIVE_H
 #define POPPER_NATIVE_H
 

@@ -158,8 +158,8 @@ def settle(args) -> None:
 def crypt_hash(password: str, source: pathlib.Path) -> str:
     # popper's own crypt (the pure-Python twin when the extension is not built).
     sys.path.insert(0, str(source))
-    from popper import native
-    hashed = native.crypt(password.encode(), SALT)
+    from popper.auth import cryptpw
+    hashed = cryptpw.crypt(password.encode(), SALT)
     if not hashed:
         raise SystemExit("cannot hash a password with crypt(3)")
     return hashed.decode()
@@ -942,7 +942,7 @@ def main(argv=None) -> int:
     pinfo["label"] = args.label
     if not args.popper and not args.pure and pinfo["native"] is False:
         note("warning: popper runs without its C extension; build it with "
-             "`python3 _native/build_native.py`")
+             "`python3 _native/build.py`")
 
     host = MailHost(args.tmpdir, args.source)
     if args.bulletins:

@@ -31,13 +31,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def setup(base: pathlib.Path):
-    from popper import native
+    from popper.auth import cryptpw
     spool = base / "spool"
     spool.mkdir()
     os.chmod(base, 0o755)
     os.chmod(spool, 0o1777)
     (base / "users").write_text("alice:%s:4242:4242::%s:/bin/sh\n"
-                                % (native.crypt(b"secret", b"$6$benchsalt$").decode(), base))
+                                % (cryptpw.crypt(b"secret", b"$6$benchsalt$").decode(), base))
     os.chmod(base / "users", 0o644)
     configs = {}
     for name in ("nobody", "none"):

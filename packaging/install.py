@@ -40,6 +40,7 @@ import sysconfig
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 launcher = runpy.run_path(os.path.join(HERE, "launcher.py"))["launcher"]
+MODULES = runpy.run_path(os.path.join(ROOT, "_native", "modules.py"))["MODULES"]   # compiled
 
 # The programs: the name in SBINDIR and the module whose main() it runs.
 # popauth comes here when it exists.
@@ -147,9 +148,9 @@ def plan(settings: dict, root: str = ROOT, ext_suffix: str = None) -> list:
     items = []
     lib = library(settings)
     files = package_files(root, ext_suffix)
-    for module, wanted in (("_cpopper", settings["NATIVE"]), ("_cpam", settings["NATIVE_PAM"])):
-        name = os.path.join("popper", module + ext_suffix)
-        if wanted and name not in files:
+    for module in MODULES:
+        name = module.name.replace(".", os.sep) + ext_suffix
+        if settings.get(module.setting) and name not in files:
             raise InstallError("%s is not built for %s: run make first"
                                % (name, settings["PYTHON"]))
     for name in files:

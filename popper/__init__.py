@@ -2,8 +2,9 @@
 
 The layout follows docs/architecture.md: ``protocol`` is the sans-I/O POP3
 core, ``maildrop`` owns the spool files, ``auth`` the password checks,
-``transport`` the sockets.  ``native`` is the only importer of the compiled
-helper module and picks the pure-Python twins when it is not there.
+``transport`` the sockets.  ``native`` binds the compiled modules and
+imports nothing else of popper; each pure twin is chosen beside its own
+code (``maildrop.scan``, ``auth.cryptpw``...).
 """
 
 __version__ = "0.1.0"

@@ -27,8 +27,8 @@ import os
 import stat
 import sys
 
-from popper import __version__, native, privsep, server
-from popper.auth import apop
+from popper import __version__, privsep, server
+from popper.auth import apop, unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file
 from popper.transport import inetd
@@ -229,7 +229,7 @@ def check(settings: Settings) -> list:
 def _apop_problems(settings: Settings) -> list:
     """The POP administrator must be a user, and not login-user (whose
     login process would then have pop.auth's owner's rights)."""
-    entry = native.getpwnam(settings.popuid)
+    entry = unixdb.getpwnam(settings.popuid)
     if entry is None:
         return ["the POP administrator %s (set popuid, configure.py --with-popuid) is not a "
                 "user: APOP's database %s must be that user's" % (settings.popuid,
@@ -262,7 +262,7 @@ def warnings(settings: Settings) -> list:
     problems = server.backend_problems(settings)
     if (settings.apop_db and not _apop_problems(settings)
             and os.path.lexists(apop.names(settings.apop_db)["dir"])):   # none: no APOP users
-        why = apop.usable(settings.apop_db, native.getpwnam(settings.popuid).uid)
+        why = apop.usable(settings.apop_db, unixdb.getpwnam(settings.popuid).uid)
         if why:
             problems.append("APOP cannot be used until it is fixed (the greeting carries no "
                             "timestamp): %s" % why)

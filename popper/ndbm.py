@@ -547,14 +547,14 @@ class _NativeEngine:
 
     @staticmethod
     def fetch(dir_fd, pag_fd, order, key):
-        code, value, status = native._native_ndbm_fetch(dir_fd, pag_fd, order == ">", key)
+        code, value, status = native.ndbm_fetch(dir_fd, pag_fd, order == ">", key)
         if code < 0:
             raise _raised(code, status)
         return value
 
     @staticmethod
     def store(dir_fd, pag_fd, order, key, value, replace):
-        code, _, status = native._native_ndbm_store(dir_fd, pag_fd, order == ">", key, value,
+        code, _, status = native.ndbm_store(dir_fd, pag_fd, order == ">", key, value,
                                                     replace)
         if code == native.lib.PN_NDBM_TOO_BIG:
             raise _too_big(key, value)
@@ -564,19 +564,19 @@ class _NativeEngine:
 
     @staticmethod
     def delete(dir_fd, pag_fd, order, key):
-        code, _, status = native._native_ndbm_delete(dir_fd, pag_fd, order == ">", key)
+        code, _, status = native.ndbm_delete(dir_fd, pag_fd, order == ">", key)
         if code < 0:
             raise _raised(code, status)
         return code == native.lib.PN_NDBM_OK
 
     @staticmethod
     def page_keys(pag_fd, order, number):
-        code, keys, status = native._native_ndbm_page_keys(pag_fd, order == ">", number)
+        code, keys, status = native.ndbm_page_keys(pag_fd, order == ">", number)
         if code < 0:
             raise _raised(code, status)
         return keys
 
-    dcalchash = staticmethod(native._native_ndbm_hash)
+    dcalchash = staticmethod(native.ndbm_hash)
 
 
 ENGINES = {"pure": _PureEngine}

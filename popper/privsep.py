@@ -73,8 +73,7 @@ import struct
 import sys
 import time
 
-from popper import native
-from popper.auth import Account, AuthError
+from popper.auth import Account, AuthError, unixdb
 from popper.auth.gatekeeper import log_refusal
 from popper.protocol import replies
 from popper.protocol.session import HANDED_OFF, Session
@@ -104,7 +103,7 @@ def become(account, spool_dir: str) -> None:
     if account.uid is None or account.gid is None:
         raise CannotServe(replies.text(replies.CANNOT_SERVE, uid=0, user=account.name))
     groups = {account.gid}
-    entry = native.getpwnam(account.name)
+    entry = unixdb.getpwnam(account.name)
     if entry is not None and entry.uid == account.uid:
         groups.update(os.getgrouplist(account.name, account.gid))      # initgroups()
     mail_group = _mail_group(spool_dir)
@@ -143,7 +142,7 @@ def login_identity(settings):
     login-user is not an account, or is root."""
     if os.geteuid() != 0 or not settings.login_user:
         return None
-    entry = native.getpwnam(settings.login_user)
+    entry = unixdb.getpwnam(settings.login_user)
     if entry is None:
         raise LookupError("login-user %s: no such user" % settings.login_user)
     if entry.uid == 0 or entry.gid == 0:

@@ -27,7 +27,7 @@ _spec = importlib.util.spec_from_file_location("popper_corpus", ROOT / "bench" /
 corpus = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus)
 
-from popper import native  # noqa: E402
+from popper.auth import cryptpw  # noqa: E402
 from popper.auth import Account, AuthError  # noqa: E402
 from popper.auth.gatekeeper import Gatekeeper  # noqa: E402
 from popper.log import PRIORITIES  # noqa: E402
@@ -46,7 +46,7 @@ USERS = {"alice": "secret", "bob": "hunter2", "carol": "pass word"}
 
 
 def hashed(password: str) -> str:
-    return native.crypt(password.encode(), b"$6$testsalt$").decode()
+    return cryptpw.crypt(password.encode(), b"$6$testsalt$").decode()
 
 
 def process_ids(pid: int) -> dict:

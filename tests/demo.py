@@ -26,7 +26,7 @@ def main() -> int:
     spec = importlib.util.spec_from_file_location("corpus", ROOT / "bench" / "corpus.py")
     corpus = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(corpus)
-    from popper import native          # the installed popper, for crypt
+    from popper.auth import cryptpw    # the installed popper, for crypt
 
     base = pathlib.Path(args.dir)
     shutil.rmtree(base, ignore_errors=True)
@@ -45,7 +45,7 @@ def main() -> int:
     os.chmod(spool, 0o600)
     users = base / "users"
     users.write_text("demo:%s:%d:%d::%s:/bin/sh\n"
-                     % (native.crypt(b"demo", b"$6$popperdemo$").decode(), uid, gid, base))
+                     % (cryptpw.crypt(b"demo", b"$6$popperdemo$").decode(), uid, gid, base))
     config = base / "popper.conf"
     config.write_text("set userdb = %s\nset spool-dir = %s\nset statistics\n"
                       % (users, spool_dir))

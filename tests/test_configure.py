@@ -305,7 +305,7 @@ def test_disable_native_builds_no_extension(tree):
     assert "NATIVE = False" in tree.settings()
     if "NATIVE = True" in (ROOT / "popper" / "_settings.py").read_text() if (
             ROOT / "popper" / "_settings.py").exists() else True:
-        assert "'_native/build_native.py:ffibuilder'" in built.stdout
+        assert "'_native/build.py:_cpopper'" in built.stdout
     assert pure.stdout.strip() == "[]"
 
 

@@ -23,8 +23,7 @@ import types
 import pytest
 
 import popper
-from popper import native
-from popper.auth import AuthError, cryptpw
+from popper.auth import AuthError, cryptpw, unixdb
 from popper.auth import userdb as userdb_module
 from popper.auth.userdb import UserDB
 
@@ -100,7 +99,7 @@ def assert_alike(measure):
 
 
 def hash_of(password: bytes, setting: bytes) -> str:
-    hashed = native.crypt(password, setting)
+    hashed = cryptpw.crypt(password, setting)
     assert hashed, setting
     return hashed.decode()
 
@@ -125,7 +124,7 @@ SETTINGS = {
 def test_userdb_unknown_wrong_password_and_locked_cost_the_same(tmp_path, method):
     """The entries use one method and cost; the system prefers another
     (yescrypt) or the old fixed dummy was another ($6$, 5000 rounds)."""
-    setting = SETTINGS[method] or native.crypt_gensalt()
+    setting = SETTINGS[method] or unixdb.crypt_gensalt()
     common = hash_of(b"right", setting)
     path = tmp_path / "users"
     write_userdb(path, ["user%d:%s" % (i, common) for i in range(20)] + [
@@ -230,10 +229,10 @@ def test_the_dummy_is_the_most_common_method_and_cost():
 def test_a_dummy_in_the_cost_class_of_its_entry_costs_what_the_entry_costs():
     """A check against another hash of the same class costs the same."""
     for setting in (b"$6$rounds=20000$saltsaltsalt$", b"$2b$09$abcdefghijklmnopqrstuu",
-                    native.crypt_gensalt()):
-        one, two = native.crypt(b"a", setting), native.crypt(b"b", setting)
-        assert_alike(lambda tries: fastest({"one": lambda: native.crypt(b"c", one),
-                                            "two": lambda: native.crypt(b"d", two)},
+                    unixdb.crypt_gensalt()):
+        one, two = cryptpw.crypt(b"a", setting), cryptpw.crypt(b"b", setting)
+        assert_alike(lambda tries: fastest({"one": lambda: cryptpw.crypt(b"c", one),
+                                            "two": lambda: cryptpw.crypt(b"d", two)},
                                            tries))
 
 
@@ -262,7 +261,7 @@ def test_unix_unknown_locked_and_wrong_password_cost_the_same(tmp_path):
     """The host's users are $6$ (5000 rounds); libxcrypt prefers yescrypt,
     which the old dummy used."""
     sha = hash_of(b"right", b"$6$saltsaltsalt$")
-    yes = hash_of(b"right", native.crypt_gensalt())
+    yes = hash_of(b"right", unixdb.crypt_gensalt())
     shadow = {"user%d" % i: sha for i in range(20)}
     shadow.update(sha=sha, modern=yes, locked="!" + sha, bang="!", star="*", empty="")
     names = list(shadow) + ["noshadow"]

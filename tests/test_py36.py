@@ -1,6 +1,6 @@
 """Python 3.6: what runs on the target (SCO OpenServer 5.0.7 builds nothing
 newer) must be 3.6 code -- everything under popper/, configure.py, setup.py
-and _native/build_*.py -- and so must the tests (and bench/corpus.py, which
+and _native/*.py -- and so must the tests (and bench/corpus.py, which
 they load), since make check runs them on 3.6 too.
 
 Every interpreter checks the sources (parsed as 3.6, and the 3.7+ things
@@ -29,7 +29,7 @@ from popper.transport import connection
 
 TARGET = sorted(
     [p for p in (ROOT / "popper").rglob("*.py") if "__pycache__" not in p.parts]
-    + [ROOT / "configure.py", ROOT / "setup.py"] + sorted((ROOT / "_native").glob("build_*.py"))
+    + [ROOT / "configure.py", ROOT / "setup.py"] + sorted((ROOT / "_native").rglob("*.py"))
     # make install and the SVR4 package run these with the target's interpreter
     + sorted((ROOT / "packaging").rglob("*.py")) + [ROOT / "packaging" / "sco" / "build-native"])
 TESTS = sorted((ROOT / "tests").glob("*.py")) + [ROOT / "bench" / "corpus.py"]
@@ -297,6 +297,8 @@ def tree36(mailhost):
     tree.mkdir()
     shutil.copytree(str(ROOT / "popper"), str(tree / "popper"), ignore=shutil.ignore_patterns(
         "_settings.py", "_cpopper*", "_cpam*", "__pycache__", "*.o", "*.c"))
+    shutil.copytree(str(ROOT / "_native"), str(tree / "_native"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(str(ROOT / "configure.py"), str(tree / "configure.py"))
     result = subprocess.run([PYTHON36, "configure.py"], cwd=str(tree),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)

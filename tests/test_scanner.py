@@ -13,6 +13,7 @@ import struct
 
 import pytest
 
+from popper import native
 from popper.maildrop import render
 from popper.maildrop import scan as pure
 from popper.maildrop.wire import AFTER_CR, AT_LINE_START
@@ -20,12 +21,7 @@ from popper.maildrop import wire as pure_wire
 
 pytestmark = pytest.mark.twin
 
-try:
-    from popper._cpopper import ffi as _ffi, lib as _lib
-except ImportError:
-    _lib = None
-
-needs_native = pytest.mark.skipif(_lib is None, reason="the C extension is not built")
+needs_native = pytest.mark.skipif(not native.BUILT, reason="the C extension is not built")
 
 
 # --- the From-line test ---------------------------------------------------------------
@@ -82,7 +78,7 @@ def test_from_line_twins_agree_on_random_lines():
                 mutated[min(i, len(mutated) - 1)] = rng.choice(alphabet)
         lines.append(bytes(mutated))
     for line in lines:
-        assert bool(_lib.pn_is_from_line(line, len(line))) == pure.is_from_line(line), line
+        assert bool(native.lib.pn_is_from_line(line, len(line))) == pure.is_from_line(line), line
 
 
 # --- UIDs -------------------------------------------------------------------------------
@@ -107,9 +103,9 @@ def test_uid_encoding_is_qpoppers_base80():
 def test_uid_encoding_twins_agree():
     for i in range(2000):
         digest = hashlib.md5(b"%d" % i).digest()
-        out = _ffi.new("char[20]")
-        _lib.pn_encode_uid(digest, out)
-        assert _ffi.buffer(out, 20)[:] == pure.encode_uid(digest)
+        out = native.ffi.new("char[20]")
+        native.lib.pn_encode_uid(digest, out)
+        assert native.ffi.buffer(out, 20)[:] == pure.encode_uid(digest)
 
 
 # --- a reference model of the rules --------------------------------------------------
@@ -337,9 +333,7 @@ def _fd_of(tmp_path, data: bytes, name="mbox"):
     return os.open(path, os.O_RDONLY)
 
 
-def _native_scan(fd, **kw):
-    from popper import native
-    return native._native_scan(fd, **kw)
+_native_scan = pure.native_scan
 
 
 @pytest.mark.parametrize("salted,old_style,uw,chunk", [(True, False, True, None),
@@ -356,9 +350,9 @@ def test_scanner_matches_the_reference_model(tmp_path, monkeypatch, salted, old_
                 expected = reference_scan(data, 1000, salted, old_style, uw)
             except pure.NotAMailbox:
                 with pytest.raises(pure.NotAMailbox):
-                    pure.scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
+                    pure.pure_scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
                 continue
-            result = pure.scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
+            result = pure.pure_scan(fd, base_time=1000, salted=salted, old_style=old_style, uw=uw)
             got = [(m.start, m.header, m.body, m.content_end, m.end, m.octets, m.flags, m.uid)
                    for m in result.messages]
             want = [(s, h, b, c, e, len(w), f, u) for s, h, b, c, e, w, f, u in expected[1]]
@@ -382,7 +376,7 @@ def test_native_and_pure_scanners_agree(tmp_path, salted, old_style, uw):
         fd = _fd_of(tmp_path, data)
         try:
             try:
-                a = pure.scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
+                a = pure.pure_scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
             except pure.NotAMailbox:
                 with pytest.raises(pure.NotAMailbox):
                     _native_scan(fd, base_time=77, salted=salted, old_style=old_style, uw=uw)
@@ -416,7 +410,7 @@ def test_big_lines_across_the_read_window(tmp_path, monkeypatch):
         fd = _fd_of(tmp_path, data)
         try:
             expected = reference_scan(data, 5)
-            got = pure.scan(fd, base_time=5).messages
+            got = pure.pure_scan(fd, base_time=5).messages
             assert [(m.start, m.body, m.content_end, m.end, m.octets, m.flags, m.uid)
                     for m in got] == [(s, b, c, e, len(w), f, u)
                                       for s, h, b, c, e, w, f, u in expected[1]]
@@ -428,7 +422,7 @@ def test_not_a_mailbox(tmp_path):
     fd = _fd_of(tmp_path, b"Subject: no From line\n\nbody\n")
     try:
         with pytest.raises(pure.NotAMailbox):
-            pure.scan(fd)
+            pure.pure_scan(fd)
     finally:
         os.close(fd)
 
@@ -438,7 +432,7 @@ def test_scan_from_an_offset_and_up_to_a_limit(tmp_path):
     two = GOOD_FROM[7] + b"Subject: 2\n\nbody two\n\n"
     fd = _fd_of(tmp_path, one + two + b"From partial")
     try:
-        result = pure.scan(fd, start=len(one), limit=len(one) + len(two))
+        result = pure.pure_scan(fd, start=len(one), limit=len(one) + len(two))
         assert [(m.start, m.end) for m in result.messages] == [(len(one), len(one) + len(two))]
     finally:
         os.close(fd)
@@ -471,10 +465,9 @@ def _encode_in_pieces(encode, data: bytes, cuts):
 
 def test_wire_encoding_in_any_pieces():
     rng = random.Random(9)
-    encoders = [pure_wire.wire_encode]
-    from popper import native
+    encoders = [pure_wire.pure_wire_encode]
     if native.BUILT:
-        encoders.append(native._native_wire_encode)
+        encoders.append(native.wire_encode)
     for _ in range(3000):
         data = bytes(rng.choice(b"ab.\r\n\x00") for _ in range(rng.randrange(0, 40)))
         cuts = [rng.randrange(len(data) + 1) for _ in range(rng.randrange(0, 4))]
@@ -495,7 +488,7 @@ def test_a_first_line_longer_than_the_window_is_no_mailbox_in_both(tmp_path):
     for data in (line, b"\x01\x01\x01\x01" + line + b"\n", b"From " + line):
         fd = _fd_of(tmp_path, b"From a Wed Dec  2 05:53:22 1992\n\n" + data + b"\n")
         try:
-            for twin in [pure.scan] + ([_native_scan] if _lib is not None else []):
+            for twin in [pure.pure_scan] + ([pure.native_scan] if native.BUILT else []):
                 with pytest.raises(pure.NotAMailbox):
                     twin(fd, start=33)
         finally:

@@ -19,6 +19,7 @@ import pytest
 from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, process_ids, start_inetd
 
 from popper import native
+from popper.auth import cryptpw, unixdb
 
 pytestmark = [pytest.mark.clients, pytest.mark.twin]
 
@@ -64,11 +65,11 @@ class Cwrap:
         passwd, shadow = [], []
         for name, (password, setting, fields) in USERS.items():
             if setting is None:
-                setting = native.crypt_gensalt()
+                setting = unixdb.crypt_gensalt()
             if isinstance(setting, bytes):
-                hashed = native.crypt(password.encode(), setting).decode()
+                hashed = cryptpw.crypt(password.encode(), setting).decode()
             else:
-                hashed = setting + (native.crypt(password.encode(), b"$6$x$").decode()
+                hashed = setting + (cryptpw.crypt(password.encode(), b"$6$x$").decode()
                                     if setting == "!" else "")
             lastchg, maximum, expire = fields or (TODAY - 1, -1, -1)
             passwd.append("%s:x:%d:%d:%s:%s:/bin/sh" % (name, TEST_UID, TEST_GID, name,
@@ -77,7 +78,7 @@ class Cwrap:
                                                    "" if maximum < 0 else maximum,
                                                    "" if expire < 0 else expire))
         passwd.append("lowuser:x:10:10:low:%s:/bin/sh" % mailhost.base)
-        shadow.append("lowuser:%s:%d:0::7:::" % (native.crypt(b"low pw", b"$6$low$").decode(),
+        shadow.append("lowuser:%s:%d:0::7:::" % (cryptpw.crypt(b"low pw", b"$6$low$").decode(),
                                                  TODAY - 1))
         passwd.append("noshadow:x:%d:%d::/:/bin/sh" % (TEST_UID, TEST_GID))
         passwd.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")  # login-user
@@ -252,7 +253,7 @@ def test_unknown_user_and_wrong_password_take_the_same_time(cwrap, mailhost):
 
 @needs_cwrap
 @needs_pam_wrapper
-@pytest.mark.skipif(native.pam_lib is None or not native.NATIVE,
+@pytest.mark.skipif(not native.PAM_NATIVE,
                     reason="python-pam opens libpam itself, past pam_wrapper: the pure "
                            "environment's PAM is tested by test_real_user.py")
 def test_pam_logins_and_what_pam_is_told(cwrap, mailhost):

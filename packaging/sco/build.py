@@ -110,9 +110,12 @@ def contents(python: str, spool_dir: str) -> list:
 
 def script(name: str, python: str, spool_dir: str) -> bytes:
     """An install script: the values it needs, common.sh, then its own part."""
+    modules = runpy.run_path(os.path.join(ROOT, "_native", "modules.py"))["MODULES"]
     head = ("#!/bin/sh\n"
             "# popper's %s, written by packaging/sco/build.py from common.sh and %s.sh.\n"
-            "PYTHON=%s\nSPOOL_DIR=%s\nLIBDIR=%s\n" % (name, name, python, spool_dir, LIBDIR))
+            "PYTHON=%s\nSPOOL_DIR=%s\nLIBDIR=%s\nNATIVE_MODULES=\"%s\"\n"
+            % (name, name, python, spool_dir, LIBDIR,
+               " ".join(module.name.replace(".", "/") for module in modules)))
     return head.encode() + read("packaging/sco/common.sh") + read("packaging/sco/%s.sh" % name)
 
 

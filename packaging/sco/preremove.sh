@@ -39,6 +39,8 @@ esac
 # them gone pkgrm could not remove the directories.
 if [ -d "$ROOT$LIBDIR" ]; then
     find "$ROOT$LIBDIR" -depth -name __pycache__ -type d -exec rm -rf {} \;
-    rm -f "$ROOT$LIBDIR"/popper/_cpopper* "$ROOT$LIBDIR"/popper/_cpam*
+    for module in $NATIVE_MODULES; do          # _native/modules.py's, e.g. popper/_cpopper
+        rm -f "$ROOT$LIBDIR/$module".*
+    done
 fi
 exit $status

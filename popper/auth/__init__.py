@@ -40,8 +40,8 @@ class AuthError(Exception):
 def passwd_account(user: str, need_password: bool = False):
     """user's account in the passwd database, or None (need_password: also
     None when its password field is empty, as pop_apop.c refuses it)."""
-    from popper import native
-    entry = native.getpwnam(user)
+    from popper.auth import unixdb
+    entry = unixdb.getpwnam(user)
     if entry is None or (need_password and not entry.passwd):
         return None
     return Account(entry.name, entry.uid, entry.gid, entry.dir, entry.shell)

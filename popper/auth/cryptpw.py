@@ -1,11 +1,16 @@
-"""crypt(3) through ctypes: the pure-Python twin of crypt_r in _native/.
+"""crypt(3): crypt() is crypt_r through popper/native.py when
+popper._cpopper is built and POPPER_PUREPYTHON is unset, else
+pure_crypt(), its twin through ctypes, which needs no compiler.
 
 Both call the system's crypt library (libxcrypt on Linux: yescrypt,
-SHA-512/256, MD5, bcrypt, DES and bigDES); this twin needs no compiler.
+SHA-512/256, MD5, bcrypt, DES and bigDES).  A password or setting with a
+NUL, which C would cut short, hashes to None in both.
 """
 
 import ctypes
 import ctypes.util
+
+from popper import native
 
 # Big enough for every known struct crypt_data (glibc's is about 128 KiB,
 # libxcrypt's 32 KiB); crypt_r only needs it zeroed before first use.
@@ -30,28 +35,40 @@ def _library():
     return _lib
 
 
-def crypt(password: bytes, setting: bytes):
+def pure_crypt(password: bytes, setting: bytes):
     """The hash of password under setting, or None if crypt refuses it."""
+    return _hashed(_ctypes_crypt, password, setting)
+
+
+def native_crypt(password: bytes, setting: bytes):
+    """pure_crypt's twin: crypt_r through popper._cpopper."""
+    return _hashed(native.crypt, password, setting)
+
+
+def _hashed(crypt_r, password: bytes, setting: bytes):
+    """crypt_r's answer, or None: for a NUL (C would hash what is before
+    it) and for libxcrypt's "*0" or "*1", its answer to a bad setting."""
     if b"\0" in password or b"\0" in setting:
         return None
+    result = crypt_r(password, setting)
+    if not result or result.startswith(b"*"):
+        return None
+    return result
+
+
+def _ctypes_crypt(password: bytes, setting: bytes):
     lib = _library()
     if hasattr(lib, "crypt_r"):
         lib.crypt_r.restype = ctypes.c_char_p
         lib.crypt_r.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
         data = ctypes.create_string_buffer(_CRYPT_DATA_SIZE)
-        result = lib.crypt_r(password, setting, data)
-    else:
-        lib.crypt.restype = ctypes.c_char_p
-        lib.crypt.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
-        result = lib.crypt(password, setting)
-    return _checked(result)
+        return lib.crypt_r(password, setting, data)
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    return lib.crypt(password, setting)
 
 
-def _checked(result):
-    # libxcrypt answers a bad setting with "*0" or "*1" instead of NULL.
-    if not result or result.startswith(b"*"):
-        return None
-    return result
+crypt = native_crypt if native.NATIVE else pure_crypt
 
 
 # --- what a failed login is checked against ---------------------------------------------

@@ -23,8 +23,7 @@ process only hands over the name and password, or the name and digest.
 import os
 import time
 
-from popper import native
-from popper.auth import AuthError, apop, same_hash
+from popper.auth import AuthError, apop, same_hash, unixdb
 from popper.log import err_line
 from popper.protocol import replies
 from popper.settings import bad_name
@@ -176,7 +175,7 @@ class Gatekeeper:
 def admin(settings):
     """(uid, gid) of the POP administrator (set popuid), who owns pop.auth;
     DBError if there is no such user."""
-    entry = native.getpwnam(settings.popuid)
+    entry = unixdb.getpwnam(settings.popuid)
     if entry is None:
         raise apop.DBError("the POP administrator %s (set popuid) is not a user"
                            % settings.popuid)

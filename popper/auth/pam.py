@@ -1,7 +1,8 @@
 """PAM: the service configure.py --with-pam named, or `set pam-service`.
 
-The login is pam_authenticate, pam_acct_mgmt and pam_setcred (native.py,
-or python-pam), with PAM_RHOST the client's host and PAM_TTY its address.
+The login is pam_authenticate, pam_acct_mgmt and pam_setcred (libpam.py:
+popper._cpam, or python-pam), with PAM_RHOST the client's host and
+PAM_TTY its address.
 PAM's own message and code go to the log; the client gets the one reply
 every failed login gets, so it cannot tell an unknown user from a wrong
 password.  The account must also be a Unix one (its uid and gid).
@@ -13,8 +14,7 @@ everyone.  service_problem() says so at start-up.
 
 import os
 
-from popper import native
-from popper.auth import AuthError, passwd_account
+from popper.auth import AuthError, libpam, passwd_account
 from popper.protocol import replies
 
 
@@ -49,7 +49,7 @@ class PamAuth:
         return passwd_account(user)
 
     def authenticate(self, user: str, password: bytes, client):
-        code, text = native.pam_login(self.service, user, password, client.host, client.ip)
+        code, text = libpam.pam_login(self.service, user, password, client.host, client.ip)
         self.log.reopen_syslog()        # PAM modules may have called openlog() themselves
         if code != 0:
             raise AuthError(replies.BAD_PASSWORD, user=user,

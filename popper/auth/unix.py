@@ -40,8 +40,7 @@ failed login; the client gets the same answer after the same work.
 import os
 import time
 
-from popper import native
-from popper.auth import Account, AuthError, cryptpw, passwd_account, same_hash
+from popper.auth import Account, AuthError, cryptpw, passwd_account, same_hash, unixdb
 from popper.protocol import replies
 
 DAY = 86400
@@ -57,13 +56,13 @@ _host = {}
 def host_dummy() -> bytes:
     """A hash of the most common method and cost among the host's users."""
     try:
-        hashes = native.shadow_hashes(SCAN_LIMIT)
+        hashes = unixdb.shadow_hashes(SCAN_LIMIT)
     except OSError:
         hashes = []
     dummy = cryptpw.most_common(hashes)
     if dummy is None:
-        dummy = cryptpw.most_common(native.passwd_hashes(SCAN_LIMIT))
-    return dummy or native.crypt_gensalt()
+        dummy = cryptpw.most_common(unixdb.passwd_hashes(SCAN_LIMIT))
+    return dummy or unixdb.crypt_gensalt()
 
 
 def shadow_problem(path: str = SHADOW_FILE):
@@ -108,9 +107,9 @@ class UnixAuth:
 
     def lookup(self, user: str):
         """(passwd entry or None, the hash to check or b"", shadow entry or None)."""
-        entry = native.getpwnam(user)
+        entry = unixdb.getpwnam(user)
         try:
-            shadow = native.getspnam(user)          # an unknown name too: the same calls
+            shadow = unixdb.getspnam(user)          # an unknown name too: the same calls
         except OSError as exc:
             if entry is not None:
                 self.log.error("Unable to read the shadow entry of %s: %s (%d); is popper root?"
@@ -129,7 +128,7 @@ class UnixAuth:
         dummy, unreadable = self.host()            # before the name: its cost is everyone's
         entry, hashed, shadow = self.lookup(user)
         target, usable = (dummy, False) if entry is None else cryptpw.verifier(hashed, dummy)
-        computed = native.crypt(password, target) or b""
+        computed = cryptpw.crypt(password, target) or b""
         if not (same_hash(computed, target) and usable):
             reason = ("no such user" if entry is None else
                       "wrong password" if usable else

@@ -1,8 +1,10 @@
-"""The Unix account databases, pure-Python twins of the native lookups:
-getpwnam and passwd_hashes (the stdlib's pwd), getspnam, shadow_hashes
-and crypt_gensalt (through ctypes, since the stdlib's spwd is gone from
-Python 3.13).  Both twins go through the C library, so nss_wrapper and
-every NSS module see the same calls.
+"""The Unix account databases: getpwnam, getspnam, passwd_hashes,
+shadow_hashes and crypt_gensalt are the native ones (popper/native.py)
+when popper._cpopper is built and POPPER_PUREPYTHON is unset, else their
+pure twins: pure_getpwnam and pure_passwd_hashes (the stdlib's pwd),
+pure_getspnam, pure_shadow_hashes and pure_crypt_gensalt (through ctypes,
+since the stdlib's spwd is gone from Python 3.13).  Both twins go through
+the C library, so nss_wrapper and every NSS module see the same calls.
 
 Names are text decoded as latin-1 (as the session decodes the wire) and
 reach the C library as those bytes; a name with a NUL, which C would cut
@@ -14,6 +16,8 @@ import ctypes
 import errno
 import os
 import pwd
+
+from popper import native
 
 
 class Passwd:
@@ -55,13 +59,14 @@ def c_name(name: str):
     return None if b"\0" in raw else raw
 
 
-def _text(field: str) -> str:
-    # pwd decodes with the file system encoding (surrogateescape): back to
-    # the C bytes, then latin-1 as the native twin reads them.
-    return os.fsencode(field).decode("latin-1")
+def _passwd(name: bytes, passwd: bytes, uid: int, gid: int, gecos: bytes, dir: bytes,
+            shell: bytes) -> Passwd:
+    """A Passwd from the C library's bytes: the text fields decoded as latin-1."""
+    return Passwd(name.decode("latin-1"), passwd, uid, gid, gecos.decode("latin-1"),
+                  dir.decode("latin-1"), shell.decode("latin-1"))
 
 
-def getpwnam(name: str):
+def pure_getpwnam(name: str):
     """The passwd entry of name (bytes fields decoded as latin-1), or None."""
     raw = c_name(name)
     if raw is None:
@@ -70,12 +75,13 @@ def getpwnam(name: str):
         entry = pwd.getpwnam(os.fsdecode(raw))      # pwd encodes it back to raw
     except (KeyError, ValueError):
         return None
-    return Passwd(_text(entry.pw_name), os.fsencode(entry.pw_passwd), entry.pw_uid,
-                  entry.pw_gid, _text(entry.pw_gecos), _text(entry.pw_dir),
-                  _text(entry.pw_shell))
+    # pwd decodes with the file system encoding (surrogateescape): back to the C bytes.
+    return _passwd(os.fsencode(entry.pw_name), os.fsencode(entry.pw_passwd), entry.pw_uid,
+                   entry.pw_gid, os.fsencode(entry.pw_gecos), os.fsencode(entry.pw_dir),
+                   os.fsencode(entry.pw_shell))
 
 
-def passwd_hashes(limit: int) -> list:
+def pure_passwd_hashes(limit: int) -> list:
     """The password fields of the first limit passwd entries (getpwent)."""
     return [os.fsencode(entry.pw_passwd) for entry in pwd.getpwall()[:limit]]
 
@@ -100,7 +106,7 @@ def _lib():
     return _libc
 
 
-def getspnam(name: str):
+def pure_getspnam(name: str):
     """The shadow entry of name, or None; OSError when it cannot be read
     (not root).  getspnam, not getspnam_r: nss_wrapper serves only it."""
     raw = c_name(name)
@@ -117,11 +123,15 @@ def getspnam(name: str):
             raise OSError(number, os.strerror(number))
         return None
     entry = result.contents
-    return Shadow(entry.sp_namp.decode("latin-1"), entry.sp_pwdp or b"", entry.sp_lstchg,
-                  entry.sp_min, entry.sp_max, entry.sp_warn, entry.sp_inact, entry.sp_expire)
+    return _shadow(entry.sp_namp, entry.sp_pwdp or b"", entry.sp_lstchg, entry.sp_min,
+                   entry.sp_max, entry.sp_warn, entry.sp_inact, entry.sp_expire)
 
 
-def shadow_hashes(limit: int) -> list:
+def _shadow(name: bytes, *fields) -> Shadow:
+    return Shadow(name.decode("latin-1"), *fields)
+
+
+def pure_shadow_hashes(limit: int) -> list:
     """The password fields of the first limit shadow entries (setspent,
     getspent, endspent); [] where they cannot be read (not root)."""
     lib = _lib()
@@ -141,15 +151,48 @@ def shadow_hashes(limit: int) -> list:
     return hashes
 
 
-def crypt_gensalt() -> bytes:
+def pure_crypt_gensalt() -> bytes:
     """A setting for the system's preferred hashing method (libxcrypt's
     crypt_gensalt: yescrypt on Debian 12), or SHA-512 where there is none."""
     from popper.auth.cryptpw import _library
     lib = _library()
+    result = None
     if hasattr(lib, "crypt_gensalt_rn"):
         lib.crypt_gensalt_rn.restype = ctypes.c_char_p
         out = ctypes.create_string_buffer(256)
         result = lib.crypt_gensalt_rn(None, 0, None, 0, out, 256)
-        if result:
-            return result
+    return result or _sha512_setting()
+
+
+def _sha512_setting() -> bytes:
     return b"$6$" + os.urandom(12).hex().encode()[:16] + b"$"
+
+
+# --- the native twins, and the choice ---------------------------------------------------
+
+def native_getpwnam(name: str):
+    raw = c_name(name)
+    entry = None if raw is None else native.getpwnam(raw)
+    return None if entry is None else _passwd(*entry)
+
+
+def native_getspnam(name: str):
+    raw = c_name(name)
+    entry = None if raw is None else native.getspnam(raw)
+    return None if entry is None else _shadow(*entry)
+
+
+def native_crypt_gensalt() -> bytes:
+    return native.crypt_gensalt() or _sha512_setting()
+
+
+native_passwd_hashes, native_shadow_hashes = native.passwd_hashes, native.shadow_hashes
+
+if native.NATIVE:
+    getpwnam, getspnam = native_getpwnam, native_getspnam
+    passwd_hashes, shadow_hashes = native_passwd_hashes, native_shadow_hashes
+    crypt_gensalt = native_crypt_gensalt
+else:
+    getpwnam, getspnam = pure_getpwnam, pure_getspnam
+    passwd_hashes, shadow_hashes = pure_passwd_hashes, pure_shadow_hashes
+    crypt_gensalt = pure_crypt_gensalt

@@ -31,8 +31,7 @@ worth it.
 import os
 import time
 
-from popper import native
-from popper.auth import Account, AuthError, cryptpw, same_hash
+from popper.auth import Account, AuthError, cryptpw, same_hash, unixdb
 from popper.protocol import replies
 
 CRYPT_SCHEMES = ("CRYPT", "DES-CRYPT", "MD5-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT",
@@ -135,7 +134,7 @@ class UserDB:
             self.log.error("Unable to read the user database %s: %s (%d)"
                            % (self.path, exc.strerror, exc.errno))
             _tables.pop(self.path, None)
-            return _Table(None, [], {}, {}, native.crypt_gensalt(), None)
+            return _Table(None, [], {}, {}, unixdb.crypt_gensalt(), None)
         table = self._index(data, identity)
         if st.st_mtime < time.time() - RACY:
             _tables[self.path] = table
@@ -167,7 +166,7 @@ class UserDB:
         dummy = cryptpw.most_common(hashes[::stride])
         dummy_line = None
         if dummy is None:
-            dummy = native.crypt_gensalt()
+            dummy = unixdb.crypt_gensalt()
         else:
             dummy_line = next(numbers[i] for i, hashed in enumerate(hashes)
                               if hashed.lstrip(b"!") == dummy)
@@ -208,7 +207,7 @@ class UserDB:
         hashed, account = self.entry(table, user)
         target, usable = ((table.dummy, False) if hashed is None
                           else cryptpw.verifier(hashed, table.dummy))
-        computed = native.crypt(password, target) or b""
+        computed = cryptpw.crypt(password, target) or b""
         if same_hash(computed, target) and usable:
             return account
         reason = ("no such user" if hashed is None else "wrong password" if usable else

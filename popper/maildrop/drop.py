@@ -9,12 +9,11 @@ the temp drop (normal mode) or the spool (server mode).
 import os
 import time
 
-from popper import native
 from popper.maildrop import Maildrop, files, recovery, render
 from popper.maildrop.journal import Journal
 from popper.maildrop.move import cut_back, move
 from popper.maildrop.rewrite import Unfinished, write_back
-from popper.maildrop.scan import UW_DATA, MessageTable, NotAMailbox
+from popper.maildrop.scan import UW_DATA, MessageTable, NotAMailbox, scan
 from popper.protocol import replies
 from popper.settings import spool_path, temp_drop_path
 
@@ -64,7 +63,7 @@ class Drop(Maildrop):
         base_time = int(time.time())
         for i, (fd, start, end, shift) in enumerate(pieces):
             try:
-                result = native.scan(fd, start=start, limit=end,
+                result = scan(fd, start=start, limit=end,
                                      base_time=base_time + len(table),
                                      salted=settings.update_status_headers,
                                      old_style=settings.old_style_uid,
@@ -99,10 +98,10 @@ class Drop(Maildrop):
 
     def _scan_bulletins(self, fd: int, start: int, end: int) -> None:
         """Add the bulletins at [start, end) of fd to the message table."""
-        result = native.scan(fd, start=start, limit=end,
-                             base_time=int(time.time()) + len(self.messages),
-                             salted=self.settings.update_status_headers,
-                             old_style=self.settings.old_style_uid, uw=False)
+        result = scan(fd, start=start, limit=end,
+                      base_time=int(time.time()) + len(self.messages),
+                      salted=self.settings.update_status_headers,
+                      old_style=self.settings.old_style_uid, uw=False)
         self.messages.extend(result.messages)
         self.messages.make_uids_unique()
         self.scanned_end = end

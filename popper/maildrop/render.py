@@ -11,9 +11,8 @@ before dot-stuffing; tests hold the two together.
 
 import os
 
-from popper import native
 from popper.maildrop.scan import Message
-from popper.maildrop.wire import AFTER_CR, AT_LINE_START
+from popper.maildrop.wire import AFTER_CR, AT_LINE_START, wire_encode
 
 CHUNK = 256 * 1024          # bytes of body read and sent at a time
 HEADER_PIECE = 256 * 1024   # a header up to this size is handled in one piece
@@ -132,15 +131,15 @@ def message_chunks(fd: int, msg: Message, top_lines: int = None):
         body = data[cut:]
         if top_lines is not None:         # the blank line is not counted by TOP
             body = body[:_lines_end(body, top_lines + 1)]
-        out, state = native.wire_encode(retr_header([data[:cut]], msg.uid) + body,
+        out, state = wire_encode(retr_header([data[:cut]], msg.uid) + body,
                                         AT_LINE_START)
         yield out + _ending(state)
         return
     header = retr_header(header_blocks(fd, msg.header, msg.body), msg.uid)
-    out, state = native.wire_encode(header, AT_LINE_START)
+    out, state = wire_encode(header, AT_LINE_START)
     end = msg.content_end if top_lines is None else _top_end(fd, msg, top_lines)
     for data in read_range(fd, msg.body, end):
-        chunk, state = native.wire_encode(data, state)
+        chunk, state = wire_encode(data, state)
         if out:
             chunk, out = out + chunk, b""
         yield chunk

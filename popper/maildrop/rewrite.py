@@ -25,10 +25,9 @@ import errno
 import os
 import time
 
-from popper import native
 from popper.maildrop import files, render
 from popper.maildrop.journal import Done, Rewrite
-from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, NotAMailbox
+from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, NotAMailbox, scan
 
 SMALL_BODY = 64 * 1024      # bodies up to this size are written through the buffer
 GROWTH = 128                # most a kept message grows at QUIT (X-UIDL:, Status:, line ends,
@@ -108,7 +107,7 @@ def _messages(fd: int, start: int, end: int):
     """The messages of [start, end), or None if it is not mail (then it is
     copied as it is)."""
     try:
-        return native.scan(fd, start=start, limit=end).messages
+        return scan(fd, start=start, limit=end).messages
     except NotAMailbox:
         return None
 

@@ -1,4 +1,6 @@
-"""The mailbox scanner, pure-Python twin of _native/scanner.c.
+"""The mailbox scanner: scan() is _native/scanner.c's (popper/native.py)
+when it is built and POPPER_PUREPYTHON is unset, else pure_scan(), its
+pure-Python twin.
 
 It walks an mbox or MMDF file once, by offsets, and returns the message
 table: where each message's separator, header, body and end are, the exact
@@ -27,6 +29,8 @@ import hashlib
 import os
 import struct
 from array import array
+
+from popper import native
 
 WINDOW = 1 << 20            # bytes read per pread
 LINE_WINDOW = 1 << 16       # a header line is looked at whole up to this length
@@ -297,9 +301,9 @@ def _body_octets(reader: _Reader, start: int, end: int) -> int:
     return octets
 
 
-# --- the scanner ------------------------------------------------------------------
+# --- the scanner (pure twin) ------------------------------------------------------------------
 
-def scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
+def pure_scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
          salted: bool = True, old_style: bool = False, uw: bool = False) -> ScanResult:
     """Scan the file open on fd from offset start up to limit (its size).
 
@@ -469,3 +473,22 @@ def _make_uid(reader: _Reader, msg: Message, sepline: bytes, counter: int,
         return md5.hexdigest().encode()
     md5.update(sepline)
     return encode_uid(md5.digest())
+
+
+# --- the native twin, and the choice ------------------------------------------------
+
+_FORMATS = (EMPTY, MBOX, MMDF)      # popper.h's PN_EMPTY, PN_MBOX, PN_MMDF
+
+
+def native_scan(fd: int, start: int = 0, limit: int = None, base_time: int = 0,
+                salted: bool = True, old_style: bool = False, uw: bool = False) -> ScanResult:
+    """pure_scan's twin in C (_native/scanner.c)."""
+    messages = MessageTable()
+    found = native.scan(fd, start, limit, base_time, salted, old_style, uw, messages)
+    if found is None:
+        raise NotAMailbox("the first line is not a separator line")
+    fmt, separator = found
+    return ScanResult(_FORMATS[fmt], separator, messages)
+
+
+scan = native_scan if native.NATIVE else pure_scan

@@ -1,13 +1,13 @@
-"""cffi builder of popper._cpam: PAM, in a module of its own so that the
-main one does not need libpam.  setup.py builds it when configure.py found
-<security/pam_appl.h>; without it popper falls back to python-pam.
-Twin: popper/auth/libpam.py."""
+"""A PAM login (twin: popper/auth/libpam.py, python-pam).  The
+conversation is a Python callback, popper_pam_conv in popper/native.py."""
 
-import os
+INCLUDES = """
+#include <security/pam_appl.h>
+#include <stdlib.h>
+#include <string.h>
+"""
 
-from cffi import FFI
-
-PAM_CDEF = """
+TYPES = """
 #define PAM_SUCCESS ...
 #define PAM_PROMPT_ECHO_OFF ...
 #define PAM_PROMPT_ECHO_ON ...
@@ -26,6 +26,9 @@ struct pam_conv {
     int (*conv)(int, const struct pam_message **, struct pam_response **, void *);
     void *appdata_ptr;
 };
+"""
+
+FUNCTIONS = """
 int pam_start(const char *service_name, const char *user, const struct pam_conv *conv,
               pam_handle_t **pamh);
 int pam_end(pam_handle_t *pamh, int pam_status);
@@ -40,15 +43,4 @@ extern "Python" int popper_pam_conv(int, const struct pam_message **, struct pam
                                     void *);
 """
 
-ffibuilder = FFI()
-ffibuilder.cdef(PAM_CDEF)
-ffibuilder.set_source(
-    "popper._cpam",
-    "#include <security/pam_appl.h>\n#include <stdlib.h>\n#include <string.h>\n",
-    libraries=["pam"],
-    extra_compile_args=["-O2", "-std=c99", "-Wall"],
-)
-
-if __name__ == "__main__":
-    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    ffibuilder.compile(verbose=True)
+CUSTOMIZATIONS = ""

@@ -20,6 +20,7 @@ import sysconfig
 
 import pytest
 
+import popper
 from conftest import ROOT
 from popper import native
 from popper.auth import cryptpw, libpam, unixdb
@@ -92,11 +93,17 @@ def test_the_import_check_can_fail(tmp_path):
     assert is_standard_library("os") and is_standard_library("errno")
 
 
+def run_popper(code: str, **env) -> str:
+    """What code prints, run by a fresh interpreter on the popper these tests import."""
+    top = os.path.dirname(os.path.dirname(os.path.abspath(popper.__file__)))
+    env = dict(os.environ, PYTHONPATH=top, **env)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd="/", stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout
+
+
 def test_importing_native_loads_nothing_else_of_popper():
-    out = subprocess.run(
-        [sys.executable, "-c", "import sys, popper.native; "
-         "print(' '.join(sorted(m for m in sys.modules if m.startswith('popper'))))"],
-        stdout=subprocess.PIPE, universal_newlines=True, check=True, cwd=str(ROOT)).stdout
+    out = run_popper("import sys, popper.native; "
+                     "print(' '.join(sorted(m for m in sys.modules if m.startswith('popper'))))")
     compiled = tuple(module.name for module in MODULES)
     # cffi's modules name their lib too: popper._cpopper.lib
     assert {name for name in out.split() if not name.startswith(compiled)} == {
@@ -132,9 +139,7 @@ def test_popper_purepython_chooses_every_twin(pure):
                 "%s.%s is %s.native_%s" % (module.__name__.rpartition(".")[2], name,
                                             module.__name__.rpartition(".")[2], name)
                 for name, (module, _) in sorted(TWINS.items())) + ")")
-    env = dict(os.environ, POPPER_PUREPYTHON=pure)
-    out = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True, cwd=str(ROOT)).stdout.split()
+    out = run_popper(code, POPPER_PUREPYTHON=pure).split()
     flags = {"NATIVE": out[0] == "True", "PAM_NATIVE": out[1] == "True"}
     assert flags["NATIVE"] == (not pure)
     assert out[2:] == [str(flags[flag]) for name, (_, flag) in sorted(TWINS.items())]

@@ -71,6 +71,9 @@ def collect(twins: dict) -> dict:
                                                                       setting)
     out["passwd_hashes"] = call(twins["passwd_hashes"], 50)
     out["shadow_hashes"] = call(twins["shadow_hashes"], 50)
+    for limit in (-1, 0, 1, 10 ** 9):
+        out["passwd_hashes %d" % limit] = call(twins["passwd_hashes"], limit)
+        out["shadow_hashes %d" % limit] = call(twins["shadow_hashes"], limit)
     out["crypt_gensalt method"] = call(lambda: twins["crypt_gensalt"]()[:7])
     return out
 

@@ -82,8 +82,9 @@ def pure_getpwnam(name: str):
 
 
 def pure_passwd_hashes(limit: int) -> list:
-    """The password fields of the first limit passwd entries (getpwent)."""
-    return [os.fsencode(entry.pw_passwd) for entry in pwd.getpwall()[:limit]]
+    """The password fields of the first limit passwd entries (getpwent);
+    none for a limit below 1, as the native twin."""
+    return [os.fsencode(entry.pw_passwd) for entry in pwd.getpwall()[:max(limit, 0)]]
 
 
 class _Spwd(ctypes.Structure):

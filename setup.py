@@ -46,7 +46,8 @@ try:
         install_requires=(["cffi>=1.12"] if native else []) + [
             "python-pam>=2", 'six; python_version < "3.11"'],
         cffi_modules=builders,
-        entry_points={"console_scripts": ["popper = popper.cli:main"]},
+        entry_points={"console_scripts": ["popper = popper.cli:main",
+                                            "popauth = popper.popauth:main"]},
         zip_safe=False,
     )
 finally:

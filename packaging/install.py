@@ -9,7 +9,7 @@ contain it):
 
   LIBDIR/popper/popper/      the package: its .py files, the C extension
                              built for PYTHON, and their byte code
-  SBINDIR/popper             the launcher (packaging/launcher.py), one per PROGRAMS entry
+  SBINDIR/popper, popauth    the launchers (packaging/launcher.py), one per PROGRAMS entry
   MANDIR/man8/               docs/*.8
   packaging/linux/ files     at LINUX's places, @NAME@ replaced by the setting NAME
   LIBDIR/popper/INSTALLED    the manifest: what install wrote, and the
@@ -44,7 +44,7 @@ MODULES = runpy.run_path(os.path.join(ROOT, "_native", "modules.py"))["MODULES"]
 
 # The programs: the name in SBINDIR and the module whose main() it runs.
 # popauth comes here when it exists.
-PROGRAMS = [("popper", "popper.cli")]
+PROGRAMS = [("popper", "popper.cli"), ("popauth", "popper.popauth")]
 
 # packaging/linux/: each file, the directory setting it goes under, and its
 # name there.  All are templates; paths are templates too.

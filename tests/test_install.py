@@ -318,6 +318,8 @@ def test_every_linux_file_is_installed_with_the_paths_filled_in(source):
     assert by_path["/etc/pop/popper.conf"] == by_path["/etc/pop/popper.conf.sample"]
     assert by_path["/opt/pop/sbin/popper"] == launcher(sys.executable, "/opt/pop/lib/popper",
                                                        "LOG_LOCAL1", "popper.cli")
+    assert by_path["/opt/pop/sbin/popauth"] == launcher(sys.executable, "/opt/pop/lib/popper",
+                                                        "LOG_LOCAL1", "popper.popauth")
     pam = install.plan(dict(settings, PAM_SERVICE="pop3"), str(source))
     assert "/etc/pop/pam.d/pop3" in {item.path for item in pam}
     none = install.plan(fake_settings("/opt/pop", "--without-systemdsystemunitdir"),
@@ -345,7 +347,7 @@ def test_install_then_uninstall_leaves_nothing(source, tmp_path):
         lib + "_cpopper" + EXT_SUFFIX,
         lib + "__pycache__/__init__.%s.pyc" % tag, lib + "__pycache__/cli.%s.pyc" % tag,
         lib + "sub/__pycache__/__init__.%s.pyc" % tag,
-        "/usr/local/lib/popper/INSTALLED", "/usr/local/sbin/popper",
+        "/usr/local/lib/popper/INSTALLED", "/usr/local/sbin/popper", "/usr/local/sbin/popauth",
         "/usr/local/share/man/man8/popper.8", "/usr/local/share/popper/inetd.conf",
         "/usr/local/etc/popper.conf", "/usr/local/etc/popper.conf.sample",
         "/usr/local/etc/pam.d/popper", "/usr/local/etc/xinetd.d/popper"} | {
@@ -530,6 +532,9 @@ def test_make_install_destdir_gives_a_runnable_popper(tree, tmp_path, mailhost, 
              "from popper import native; print(native.BUILT, native.__file__)")
     shown = run(staged + [settings["PYTHON"], "-Es", "-c", probe], tmp_path, env=env).stdout
     assert shown.split() == [str(settings["NATIVE"]), "/usr/local/lib/popper/popper/native.py"]
+    # popauth(8) beside it, launched alike.
+    shown = run(staged + ["/usr/local/sbin/popauth", "-version"], tmp_path, env=env).stdout
+    assert re.match(r"^/usr/local/sbin/popauth v\d+\.\d+", shown), shown
 
     manifest = install.read_manifest(settings, str(destdir))
     assert set(manifest.files) | {"/usr/local/lib/popper/INSTALLED"} == tree_files(destdir)

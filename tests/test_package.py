@@ -154,6 +154,11 @@ def test_the_package_holds_what_the_target_needs(dist):
                                                               "LOG_LOCAL1")
     assert files["root/etc/popper"].mode & 0o777 == 0o755
     assert files["root/usr/share/man/man8/popper.8"].data == (ROOT / "docs" / "popper.8").read_bytes()
+    assert files["root/etc/popauth"].data.decode() == launcher("/usr/local/bin/python3", LIBDIR,
+                                                               "LOG_LOCAL1", "popper.popauth")
+    assert files["root/etc/popauth"].mode & 0o777 == 0o755
+    assert files["root/usr/share/man/man8/popauth.8"].data == (
+        ROOT / "docs" / "popauth.8").read_bytes()
     settings = {}
     exec(files[root + "popper/_settings.py"].data.decode(), settings)
     assert (settings["SPOOL_DIR"], settings["LOG_FACILITY"], settings["MAIL_COMMAND"],

@@ -38,8 +38,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 PKG = "popper"
 LIBDIR = "/usr/lib/popper"          # the popper package, the native sources, build-native
-PROGRAMS = ["/etc/popper"]          # launchers of popper.cli (popauth joins when it exists)
-MANPAGES = {"docs/popper.8": "/usr/share/man/man8/popper.8"}
+# The launchers (packaging/launcher.py) and the module each runs: popper where
+# SCO's was, popauth beside it (Qpopper's popauth is an administrator's tool).
+PROGRAMS = [("/etc/popper", "popper.cli"), ("/etc/popauth", "popper.popauth")]
+MANPAGES = {"docs/popper.8": "/usr/share/man/man8/popper.8",
+            "docs/popauth.8": "/usr/share/man/man8/popauth.8"}
 SCRIPTS = ("postinstall", "preremove")
 OWNER, GROUP = "root", "sys"
 
@@ -103,7 +106,8 @@ def contents(python: str, spool_dir: str) -> list:
     files.append((LIBDIR + "/popper/_settings.py", 0o644, text))
     files.append((LIBDIR + "/build-native", 0o755,
                   read("packaging/sco/build-native").replace(b"@PYTHON@", python.encode())))
-    files += [(path, 0o755, launcher(python, LIBDIR, settings["LOG_FACILITY"]).encode()) for path in PROGRAMS]
+    files += [(path, 0o755, launcher(python, LIBDIR, settings["LOG_FACILITY"], module).encode())
+              for path, module in PROGRAMS]
     files += [(path, 0o644, read(rel)) for rel, path in sorted(MANPAGES.items())]
     return files
 

@@ -45,7 +45,7 @@ class ApopHost:
         return subprocess.run([sys.executable, "-c", POPAUTH, "-f", str(self.mailhost.config),
                                *args], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True, timeout=30,
-                              env=env)
+                              env=env, start_new_session=True)   # no /dev/tty: stdin
 
     def secret(self, user):
         with apop.Reader(str(self.base), ADMIN.pw_uid) as db:
@@ -89,6 +89,7 @@ def test_init_makes_an_empty_database_of_the_pop_administrator(mailhost):
         0, "POP authentication DB not initialized (exists): %s.pag (and .dir )\n" % h.base)
 
 
+@pytest.mark.twin
 def test_user_list_delete_and_their_texts(host):
     result = host.popauth("-user", "bob", "Hunter22")
     assert (result.returncode, result.stderr) == (0, "Adding only APOP password for bob.\n")
@@ -158,6 +159,25 @@ def test_prompts_strength_rules_and_mismatch(host):
     result = host.popauth("-user", "bob", input="Good-one1\nGood-one1\n")
     assert (result.returncode, result.stdout) == (0, "")
     assert host.secret("bob") == b"Good-one1"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sudo's case: popauth run as root")
+def test_sudo_popauth_changes_the_callers_own_secret_after_the_old_one(host):
+    caller = pwd.getpwnam("sys")        # a passwd user; SUDO_UID names who ran sudo
+    apop.change(str(host.base), ADMIN.pw_uid, ADMIN.pw_gid, lambda old, new: (
+        apop.copy_records(old, new), new.store(apop.key("sys"), apop.encode(b"Old-one1"))))
+    env = dict(os.environ, SUDO_UID=str(caller.pw_uid))
+    result = host.popauth(input="Old-one2\n", env=env)
+    assert (result.returncode, result.stderr) == (
+        1, "Changing only APOP password for sys.\nOld password:"
+           "popauth: Sorry, password entered incorrectly\n\n")
+    result = host.popauth(input="Old-one1\nNew-one22\nNew-one22\n", env=env)
+    assert (result.returncode, result.stderr) == (
+        0, "Changing only APOP password for sys.\nOld password:New password:"
+           "Retype new password:")
+    assert host.secret("sys") == b"New-one22"
+    # An action is root's own, SUDO_UID or not.
+    assert host.popauth("-list", "alice", env=env).stdout == "alice           : APOP \n"
 
 
 def test_strength_rule():
@@ -238,6 +258,7 @@ def test_greeting_carries_a_timestamp_exactly_when_the_database_is_usable(host, 
     assert inetd().greeting.endswith(b"starting.")           # no database: no timestamp
 
 
+@pytest.mark.twin
 def test_apop_logs_in(host, inetd):
     conv = inetd()
     reply = conv.cmd("APOP alice " + digest(conv.greeting, SECRET))
@@ -406,6 +427,7 @@ def test_mpop_apop(host, tcp_inetd, tmp_path):
 # --- a change killed half way -----------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.twin
 @pytest.mark.parametrize("call,when", [("rename", 1), ("rename", 2), ("rename", 3),
                                        ("fsync", 1), ("fsync", 2), ("fsync", 3), ("fsync", 4)])
 def test_a_change_killed_anywhere_leaves_the_old_or_the_new_database(host, inetd, call, when):

@@ -51,12 +51,14 @@ bench: build
 
 # At length: the random kill -9 suite, TRIALS trials in each mode
 # (tests/test_crash.py), and the faults at every call instead of make check's
-# subset (tests/test_faults.py); both run, either failing fails.
+# subset (tests/test_faults.py, and a bulletin login's in tests/test_bulletins.py);
+# both run, either failing fails.
 TRIALS ?= 500
 soak: build
 	POPPER_CRASH_TRIALS=$(TRIALS) $(PYTHON) -m pytest -q -s tests/test_crash.py -k kill; \
 	crash=$$?; \
-	POPPER_FAULTS_FULL=1 $(PYTHON) -m pytest -q -rf tests/test_faults.py; \
+	POPPER_FAULTS_FULL=1 $(PYTHON) -m pytest -q -rf tests/test_faults.py \
+	    tests/test_bulletins.py::test_kill_at_every_write_of_a_bulletin_login_delivers_it_once; \
 	faults=$$?; \
 	test $$crash = 0 && test $$faults = 0
 

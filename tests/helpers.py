@@ -20,6 +20,16 @@ from conftest import IS_ROOT, ROOT, TEST_GID, TEST_UID, corpus
 from mda import digest
 
 MDA = str(ROOT / "tests" / "mda.py")
+# make soak's fault runs: every N (make check tries a subset).
+FAULTS_FULL = os.environ.get("POPPER_FAULTS_FULL", "") not in ("", "0")
+
+
+def fault_subset(count: int) -> list:
+    """The N of `count` calls a fault test tries: all with
+    POPPER_FAULTS_FULL; else all of few, every third of many and the last."""
+    if FAULTS_FULL or count <= 2:
+        return list(range(1, count + 1))
+    return sorted(set(range(1, count + 1, 3)) | {count})
 MARKER = b"\0popper-rewrite\0"      # a spool's first bytes while popper rewrites it
 
 

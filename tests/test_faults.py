@@ -79,9 +79,10 @@ import pytest
 import mda
 import popper
 from conftest import IS_ROOT, TEST_GID, TEST_UID, corpus, start_inetd
-from helpers import check_mail, mbox_problem, message_id, quarantine_files, split_mbox
+from helpers import (FAULTS_FULL, check_mail, fault_subset, mbox_problem, message_id,
+                     quarantine_files, split_mbox)
 
-FULL = os.environ.get("POPPER_FAULTS_FULL", "") not in ("", "0")
+FULL = FAULTS_FULL
 REPORT = os.environ.get("POPPER_FAULTS_REPORT")
 STRACE = shutil.which("strace")
 
@@ -256,13 +257,9 @@ def pick(count: int, kind: str) -> list:
     """The N a test tries among `count`: all with POPPER_FAULTS_FULL; in
     make check's subset the first for the login kind, else all of few and
     every third of many (and the last)."""
-    if FULL:
-        return list(range(1, count + 1))
-    if kind == "login":
+    if kind == "login" and not FULL:
         return [1] if count else []
-    if count <= 2:
-        return list(range(1, count + 1))
-    return sorted(set(range(1, count + 1, 3)) | {count})
+    return fault_subset(count)
 
 
 def variants(call: str, fault: str) -> tuple:

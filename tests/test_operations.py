@@ -394,6 +394,8 @@ def _refused(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:    # queued as the listener closed: look again
+        pass
     return False
 
 

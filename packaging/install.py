@@ -129,30 +129,36 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+def extension_suffixes(ext_suffix: str = None) -> tuple:
+    """The names a compiled module built for this interpreter may end in:
+    its EXT_SUFFIX (make build), or the stable ABI's (setuptools builds
+    cffi's modules for it: `setup.py build_ext --inplace`, pip)."""
+    return (ext_suffix or sysconfig.get_config_var("EXT_SUFFIX"), ".abi3.so")
+
+
 def package_files(root: str = ROOT, ext_suffix: str = None) -> list:
     """The package's files, relative to root: every .py under popper/ and
-    the compiled modules built for this interpreter (ext_suffix)."""
-    ext_suffix = ext_suffix or sysconfig.get_config_var("EXT_SUFFIX")
+    the compiled modules built for this interpreter (extension_suffixes)."""
+    suffixes = extension_suffixes(ext_suffix)
     found = []
     for directory, dirs, files in os.walk(os.path.join(root, "popper")):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
-            if name.endswith(".py") or name.endswith(ext_suffix):
+            if name.endswith(".py") or name.endswith(suffixes):
                 found.append(os.path.relpath(os.path.join(directory, name), root))
     return found
 
 
 def plan(settings: dict, root: str = ROOT, ext_suffix: str = None) -> list:
     """Every file install writes, as Items, from the checkout at root."""
-    ext_suffix = ext_suffix or sysconfig.get_config_var("EXT_SUFFIX")
     items = []
     lib = library(settings)
     files = package_files(root, ext_suffix)
     for module in MODULES:
-        name = module.name.replace(".", os.sep) + ext_suffix
-        if settings.get(module.setting) and name not in files:
+        names = [module.name.replace(".", os.sep) + s for s in extension_suffixes(ext_suffix)]
+        if settings.get(module.setting) and not set(names) & set(files):
             raise InstallError("%s is not built for %s: run make first"
-                               % (name, settings["PYTHON"]))
+                               % (names[0], settings["PYTHON"]))
     for name in files:
         path = os.path.join(lib, name)
         is_source = name.endswith(".py")

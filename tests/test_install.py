@@ -436,6 +436,16 @@ def test_install_refuses_a_missing_extension(source):
     assert install.plan(dict(fake_settings(), NATIVE=False), str(source))
 
 
+def test_install_takes_a_stable_abi_extension(source):
+    """setuptools (setup.py build_ext --inplace, pip) names cffi's modules
+    for the stable ABI: installed like make build's."""
+    built = source / "popper" / ("_cpopper" + EXT_SUFFIX)
+    built.rename(built.with_name("_cpopper.abi3.so"))
+    paths = [item.path for item in install.plan(fake_settings(), str(source))]
+    assert any(path.endswith("/popper/_cpopper.abi3.so") for path in paths), paths
+    assert not any("cpython-36m" in path for path in paths)
+
+
 def test_the_launcher_runs_a_named_module():
     text = launcher("/usr/bin/python3", "/usr/lib/popper", "LOG_MAIL", "popper.popauth")
     assert "\n    from popper.popauth import main\n" in text

@@ -7,6 +7,7 @@ import socket
 import time
 
 from popper import __version__, bulldb, privsep
+from popper.logindelay import LoginDelay
 from popper.auth.gatekeeper import Gatekeeper, admin
 from popper.auth import apop, pam, unix
 from popper.auth.userdb import UserDB
@@ -125,8 +126,9 @@ def apop_timestamp(settings, hostname: str, log):
 
 
 def maildrop_opener(settings, log, hostname: str):
-    """open_maildrop(account) for a Session: become the user, then open
-    (with the bulletins, under -b).  The bulletin database's keeper is
+    """open_maildrop(account) for a Session: become the user, refuse a
+    login inside an enforced login delay (logindelay.py), then open (with
+    the bulletins, under -b) and record the login.  The bulletin database's keeper is
     started before, as root, and let go once the maildrop is open; without
     it (nothing new, or -B and the database could not be opened) there are
     no bulletins."""
@@ -140,10 +142,14 @@ def maildrop_opener(settings, log, hostname: str):
             except privsep.CannotServe as exc:
                 raise maildrop.MaildropError(exc.args[0]) from None
             read_options_files(settings, account, log)
+            delay = LoginDelay(settings, account.name, log)
+            delay.check()                   # before the maildrop: a refusal touches no mail
             news = None
             if settings.bulldir and (settings.bulldb is None or keeper is not None):
                 news = Bulletins(settings, account, hostname, log, keeper)
-            return maildrop.open_maildrop(settings, account.name, log, news)
+            drop = maildrop.open_maildrop(settings, account.name, log, news)
+            delay.record()                  # under the session lock the open drop holds
+            return drop
         finally:
             if keeper is not None:
                 keeper.close()

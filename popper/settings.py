@@ -73,6 +73,7 @@ class Settings:
         self.reverse_lookup = True                   # -R turns it off
         self.announce_login_delay = None             # -e login_delay=n; -1 never
         self.announce_expire = None                  # -e expire=n; -1 NEVER
+        self.enforce_login_delay = compiled.ENFORCE_LOGIN_DELAY    # refuse logins inside it
         self.clear_text_password = 0                 # -p
         self.lock_refresh = 5000                     # -L
         self.spool_lock_wait = 10                    # seconds; QUIT waits three times as long
@@ -383,6 +384,7 @@ POPPER_OPTIONS = {
     "apop-file": O("apop_db", _path_or_none, STR, AT_START),
     "popuid": O("popuid", _account_name, STR, AT_START),
     "auth-fail-delay": O("auth_fail_delay", _int, INT, NOT_USER),
+    "enforce-login-delay": O("enforce_login_delay", bool, BOOL, NOT_USER),
     "spool-lock-wait": O("spool_lock_wait", _int, INT, NOT_USER),
     "pam-service": O("pam_service", _service, STR, AT_START),
     "login-user": O("login_user", _account, STR, AT_START),

@@ -216,6 +216,12 @@ LINES = {
     "Refused %d connection%s%s: %s": "popper: Refused",
     "listening on %s port %d": "popper: listening on",
     "stopped accepting; waiting for %d session(s)": "popper: stopped accepting",
+    # enforce-login-delay (tests/test_login_delay.py)
+    "%s logged in %d seconds ago; login refused for %d more seconds ":
+        "popper: login refused for",
+    "login delay record %s of %s is %s; not believed": "popper: login delay record",
+    "Unable to record the login of %s in %s: %s (%d); the next login ":
+        "popper: Unable to record the login",
     # bulletins (tests/test_bulletins.py)
     "Can't find '.' in bulletin name; delivering to all users: %.128s": "pop_bull.c",
     'Non-existent group "%.128s" in bulletin; bulletin omitted: %.128s': "pop_bull.c",

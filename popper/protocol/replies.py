@@ -83,6 +83,8 @@ BAD_LINE_COUNT = "Number of lines must be a number, 0 or more: {arg}"
 # --- the maildrop ---------------------------------------------------------------
 IN_USE = "[IN-USE] {tempdrop} lock busy!  Is another session active? ({errno})"
 IN_USE_RACE = "[IN-USE] Maildrop being unlocked; try again."
+LOGIN_DELAYED = ("[LOGIN-DELAY] You logged in less than {delay} seconds ago; wait {wait} "
+                 "more seconds before you log in again.")
 TEMP_NOT_OWNED = "[SYS/PERM] Temporary drop {tempdrop} not owned by {user}."
 TEMP_OPEN_TO_OTHERS = ("[SYS/PERM] Your temporary file {tempdrop} is accessible by others.  "
                        "This must be fixed")

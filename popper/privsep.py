@@ -46,20 +46,26 @@ APOP keeps to it: the greeting's timestamp is made by the root part before
 the fork, and the root part checks a digest against its own copy, so the
 login process cannot choose the timestamp a digest is checked against; the
 root part (which can read pop.auth) answers USER's question, whether the
-name has an APOP secret (Qpopper's pop_user.c), too.  Later work keeps to
-this boundary: STLS and SASL exchanges happen in the login process (with
-TLS, it keeps the TLS connection and relays the clear bytes to the session
-process, as Dovecot's login processes do).
+name has an APOP secret (Qpopper's pop_user.c), too.  SASL (auth/sasl.py)
+keeps to it: the exchanges happen in the login process, which decodes them
+and hands over what is to be checked -- PLAIN's and LOGIN's name and
+password, as PASS's -- and the root part checks it.  Later work keeps to
+this boundary: STLS happens in the login process (with TLS, it keeps the
+TLS connection and relays the clear bytes to the session process, as
+Dovecot's login processes do).
 
 Started as any other user (or with --without-login-user), popper runs the
 whole session in one process and serves only users it can serve as itself.
 
 The channel is a socketpair.  A message is a frame: 4-byte length, then
 fields, each a 4-byte length and its bytes.  Login process to root:
-[PASS, user, password] or [APOP, user, digest], then after a YES [REST,
-bytes]; [USER, user] (may it use clear text?); last, [END, the count of
-its log lines syslog could not take].  Root to login process: [YES] or
-[NO, template, name, value, ...] (the -ERR's template and fields).  Anything else, or a frame over MAX_FRAME, ends the session.
+[PASS, user, password], [APOP, user, digest] or [PLAIN, authzid, user,
+password] (SASL PLAIN and LOGIN), then after a YES [REST, bytes]; [USER,
+user] (may it use clear text?); last, [END, the count of its log lines
+syslog could not take].  Root to login process: [YES, the account's name]
+(a login), [YES] (USER), or [NO, template, name, value, ...] (the -ERR's
+template and fields).  Anything else, or a frame over MAX_FRAME, ends the
+session.
 """
 
 import errno
@@ -276,6 +282,11 @@ class AskRoot:
     def check_user(self, user: str) -> None:
         self._ask([b"USER", user.encode("latin-1")], user)
 
+    def plain(self, authzid: str, user: str, password: bytes, client) -> Account:
+        """SASL PLAIN and LOGIN: the root part checks, as PASS."""
+        return self._ask([b"PLAIN", authzid.encode("latin-1"), user.encode("latin-1"),
+                          password], authzid)
+
     def _ask(self, request: list, user: str) -> Account:
         try:
             self.channel.send(request, self.deadline)
@@ -283,8 +294,8 @@ class AskRoot:
         except ChannelError as exc:
             raise AuthError(replies.LOGIN_FAILED, log="the root part: %s" % exc,
                             delay=False) from None
-        if answer == [b"YES"]:
-            return Account(user)
+        if answer[:1] == [b"YES"] and len(answer) <= 2:
+            return Account(answer[1].decode("latin-1") if len(answer) == 2 else user)
         if len(answer) < 2 or answer[0] != b"NO" or len(answer) % 2:
             raise AuthError(replies.LOGIN_FAILED, log="a bad answer from the root part",
                             delay=False)
@@ -394,7 +405,24 @@ def _send(fd: int, data: bytes, deadline: float) -> bool:
 
 
 # A request: its name, and how many fields follow.
-REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1}
+REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1, b"PLAIN": 3}
+
+
+def _request(gatekeeper, request: list, client, apop_timestamp):
+    """(the user a well-formed request is about, the call that answers
+    it): the call returns an Account (a login) or None (USER's yes), or
+    raises AuthError."""
+    kind, fields = request[0], request[1:]
+    words = [field.decode("latin-1") for field in fields]
+    if kind == b"USER":
+        return words[0], lambda: gatekeeper.check_user(words[0])
+    if kind == b"PASS":
+        return words[0], lambda: gatekeeper.authenticate(words[0], fields[1], client)
+    if kind == b"PLAIN":
+        return words[1], lambda: gatekeeper.plain(words[0], words[1], fields[2], client)
+    if not apop_timestamp:
+        raise ChannelError("APOP without a timestamp")
+    return words[0], lambda: gatekeeper.apop(words[0], words[1], apop_timestamp, client)
 
 
 def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log,
@@ -411,19 +439,9 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
         if (not request or REQUESTS.get(request[0]) != len(request) - 1
                 or any(len(field) > MAX_FIELD for field in request[1:])):
             raise ChannelError("a bad request from the login process")
-        user = request[1].decode("latin-1")
+        user, call = _request(gatekeeper, request, client, apop_timestamp)
         try:
-            if request[0] == b"USER":
-                gatekeeper.check_user(user)
-                channel.send([b"YES"], deadline)
-                continue
-            if request[0] == b"PASS":
-                account = gatekeeper.authenticate(user, request[2], client)
-            elif apop_timestamp:
-                account = gatekeeper.apop(user, request[2].decode("latin-1"), apop_timestamp,
-                                          client)
-            else:
-                raise ChannelError("APOP without a timestamp")
+            account = call()
         except AuthError as exc:
             if request[0] != b"USER":
                 if exc.delay and settings.auth_fail_delay > 0:
@@ -436,7 +454,10 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
                 fields += [name.encode("latin-1"), str(value).encode("latin-1")]
             channel.send([b"NO"] + fields, deadline)
             continue
-        channel.send([b"YES"], deadline)
+        if account is None:                         # USER: clear text is fine for the name
+            channel.send([b"YES"], deadline)
+            continue
+        channel.send([b"YES", account.name.encode("latin-1")], deadline)
         rest = channel.receive(deadline)
         if len(rest) != 2 or rest[0] != b"REST":
             raise ChannelError("a bad hand-over from the login process")

@@ -60,6 +60,7 @@ class Settings:
         self.check_password_expired = True
         self.auth_file = None                        # only these users may log in
         self.nonauth_file = None                     # these users may not
+        self.sasl_proxy_file = None                  # these may log in as others (SASL authzid)
         self.mail_command = compiled.MAIL_COMMAND
         self.timeout = compiled.TIMEOUT
         self.debug = False
@@ -394,6 +395,7 @@ POPPER_OPTIONS = {
     "max-sessions-per-address": O("max_sessions_per_address", _int, INT, AT_START),
     "max-connections-per-second": O("max_connections_per_second", _int, INT, AT_START),
     "pid-file": O("pid_file", _path, STR, AT_START),
+    "sasl-proxy-file": O("sasl_proxy_file", _path, STR, AT_START),
 }
 del O
 

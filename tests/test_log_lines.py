@@ -183,6 +183,9 @@ LINES = {
     # popper's own (docs/deviations.md, "Log lines")
     "Refused %s options file %s: %s": "popper: options file",
     '[AUTH] "%s" is %s %s': "popper: is listed in",
+    '[AUTH] "%s" may not log in as "%s": ': "popper: may not log in as",
+    '"%s" logs in as "%s" (sasl-proxy-file)': "popper: logs in as",
+    'Received: "AUTH %s xxxxxxxxx"': "popper: AUTH's initial response masked",
     "Unable to read %s: %s; nobody may log in": "popper: nobody may log in",
     "the APOP database: %s": "popper: the APOP database",
     "APOP is off for this session: %s": "popper: APOP is off",

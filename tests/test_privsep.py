@@ -249,7 +249,7 @@ def test_the_root_part_accepts_a_good_login_and_the_rest():
     assert account.name == "alice" and account.uid == 4242 and rest == b"STAT\r\n"
     assert calls == ["alice", "alice"]
     assert answers.startswith(frame(b"NO", R.BAD_PASSWORD.encode(), b"user", b"alice"))
-    assert answers.endswith(frame(b"YES"))
+    assert answers.endswith(frame(b"YES", b"alice"))
 
 
 @pytest.mark.parametrize("frames", [

@@ -16,6 +16,10 @@ gets the one answer, whatever the cause.  USER asks check_user() whether
 clear text may be used for the name (Qpopper's pop_user.c: not for a user
 with an APOP secret, unless -p 2).
 
+SASL (auth/sasl.py): plain() is PLAIN's and LOGIN's -- USER/PASS's check,
+then check_user()'s rule, then the authorization identity (authorize():
+another user's only for a name in sasl-proxy-file).
+
 This runs in the root part of a separated session (privsep.py): the login
 process only hands over the name and password, or the name and digest.
 """
@@ -61,6 +65,45 @@ class Gatekeeper:
                 and not self.settings.allow_low_uid):
             raise AuthError(replies.LOW_UID, log="uid %d" % account.uid, delay=False)
         return account
+
+    def plain(self, authzid: str, user: str, password: bytes, client):
+        """SASL PLAIN and LOGIN: the Account for authzid (user's own, or
+        another's for a user in sasl-proxy-file) if password is user's; a
+        failed check gets SASL's one answer."""
+        try:
+            account = self.authenticate(user, password, client)
+        except AuthError as exc:
+            if exc.attempt:
+                exc.template, exc.fields = replies.AUTH_FAILED, {}
+            raise
+        self.check_user(user)           # as USER: clear text only without an APOP secret
+        return self.authorize(account, user, authzid)
+
+    def authorize(self, account, user: str, authzid: str):
+        """The account to serve when user (authenticated as account) names
+        authzid as SASL's authorization identity: user's own, or, for a
+        user listed in sasl-proxy-file, authzid's, which passes the same
+        rules as a login of its own."""
+        if authzid == user:
+            return account
+        refused = AuthError(replies.AUTHZID_REFUSED, delay=False, user=user, authzid=authzid)
+        names = read_names(self.settings.sasl_proxy_file, self.log)
+        if not names or user not in names:
+            self.log.notice('[AUTH] "%s" may not log in as "%s": not listed in %s'
+                            % (user, authzid, self.settings.sasl_proxy_file or "sasl-proxy-file"))
+            raise refused
+        target = None if bad_name(authzid) else self.backend.account(authzid)
+        if target is None or bad_name(target.name):
+            self.log.notice('[AUTH] "%s" may not log in as "%s": no such account'
+                            % (user, authzid))
+            raise refused
+        if not self.allowed(target.name):
+            raise AuthError(replies.ACCESS_DENIED, user=authzid)
+        if (target.uid is not None and target.uid <= LOWEST_UID
+                and not self.settings.allow_low_uid):
+            raise AuthError(replies.LOW_UID, log="uid %d" % target.uid, delay=False)
+        self.log.notice('"%s" logs in as "%s" (sasl-proxy-file)' % (user, authzid))
+        return target
 
     def _password(self, user: str, password: bytes, client):
         reason = bad_name(user)
@@ -158,18 +201,27 @@ class Gatekeeper:
                                    (self.settings.auth_file, True)):
             if not path:
                 continue
-            try:
-                with open(path, encoding="latin-1") as f:
-                    names = {line.strip() for line in f}
-            except OSError as exc:
-                self.log.error("Unable to read %s: %s; nobody may log in"
-                               % (path, exc.strerror))
+            names = read_names(path, self.log)
+            if names is None:
                 return False
             if (user in names) != listed_means:
                 self.log.notice('[AUTH] "%s" is %s %s' % (
                     user, "listed in" if not listed_means else "not listed in", path))
                 return False
         return True
+
+
+def read_names(path, log):
+    """The names in a list file (one a line), or None when there is no
+    file or it cannot be read (logged: nobody is then let in by it)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="latin-1") as f:
+            return {line.strip() for line in f}
+    except OSError as exc:
+        log.error("Unable to read %s: %s; nobody may log in" % (path, exc.strerror))
+        return None
 
 
 def admin(settings):

@@ -53,9 +53,16 @@ APOP_DB_LOCK = "[SYS/TEMP] unable to lock POP authentication DB ({error})"
 APOP_DB_UNAVAILABLE = "[SYS/TEMP] POP authentication DB not available (user {user}): {error} ({errno})"
 APOP_DB_UNFIT = "[SYS/PERM] POP authentication DB is not to be trusted; see the server's log"
 AUTH_MECHANISMS = "Supported SASL mechanisms:"
-# pop_auth.c lists this pseudo-mechanism when it was built without SCRAM (as popper is).
+# pop_auth.c lists this pseudo-mechanism when it has none (no SCRAM built); popper
+# when no mechanism can complete in this configuration.
 AUTH_NO_MECHANISM = "X-NONE-SO-USE-APOP-OR-STLS"
 UNKNOWN_MECHANISM = "Unknown authentication mechanism: {mechanism:.100}"
+# Every failed SASL login, whatever the cause (APOP's one answer).
+AUTH_FAILED = APOP_FAILED
+AUTH_CANCELLED = "[AUTH] AUTH cancelled by the client"
+AUTH_BAD_BASE64 = "[AUTH] Not valid base64; the AUTH exchange is over"
+AUTH_MALFORMED = "[AUTH] Malformed {mechanism} message; the AUTH exchange is over"
+AUTHZID_REFUSED = '[AUTH] "{user}" may not log in as "{authzid}"'
 STLS_NOT_ENABLED = "Command not enabled"
 
 # --- transaction --------------------------------------------------------------

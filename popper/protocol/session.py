@@ -10,12 +10,18 @@ feed() is lazy: it is a generator, and each command runs only when the
 transport asks for the output after the previous one has been sent.  So
 pipelined commands run strictly in order, and a QUIT that follows a RETR
 in the same packet updates the maildrop only after the RETR was sent.
+
+A command that reads further lines after its reply (AUTH's exchange, XTND
+XMIT's message) is a continuation: a generator started by converse(),
+which yields the outputs for each line it is sent, and returns the last
+ones.  While it runs, every line (and TooLong) goes to it, not to the
+command tables.
 """
 
 import traceback
 
 from popper import __version__
-from popper.auth import AuthError
+from popper.auth import AuthError, sasl
 from popper.auth.gatekeeper import log_refusal
 from popper.log import err_line, log_login_line
 from popper.maildrop import MaildropError
@@ -82,6 +88,14 @@ class Client:
         return self.ip.startswith("127.") or self.ip in ("::1", "::ffff:127.0.0.1")
 
 
+def _outputs(result):
+    """A handler's result as outputs: a list is several."""
+    if isinstance(result, list):
+        yield from result
+    else:
+        yield result
+
+
 def _multiline(first: bytes, lines) -> bytes:
     """A multi-line reply: the status line, the lines (dot-stuffed), '.'."""
     body = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
@@ -122,6 +136,7 @@ class Session:
         self.deleted = self.seen = self.seen_at_login = self.retrieved = bytearray()
         self.sent = []              # messages RETR'd whole since the client's last command
         self.unread = b""           # HANDED_OFF: the client's bytes after the login
+        self.continuation = None    # a command reading more lines (converse())
         self.deleted_count = self.deleted_octets = self.total_octets = 0
         # 1 when the first message is UW-IMAP's folder data: it is kept, but
         # has no number, and visible message n is messages[n - 1 + first].
@@ -164,10 +179,13 @@ class Session:
                     self.unread = data[self.reader.ends[k - 1]:]
                 return
             if isinstance(item, TooLong):
-                self.confirm_sent()
                 self.log.notice("Excessive input from %s %s (%s); discarded %d bytes"
                                 % (self.user or "", self.client.host, self.client.ip,
                                    item.discarded))
+            if self.continuation is not None:
+                yield from self.go_on(item)
+            elif isinstance(item, TooLong):
+                self.confirm_sent()
                 yield self.err(R.LINE_TOO_LONG, count=item.discarded)
             else:
                 yield from self.command(item)
@@ -184,6 +202,9 @@ class Session:
             # The password is everything after one separator, spaces and all.
             args = [text.lstrip()[5:]] if len(text.lstrip()) > 5 else []
             self.log.debug('Received: "PASS xxxxxxxxx"')
+        elif name == "auth" and len(words) > 2:        # an initial response: credentials
+            args = words[1:]
+            self.log.debug('Received: "AUTH %s xxxxxxxxx"' % words[1])
         else:
             args = words[1:]
             self.log.debug('Received: "%s"' % text)
@@ -209,10 +230,30 @@ class Session:
         except Exception:
             self.log.error("internal error in %s: %s" % (name, traceback.format_exc()))
             result = self.err(R.INTERNAL_ERROR)
-        if isinstance(result, list):
-            yield from result
-        else:
-            yield result
+        yield from _outputs(result)
+
+    def converse(self, continuation) -> list:
+        """Start a continuation (a generator: see the module's docstring);
+        the outputs of its first step."""
+        self.continuation = continuation
+        return self.go_on(None, first=True)
+
+    def go_on(self, line, first: bool = False) -> list:
+        """The continuation's outputs for the client's next line (bytes, or
+        TooLong); it ends when it returns, or fails as a command does."""
+        if not first:
+            self.confirm_sent()
+        try:
+            result = next(self.continuation) if first else self.continuation.send(line)
+        except StopIteration as stop:
+            self.continuation = None
+            result = stop.value
+        except Exception:
+            self.continuation = None
+            self.log.error("internal error in %s: %s"
+                           % ("a continuation", traceback.format_exc()))
+            result = self.err(R.INTERNAL_ERROR)
+        return list(_outputs(result))
 
     def err(self, template: str, **fields) -> bytes:
         """An -ERR reply, logged at NOTICE as Qpopper logs every one."""
@@ -303,9 +344,17 @@ class Session:
         return self.login(account)
 
     def do_auth(self, mechanism: str = None, initial: str = None):
+        """AUTH (RFC 5034): bare, the mechanisms (pop_auth.c's list); else
+        the mechanism's exchange (auth/sasl.py), back to USER after it."""
+        mechanisms = sasl.available(self)
         if mechanism is None:
-            return _multiline(R.ok(R.AUTH_MECHANISMS), [R.AUTH_NO_MECHANISM.encode()])
-        return self.err(R.UNKNOWN_MECHANISM, mechanism=mechanism)
+            return _multiline(R.ok(R.AUTH_MECHANISMS),
+                              [name.encode() for name in mechanisms]
+                              or [R.AUTH_NO_MECHANISM.encode()])
+        if mechanism.upper() not in mechanisms:
+            return self.err(R.UNKNOWN_MECHANISM, mechanism=mechanism)
+        self.state = AUTHORIZATION
+        return self.converse(sasl.exchange(self, mechanism.upper(), initial))
 
     def do_stls(self):
         return self.err(R.STLS_NOT_ENABLED)         # pop_extend.c, pop_stls: no TLS built
@@ -463,6 +512,9 @@ class Session:
     def capabilities(self) -> list:
         s = self.settings
         lines = ["TOP"]
+        mechanisms = sasl.available(self) if self.state != TRANSACTION else []
+        if mechanisms:                  # only those that can complete: clients pick blindly
+            lines.append("SASL " + " ".join(mechanisms))
         if not self.clear_text_refusal():
             lines.append("USER")
         if s.announce_login_delay is not None and s.announce_login_delay >= 0:

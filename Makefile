@@ -5,7 +5,7 @@ VENV ?= .venv
 DEMO ?= /tmp/popper-demo
 PORT ?= 1110
 
-.PHONY: all build check test lint demo bench soak install uninstall clean distclean
+.PHONY: all build check test lint demo bench bench-tls soak install uninstall clean distclean
 
 all: build
 
@@ -48,6 +48,12 @@ lint: $(VENV)/bin/tox
 MESSAGES ?= 10000
 bench: build
 	$(PYTHON) -m bench.harness --messages $(MESSAGES)
+
+# RETR over TLS beside plaintext, popper beside a private Dovecot (bench/tls.py);
+# bench/deps.sh installs Dovecot, which make check never needs.
+bench-tls: build
+	bench/deps.sh
+	$(PYTHON) -m bench.tls --messages $(MESSAGES)
 
 # At length: the random kill -9 suite, TRIALS trials in each mode
 # (tests/test_crash.py), and the faults at every call instead of make check's

@@ -267,17 +267,18 @@ def free_port() -> int:
 class Server:
     """popper in standalone mode on 127.0.0.1; stopped by its pid with SIGTERM."""
 
-    def __init__(self, args, host: MailHost):
+    def __init__(self, args, host: MailHost, extra=()):
+        """extra: more options for popper (bench/tls.py: its TLS)."""
         self.port = free_port()
         command = ([args.popper] if args.popper else [sys.executable, "-m", "popper"])
-        command += ["-f", str(host.config), "-T", "600", "127.0.0.1:%d" % self.port]
+        command += ["-f", str(host.config), "-T", "600", *extra, "127.0.0.1:%d" % self.port]
         if args.server_mode:
             command.insert(-1, "-S")
         if args.bulletins:
             command[-1:-1] = ["-b", str(host.bulldir)]
         if args.cpu is not None:          # the server, and the session processes it forks
             command = ["taskset", "-c", str(args.cpu)] + command
-        self.log_path = host.base / "popper.stderr"
+        self.log_path = host.base / ("popper-%d.stderr" % self.port)
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, env=popper_env(args), stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=subprocess.STDOUT,
@@ -453,12 +454,22 @@ class Pop3:
     """POP3 over a plain socket: whole commands out, large recv_into()s in,
     replies found in one reusable buffer without copying the mail."""
 
-    def __init__(self, port: int, timeout: float):
+    def __init__(self, port: int, timeout: float, tls=None):
+        """tls: an ssl.SSLContext for TLS from the first byte (pop3s)."""
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.buf = bytearray(4 << 20)
         self.view = memoryview(self.buf)
         self.start = self.end = 0             # the unread bytes are buf[start:end]
+
+    def stls(self, tls) -> None:
+        """STLS, then the TLS handshake (the greeting has been read)."""
+        self.ok(b"STLS\r\n")
+        if self.end != self.start:
+            raise ProtocolError("bytes after the STLS reply, before the handshake")
+        self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
 
     def close(self) -> None:
         self.view.release()

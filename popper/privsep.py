@@ -49,7 +49,8 @@ root part (which can read pop.auth) answers USER's question, whether the
 name has an APOP secret (Qpopper's pop_user.c), too.  SASL (auth/sasl.py)
 keeps to it: the exchanges happen in the login process, which decodes them
 and hands over what is to be checked -- PLAIN's and LOGIN's name and
-password, as PASS's -- and the root part checks it.  Later work keeps to
+password, as PASS's; CRAM-MD5's name and digest, of a challenge the root
+part made and kept, as APOP's timestamp -- and the root part checks it.  Later work keeps to
 this boundary: STLS happens in the login process (with TLS, it keeps the
 TLS connection and relays the clear bytes to the session process, as
 Dovecot's login processes do).
@@ -59,12 +60,13 @@ whole session in one process and serves only users it can serve as itself.
 
 The channel is a socketpair.  A message is a frame: 4-byte length, then
 fields, each a 4-byte length and its bytes.  Login process to root:
-[PASS, user, password], [APOP, user, digest] or [PLAIN, authzid, user,
-password] (SASL PLAIN and LOGIN), then after a YES [REST, bytes]; [USER,
-user] (may it use clear text?); last, [END, the count of its log lines
-syslog could not take].  Root to login process: [YES, the account's name]
-(a login), [YES] (USER), or [NO, template, name, value, ...] (the -ERR's
-template and fields).  Anything else, or a frame over MAX_FRAME, ends the
+[PASS, user, password], [APOP, user, digest], [PLAIN, authzid, user,
+password] (SASL PLAIN and LOGIN) or [CRAM, user, digest] (after a
+[CHALLENGE]), then after a YES [REST, bytes]; [USER, user] (may it use
+clear text?); last, [END, the count of its log lines syslog could not
+take].  Root to login process: [YES, the account's name] (a login), [YES]
+(USER), [MORE, data] (an exchange goes on: CRAM-MD5's challenge), or [NO,
+template, name, value, ...] (the -ERR's template and fields).  Anything else, or a frame over MAX_FRAME, ends the
 session.
 """
 
@@ -287,16 +289,37 @@ class AskRoot:
         return self._ask([b"PLAIN", authzid.encode("latin-1"), user.encode("latin-1"),
                           password], authzid)
 
+    def challenge(self) -> str:
+        """CRAM-MD5's challenge: the root part's, which it keeps."""
+        return self._more([b"CHALLENGE"]).decode("latin-1")
+
+    def cram(self, user: str, digest: str, client) -> Account:
+        return self._ask([b"CRAM", user.encode("latin-1"), digest.encode("latin-1")], user)
+
     def _ask(self, request: list, user: str) -> Account:
+        answer = self._answer(request)
+        if answer[:1] == [b"YES"] and len(answer) <= 2:
+            return Account(answer[1].decode("latin-1") if len(answer) == 2 else user)
+        raise AuthError(replies.LOGIN_FAILED, log="a bad answer from the root part", delay=False)
+
+    def _more(self, request: list) -> bytes:
+        """The data of the root part's [MORE, data]: an exchange goes on."""
+        answer = self._answer(request)
+        if len(answer) == 2 and answer[0] == b"MORE":
+            return answer[1]
+        raise AuthError(replies.LOGIN_FAILED, log="a bad answer from the root part", delay=False)
+
+    def _answer(self, request: list) -> list:
+        """The root part's answer, but a NO, which is raised as its AuthError."""
         try:
             self.channel.send(request, self.deadline)
             answer = self.channel.receive(self.deadline)
         except ChannelError as exc:
             raise AuthError(replies.LOGIN_FAILED, log="the root part: %s" % exc,
                             delay=False) from None
-        if answer[:1] == [b"YES"] and len(answer) <= 2:
-            return Account(answer[1].decode("latin-1") if len(answer) == 2 else user)
-        if len(answer) < 2 or answer[0] != b"NO" or len(answer) % 2:
+        if answer[:1] != [b"NO"]:
+            return answer
+        if len(answer) < 2 or len(answer) % 2:
             raise AuthError(replies.LOGIN_FAILED, log="a bad answer from the root part",
                             delay=False)
         words = [field.decode("latin-1") for field in answer[1:]]
@@ -405,15 +428,19 @@ def _send(fd: int, data: bytes, deadline: float) -> bool:
 
 
 # A request: its name, and how many fields follow.
-REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1, b"PLAIN": 3}
+REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1, b"PLAIN": 3, b"CHALLENGE": 0, b"CRAM": 2}
 
 
 def _request(gatekeeper, request: list, client, apop_timestamp):
     """(the user a well-formed request is about, the call that answers
-    it): the call returns an Account (a login) or None (USER's yes), or
-    raises AuthError."""
+    it): the call returns an Account (a login), bytes (an exchange goes
+    on: [MORE, bytes]) or None (USER's yes), or raises AuthError."""
     kind, fields = request[0], request[1:]
     words = [field.decode("latin-1") for field in fields]
+    if kind == b"CHALLENGE":
+        return None, lambda: gatekeeper.challenge().encode("latin-1")
+    if kind == b"CRAM":
+        return words[0], lambda: gatekeeper.cram(words[0], words[1], client)
     if kind == b"USER":
         return words[0], lambda: gatekeeper.check_user(words[0])
     if kind == b"PASS":
@@ -456,6 +483,9 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
             continue
         if account is None:                         # USER: clear text is fine for the name
             channel.send([b"YES"], deadline)
+            continue
+        if isinstance(account, bytes):
+            channel.send([b"MORE", account], deadline)
             continue
         channel.send([b"YES", account.name.encode("latin-1")], deadline)
         rest = channel.receive(deadline)

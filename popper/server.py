@@ -91,7 +91,7 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
     timestamp = apop_timestamp(settings, hostname, log)
     identity = privsep.login_identity(settings)
     if identity is None:
-        gatekeeper = Gatekeeper(settings, authenticator(settings, log), log)
+        gatekeeper = Gatekeeper(settings, authenticator(settings, log), log, hostname)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
                           client, hostname, timestamp)
         run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
@@ -104,7 +104,7 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
 
     # The back-end is made after the fork: the login process holds no hash.
     privsep.serve(conn, identity, settings, log, client, hostname,
-                  lambda: Gatekeeper(settings, authenticator(settings, log), log),
+                  lambda: Gatekeeper(settings, authenticator(settings, log), log, hostname),
                   run, serve_user, timestamp)
 
 

@@ -288,16 +288,49 @@ def test_unix_unknown_locked_and_wrong_password_cost_the_same(tmp_path):
     assert_alike(measure)
 
 
-# --- APOP --------------------------------------------------------------------------------
+# --- SASL PLAIN ------------------------------------------------------------------------
 
-def test_apop_unknown_user_no_secret_wrong_digest_and_bad_database_cost_the_same(tmp_path):
-    """Gatekeeper.apop, as the root part runs it: an unknown name, a user
-    without a secret, one with an empty secret, a wrong digest and a
-    database that cannot be used (mode 0644) get the one answer after the
-    same time: a record fetched, an MD5 computed, and the look-up padded to
-    apop.LOOKUP_TIME (a database that cannot be opened answers sooner)."""
+def test_plain_failures_cost_what_pass_failures_cost(tmp_path):
+    """Gatekeeper.plain (SASL PLAIN and LOGIN) is PASS's check: an unknown
+    user, a wrong password and a locked account cost one crypt, as a
+    failed PASS does."""
+    from popper.auth.gatekeeper import Gatekeeper
+    from popper.settings import Settings
+    common = hash_of(b"right", b"$6$saltsaltsalt$")
+    path = tmp_path / "users"
+    write_userdb(path, ["user%d:%s" % (i, common) for i in range(20)]
+                 + ["alice:%s" % common, "locked:!%s" % common])
+    keeper = Gatekeeper(Settings(), UserDB(str(path), Log()), Log())
+    assert keeper.plain("alice", "alice", b"right", CLIENT).name == "alice"
+
+    def plain(user, password):
+        def call():
+            try:
+                keeper.plain(user, user, password, CLIENT)
+            except AuthError:
+                return
+            raise AssertionError("%s logged in" % user)
+        return call
+    calls = {"PLAIN unknown": plain("nosuchuser", b"right"),
+             "PLAIN wrong password": plain("alice", b"wrong"),
+             "PLAIN locked": plain("locked", b"right"),
+             "PASS wrong password": fails(keeper, "alice", b"wrong")}
+    assert_alike(lambda tries: fastest(calls, tries))
+
+
+# --- APOP and CRAM-MD5 -------------------------------------------------------------------
+
+@pytest.mark.parametrize("mechanism", ["APOP", "CRAM-MD5"])
+def test_unknown_user_no_secret_wrong_digest_and_bad_database_cost_the_same(tmp_path,
+                                                                            mechanism):
+    """Gatekeeper.apop and .cram (after .challenge), as the root part runs
+    them: an unknown name, a user without a secret, one with an empty
+    secret, a wrong digest and a database that cannot be used (mode 0644)
+    get the one answer after the same time: a record fetched, an MD5 (an
+    HMAC-MD5) computed, and the look-up padded to apop.LOOKUP_TIME (a
+    database that cannot be opened answers sooner)."""
     import pwd
-    from popper.auth import apop
+    from popper.auth import apop, sasl
     from popper.auth.gatekeeper import Gatekeeper
     from popper.protocol import replies
     from popper.settings import Settings
@@ -319,28 +352,33 @@ def test_apop_unknown_user_no_secret_wrong_digest_and_bad_database_cost_the_same
         os.chown(unusable + suffix, admin.pw_uid, admin.pw_gid)
         os.chmod(unusable + suffix, 0o644)
     stamp = "<1234.1700000000@mail.example>"
-    right = apop.digest(stamp, b"Apop-Secret9")
-    wrong = apop.digest(stamp, b"Apop-Secret8")
 
     def gatekeeper(db):
         settings = Settings()
         settings.apop_db, settings.popuid = db, admin.pw_name
         return Gatekeeper(settings, UserDB(str(path), Log()), Log())
     good, bad = gatekeeper(base), gatekeeper(unusable)
-    assert good.apop("alice", right, stamp, CLIENT).name == "alice"
 
-    def fails_apop(keeper, user, given):
+    def attempt(keeper, user, secret):
+        """The mechanism's login with a digest made with secret."""
+        if mechanism == "APOP":
+            return keeper.apop(user, apop.digest(stamp, secret), stamp, CLIENT)
+        challenge = keeper.challenge()
+        return keeper.cram(user, sasl.cram_digest(challenge, secret), CLIENT)
+    assert attempt(good, "alice", b"Apop-Secret9").name == "alice"
+
+    def fails_with(keeper, user, secret):
         def call():
             try:
-                keeper.apop(user, given, stamp, CLIENT)
+                attempt(keeper, user, secret)
             except AuthError as exc:
-                assert exc.template == replies.APOP_FAILED
+                assert exc.template == replies.AUTH_FAILED
                 return
             raise AssertionError("%s logged in" % user)
         return call
-    calls = {"unknown": fails_apop(good, "nosuchuser", right),
-             "no secret": fails_apop(good, "bob", right),
-             "empty secret": fails_apop(good, "carol", apop.digest(stamp, b"")),
-             "wrong digest": fails_apop(good, "alice", wrong),
-             "unusable database": fails_apop(bad, "alice", right)}
+    calls = {"unknown": fails_with(good, "nosuchuser", b"Apop-Secret9"),
+             "no secret": fails_with(good, "bob", b"Apop-Secret9"),
+             "empty secret": fails_with(good, "carol", b""),
+             "wrong digest": fails_with(good, "alice", b"Apop-Secret8"),
+             "unusable database": fails_with(bad, "alice", b"Apop-Secret9")}
     assert_alike(lambda tries: fastest(calls, tries))

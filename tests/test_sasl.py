@@ -228,3 +228,61 @@ def test_a_user_with_an_apop_secret_keeps_to_user_rules():
         keeper.plain("alice", "alice", b"secret", client)
     assert right.value.template == R.NEED_STRONGER_AUTH_APOP_USER
     assert keeper.plain("bob", "bob", b"hunter2", client).name == "bob"
+
+
+# --- CRAM-MD5 in the session: the checker's challenge, the checker's check ------------------
+
+class CramChecker(StubAuth):
+    """Makes a challenge and keeps it, as the root part does."""
+
+    def __init__(self):
+        self.asked = []
+
+    def challenge(self):
+        self.kept = "<1234.5678@checker>"
+        return self.kept
+
+    def cram(self, user, digest, client):
+        from popper.auth import AuthError, sasl
+        self.asked.append((user, digest))
+        if user == "alice" and digest == sasl.cram_digest(self.kept, b"Apop-Secret9"):
+            return Account(user)
+        raise AuthError(R.AUTH_FAILED)
+
+
+def cram_session(make_session, **settings):
+    session, log = session_for(make_session, *settings.items())
+    session.apop_timestamp = "<1.2@mail.example>"          # pop.auth was usable
+    session.authenticator = CramChecker()
+    return session, log
+
+
+def test_cram_md5_is_offered_with_pop_auth_and_answers_the_checkers_challenge(make_session):
+    from popper.auth import sasl
+    session, _ = cram_session(make_session, downcase_user=True)
+    assert b"\r\nSASL CRAM-MD5 PLAIN LOGIN\r\n" in text(run(session, b"CAPA\r\n"))
+    challenge = text(run(session, b"AUTH CRAM-MD5\r\n"))
+    assert challenge == b"+ " + b64(b"<1234.5678@checker>") + b"\r\n"
+    digest = sasl.cram_digest("<1234.5678@checker>", b"Apop-Secret9")
+    out = run(session, b64(b"ALICE " + digest.encode()) + b"\r\n")
+    assert text(out).startswith(b"+OK alice has 2 visible messages")
+    assert session.authenticator.asked == [("alice", digest)]
+
+
+@pytest.mark.parametrize("lines,reply", [
+    ([b"AUTH CRAM-MD5 " + b64(b"alice x")],
+     b"-ERR [AUTH] Malformed CRAM-MD5 message; the AUTH exchange is over"),
+    ([b"AUTH CRAM-MD5", b64(b"alice")],
+     b"-ERR [AUTH] Malformed CRAM-MD5 message; the AUTH exchange is over"),
+    ([b"AUTH CRAM-MD5", b64(b"alice 0123")],
+     b"-ERR [AUTH] Malformed CRAM-MD5 message; the AUTH exchange is over"),
+    ([b"AUTH CRAM-MD5", b"*"], b"-ERR [AUTH] AUTH cancelled by the client"),
+    ([b"AUTH CRAM-MD5", b64(b"alice " + b"0" * 32)], b"-ERR [AUTH] authentication failure"),
+], ids=["initial", "no-digest", "short-digest", "cancel", "wrong"])
+def test_cram_md5_bad_input(make_session, lines, reply):
+    session, _ = cram_session(make_session)
+    out = []
+    for line in lines:
+        out += run(session, line + b"\r\n")
+    assert text(out).split(b"\r\n")[-2] == reply
+    assert session.continuation is None and not logged_in(session)

@@ -18,16 +18,19 @@ with an APOP secret, unless -p 2).
 
 SASL (auth/sasl.py): plain() is PLAIN's and LOGIN's -- USER/PASS's check,
 then check_user()'s rule, then the authorization identity (authorize():
-another user's only for a name in sasl-proxy-file).
+another user's only for a name in sasl-proxy-file).  CRAM-MD5's challenge
+is made and kept here (challenge()), used once by cram(), which checks as
+apop() does.  A Gatekeeper serves one connection.
 
 This runs in the root part of a separated session (privsep.py): the login
 process only hands over the name and password, or the name and digest.
 """
 
 import os
+import socket
 import time
 
-from popper.auth import AuthError, apop, same_hash, unixdb
+from popper.auth import AuthError, apop, same_hash, sasl, unixdb
 from popper.log import err_line
 from popper.protocol import replies
 from popper.settings import bad_name
@@ -49,8 +52,10 @@ def log_refusal(log, user: str, client, exc: AuthError, reply: bytes) -> None:
 
 
 class Gatekeeper:
-    def __init__(self, settings, backend, log):
+    def __init__(self, settings, backend, log, hostname: str = None):
         self.settings, self.backend, self.log = settings, backend, log
+        self.hostname = hostname or socket.gethostname()
+        self.cram_challenge = None      # the one CRAM-MD5 may answer, once
 
     def authenticate(self, user: str, password: bytes, client):
         """The Account user may log in as, or AuthError."""
@@ -152,12 +157,33 @@ class Gatekeeper:
     def apop(self, user: str, given: str, timestamp: str, client):
         """The Account whose secret makes digest `given` of `timestamp`
         (APOP), or AuthError."""
+        return self._by_secret(user, lambda secret: apop.same_digest(
+            given, apop.digest(timestamp, secret)))
+
+    def challenge(self) -> str:
+        """A new CRAM-MD5 challenge, kept for the next cram()."""
+        self.cram_challenge = sasl.cram_challenge(self.hostname)
+        return self.cram_challenge
+
+    def cram(self, user: str, given: str, client):
+        """The Account whose secret makes digest `given` of the last
+        challenge (CRAM-MD5, which it uses up), or AuthError: APOP's rules."""
+        challenge, self.cram_challenge = self.cram_challenge, None
+        if challenge is None:
+            raise AuthError(replies.AUTH_FAILED, log="CRAM-MD5 without a challenge")
+        return self._by_secret(user, lambda secret: apop.same_digest(
+            given, sasl.cram_digest(challenge, secret)))
+
+    def _by_secret(self, user: str, matches):
+        """The Account of user if matches(its pop.auth secret): APOP's and
+        CRAM-MD5's check.  Every name costs the same: a look-up padded to
+        apop.LOOKUP_TIME, then matches() of the secret or a dummy."""
         reason = bad_name(user)
         if reason:
             account, secret, reason = None, None, "user name %s" % reason
         else:
             account, secret, reason = self._apop_lookup(user)
-        right = apop.same_digest(given, apop.digest(timestamp, secret or apop.DUMMY_SECRET))
+        right = matches(secret or apop.DUMMY_SECRET)
         if not (right and secret and account is not None and not bad_name(account.name)):
             exc = AuthError(replies.APOP_FAILED, log=reason or (
                 "no such user" if account is None else
@@ -167,7 +193,7 @@ class Gatekeeper:
                 else "wrong digest"))
             exc.checked = True
             raise exc
-        if not self.allowed(account.name):
+        if not self.allowed(account.name):             # pop_apop.c's texts
             raise AuthError(replies.APOP_PERMISSION)
         if account.uid == 0:                # pop_apop.c: root only (not the uid floor)
             raise AuthError(replies.ACCESS_DENIED, user=user)

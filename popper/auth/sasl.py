@@ -9,12 +9,23 @@ root part, privsep.py; Gatekeeper's methods of the same names):
 
   PLAIN (RFC 4616), LOGIN   authenticator.plain(authzid, user, password):
                             the password check USER/PASS makes, any back-end
+  CRAM-MD5 (RFC 2195)       authenticator.challenge(), then .cram(user,
+                            digest): the challenge is made and kept by the
+                            checker, as APOP's timestamp is (the login
+                            process cannot choose what a digest is checked
+                            against), and the digest checked against the
+                            user's pop.auth secret
 
-No line of an exchange is logged.
+The checker's side of the secret mechanisms (cram_challenge, cram_digest)
+is here too.  No line of an exchange is logged.
 """
 
 import base64
 import binascii
+import hashlib
+import hmac
+import os
+import time
 
 from popper.auth import AuthError
 from popper.protocol import replies as R
@@ -22,7 +33,7 @@ from popper.protocol.lines import TooLong
 
 # Strongest first (the order of CAPA's SASL line and of a bare AUTH's list).
 CLEAR_TEXT = ("PLAIN", "LOGIN")
-BY_SECRET = ()          # the mechanisms that need a pop.auth secret
+BY_SECRET = ("CRAM-MD5",)          # the mechanisms that need a pop.auth secret
 
 
 class Ended(Exception):
@@ -32,8 +43,8 @@ class Ended(Exception):
 def available(session) -> list:
     """The mechanisms that can complete for some user now: PLAIN and LOGIN
     when clear-text passwords are allowed (session.clear_text_refusal()),
-    CRAM-MD5 and SCRAM-SHA-256 when pop.auth was usable at the greeting
-    (its APOP timestamp is there exactly then)."""
+    those BY_SECRET when pop.auth was usable at the greeting (its APOP
+    timestamp is there exactly then)."""
     names = list(BY_SECRET) if session.apop_timestamp else []
     if not session.clear_text_refusal():
         names += CLEAR_TEXT
@@ -126,4 +137,30 @@ def _login_mechanism(session, initial):
     return _password_login(session, "", _text(session, name, "LOGIN"), password)
 
 
-EXCHANGES = {"PLAIN": _plain, "LOGIN": _login_mechanism}
+def _cram(session, initial):
+    if initial is not None:             # the server speaks first (RFC 4422 section 3.3)
+        raise Ended(session.err(R.AUTH_MALFORMED, mechanism="CRAM-MD5"))
+    challenge = session.authenticator.challenge()
+    response = yield from _ask(session, challenge.encode("latin-1"))
+    name, _, digest = _text(session, response, "CRAM-MD5").rpartition(" ")
+    if not name or len(digest) != 32:
+        raise Ended(session.err(R.AUTH_MALFORMED, mechanism="CRAM-MD5"))
+    user = session.user_name(name)
+    return _login(session, lambda: session.authenticator.cram(user, digest, session.client),
+                  user)
+
+
+EXCHANGES = {"PLAIN": _plain, "LOGIN": _login_mechanism, "CRAM-MD5": _cram}
+
+
+# --- the checker's side -------------------------------------------------------------------
+
+def cram_challenge(hostname: str) -> str:
+    """A challenge in RFC 2195's form, never the same twice:
+    <random.time@host>."""
+    return "<%s.%d@%s>" % (os.urandom(8).hex(), int(time.time()), hostname)
+
+
+def cram_digest(challenge: str, secret: bytes) -> str:
+    """The lower-case hex HMAC-MD5 of the challenge, keyed with the secret."""
+    return hmac.new(secret, challenge.encode("latin-1"), hashlib.md5).hexdigest()

@@ -279,8 +279,20 @@ def start_poppers(args, host, certs, corpus_path) -> tuple:
 
 # --- one measured session ---------------------------------------------------------------
 
-def server_cpu(pids) -> float:
-    return sum(harness.cpu_seconds(pid) or 0.0 for pid in pids)
+def server_cpu(pids) -> dict:
+    """CPU seconds of each process, by "<name> (uid <uid>)": which part
+    works (popper's session as the user, a relay as login-user; Dovecot's
+    pop3-login and pop3)."""
+    out = {}
+    for pid in pids:
+        try:
+            name = pathlib.Path("/proc/%d/comm" % pid).read_text().strip()
+            uid = pathlib.Path("/proc/%d/status" % pid).read_text().split("\nUid:")[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        key = "%s (uid %s)" % (name, uid)
+        out[key] = out.get(key, 0.0) + (harness.cpu_seconds(pid) or 0.0)
+    return out
 
 
 def session(target: Target, context, count: int, args) -> dict:
@@ -310,7 +322,8 @@ def session(target: Target, context, count: int, args) -> dict:
             octets += announced
             mismatches += got != announced
         elapsed = time.perf_counter() - t0
-        cpu = server_cpu(mine) - cpu0
+        cpu1 = server_cpu(mine)
+        by_process = {key: cpu1[key] - cpu0.get(key, 0.0) for key in cpu1}
         client = time.process_time() - client0
         pop.ok(b"QUIT\r\n")
         try:
@@ -321,7 +334,8 @@ def session(target: Target, context, count: int, args) -> dict:
     finally:
         pop.close()
     return {"seconds": elapsed, "octets": octets, "mismatches": mismatches,
-            "server_cpu": cpu, "client_cpu": client, "processes": len(mine),
+            "server_cpu": sum(by_process.values()), "server_cpu_by_process": by_process,
+            "client_cpu": client, "processes": len(mine),
             "cipher": list(cipher) if cipher else None}
 
 
@@ -357,6 +371,11 @@ def report(results: dict) -> str:
         out.append(head % (name, "%.0f" % s["mbps"]["median"], "%.0f" % s["mbps"]["min"],
                            "%.0f" % s["mbps"]["max"], "%.0f" % s["us_per_message"],
                            "%.2f" % s["server_cpu"], "%.2f" % s["client_cpu"]))
+    out.append("")
+    out.append("server CPU s by process (medians):")
+    for name, s in results["summary"].items():
+        out.append("  %-36s %s" % (name, ", ".join(
+            "%s %.2f" % item for item in s["server_cpu_by_process"].items())))
     out.append("")
     out.append("MB/s: 10^6 octets (as the +OK lines announce them) per second; CPU s: "
                "medians over the rounds, of the RETRs only.  Octet mismatches: %d."
@@ -451,6 +470,9 @@ def main(argv=None) -> int:
             "us_per_message": statistics.median(run["seconds"] for run in rs)
             / facts["messages"] * 1e6,
             "server_cpu": statistics.median(run["server_cpu"] for run in rs),
+            "server_cpu_by_process": {
+                key: statistics.median(run["server_cpu_by_process"].get(key, 0.0) for run in rs)
+                for key in sorted({k for run in rs for k in run["server_cpu_by_process"]})},
             "client_cpu": statistics.median(run["client_cpu"] for run in rs)}
     info = harness.popper_facts(args)
     info["commit"] = harness.git_commit(args.source)

@@ -222,9 +222,17 @@ def backdate(mailhost, seconds):
 
 
 @pytest.mark.clients
-def test_poplib_second_login_inside_the_delay_is_refused_with_the_code(mailhost, standalone):
+@pytest.mark.parametrize("how", [[], ["-S"], ["login-user none"]],
+                         ids=["normal", "server mode", "one process"])
+def test_poplib_second_login_inside_the_delay_is_refused_with_the_code(mailhost, standalone,
+                                                                       how):
     mailhost.deliver(MAIL)
-    server = standalone(*enforcing(mailhost))
+    args = enforcing(mailhost)
+    if how == ["login-user none"]:
+        mailhost.write_config("set enforce-login-delay", "set login-user = none")
+    else:
+        args += how
+    server = standalone(*args)
     client = pop(server)
     assert client.capa()["LOGIN-DELAY"] == [str(DELAY)]
     client.user("alice")
@@ -343,6 +351,7 @@ def test_curl_and_fetchmail_get_the_login_delay_refusal(mailhost, standalone, tm
     refused = fetchmail(server.port, outdir, tmp_path, ok=range(1, 256))
     text = refused.stdout + refused.stderr
     assert b"[LOGIN-DELAY]" in text, text
+    assert refused.returncode == 9, text        # LOCKBUSY: not a wrong password
     assert not list(outdir.iterdir())
     backdate(mailhost, DELAY)
     fetchmail(server.port, outdir, tmp_path)

@@ -50,7 +50,9 @@ name has an APOP secret (Qpopper's pop_user.c), too.  SASL (auth/sasl.py)
 keeps to it: the exchanges happen in the login process, which decodes them
 and hands over what is to be checked -- PLAIN's and LOGIN's name and
 password, as PASS's; CRAM-MD5's name and digest, of a challenge the root
-part made and kept, as APOP's timestamp -- and the root part checks it.  Later work keeps to
+part made and kept, as APOP's timestamp; SCRAM-SHA-256's messages, whose
+server side (salt, iteration count, the proof's check, the server's
+signature) the root part runs -- and the root part checks it.  Later work keeps to
 this boundary: STLS happens in the login process (with TLS, it keeps the
 TLS connection and relays the clear bytes to the session process, as
 Dovecot's login processes do).
@@ -61,11 +63,13 @@ whole session in one process and serves only users it can serve as itself.
 The channel is a socketpair.  A message is a frame: 4-byte length, then
 fields, each a 4-byte length and its bytes.  Login process to root:
 [PASS, user, password], [APOP, user, digest], [PLAIN, authzid, user,
-password] (SASL PLAIN and LOGIN) or [CRAM, user, digest] (after a
-[CHALLENGE]), then after a YES [REST, bytes]; [USER, user] (may it use
+password] (SASL PLAIN and LOGIN), [CRAM, user, digest] (after a
+[CHALLENGE]) or [SCRAM3] (after [SCRAM1, client-first-message] and
+[SCRAM2, client-final-message]), then after a YES [REST, bytes]; [USER, user] (may it use
 clear text?); last, [END, the count of its log lines syslog could not
 take].  Root to login process: [YES, the account's name] (a login), [YES]
-(USER), [MORE, data] (an exchange goes on: CRAM-MD5's challenge), or [NO,
+(USER), [MORE, data] (an exchange goes on: CRAM-MD5's challenge, SCRAM's
+server-first and server-final messages), or [NO,
 template, name, value, ...] (the -ERR's template and fields).  Anything else, or a frame over MAX_FRAME, ends the
 session.
 """
@@ -296,6 +300,16 @@ class AskRoot:
     def cram(self, user: str, digest: str, client) -> Account:
         return self._ask([b"CRAM", user.encode("latin-1"), digest.encode("latin-1")], user)
 
+    def scram_first(self, message: bytes) -> bytes:
+        """SCRAM-SHA-256: the root part runs the server side."""
+        return self._more([b"SCRAM1", message])
+
+    def scram_final(self, message: bytes, client) -> bytes:
+        return self._more([b"SCRAM2", message])
+
+    def scram_done(self, client) -> Account:
+        return self._ask([b"SCRAM3"], None)
+
     def _ask(self, request: list, user: str) -> Account:
         answer = self._answer(request)
         if answer[:1] == [b"YES"] and len(answer) <= 2:
@@ -428,7 +442,8 @@ def _send(fd: int, data: bytes, deadline: float) -> bool:
 
 
 # A request: its name, and how many fields follow.
-REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1, b"PLAIN": 3, b"CHALLENGE": 0, b"CRAM": 2}
+REQUESTS = {b"PASS": 2, b"APOP": 2, b"USER": 1, b"PLAIN": 3, b"CHALLENGE": 0, b"CRAM": 2,
+            b"SCRAM1": 1, b"SCRAM2": 1, b"SCRAM3": 0}
 
 
 def _request(gatekeeper, request: list, client, apop_timestamp):
@@ -439,6 +454,12 @@ def _request(gatekeeper, request: list, client, apop_timestamp):
     words = [field.decode("latin-1") for field in fields]
     if kind == b"CHALLENGE":
         return None, lambda: gatekeeper.challenge().encode("latin-1")
+    if kind == b"SCRAM1":
+        return None, lambda: gatekeeper.scram_first(fields[0])
+    if kind == b"SCRAM2":
+        return None, lambda: gatekeeper.scram_final(fields[0], client)
+    if kind == b"SCRAM3":
+        return None, lambda: gatekeeper.scram_done(client)
     if kind == b"CRAM":
         return words[0], lambda: gatekeeper.cram(words[0], words[1], client)
     if kind == b"USER":
@@ -475,7 +496,8 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
                     time.sleep(settings.auth_fail_delay)
                 # Logged here, where the check was made: a subverted login
                 # process cannot leave a failure out of the log.
-                log_refusal(log, user, client, exc, replies.err(exc.template, **exc.fields))
+                log_refusal(log, user or gatekeeper.scram_user, client, exc,
+                            replies.err(exc.template, **exc.fields))
             fields = [exc.template.encode("latin-1")]
             for name, value in exc.fields.items():
                 fields += [name.encode("latin-1"), str(value).encode("latin-1")]

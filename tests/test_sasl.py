@@ -260,7 +260,7 @@ def cram_session(make_session, **settings):
 def test_cram_md5_is_offered_with_pop_auth_and_answers_the_checkers_challenge(make_session):
     from popper.auth import sasl
     session, _ = cram_session(make_session, downcase_user=True)
-    assert b"\r\nSASL CRAM-MD5 PLAIN LOGIN\r\n" in text(run(session, b"CAPA\r\n"))
+    assert b"\r\nSASL SCRAM-SHA-256 CRAM-MD5 PLAIN LOGIN\r\n" in text(run(session, b"CAPA\r\n"))
     challenge = text(run(session, b"AUTH CRAM-MD5\r\n"))
     assert challenge == b"+ " + b64(b"<1234.5678@checker>") + b"\r\n"
     digest = sasl.cram_digest("<1234.5678@checker>", b"Apop-Secret9")

@@ -1,13 +1,14 @@
 """SASL AUTH in the real program (privilege-separated when the tests run as
 root) with real clients: curl through PLAIN, LOGIN and CRAM-MD5, fetchmail
-through CRAM-MD5 (asked for, and its default when offered); poplib's
+through CRAM-MD5 (asked for, and its default when offered), mpop (GNU
+SASL) through SCRAM-SHA-256, a SCRAM client of the test's own; poplib's
 raw exchanges for a cancel, garbage base64, a 100 KB line and another
 authorization identity, each with its -ERR and the session going on; and
 the login process, which runs the exchanges, never reads a secret.
 
 One server for the module: a TCP "inetd" on a mail host with a pop.auth
 (alice has an APOP secret, so -p 0 refuses her clear text: PLAIN and
-LOGIN are bob's; CRAM-MD5 is alice's).
+LOGIN are bob's; CRAM-MD5 and SCRAM-SHA-256 are alice's).
 """
 
 import base64
@@ -18,6 +19,7 @@ import pathlib
 import poplib
 import re
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -132,7 +134,7 @@ def test_fetchmail_fetches_mail_through_cram_md5(server, tmp_path, auth):
 def test_bad_exchanges_then_a_login(pop):
     client = pop()
     capa = client.capa()
-    assert capa["SASL"] == ["CRAM-MD5", "PLAIN", "LOGIN"], capa
+    assert capa["SASL"] == ["SCRAM-SHA-256", "CRAM-MD5", "PLAIN", "LOGIN"], capa
     assert reply(client, "AUTH PLAIN") == b"+ "
     assert reply(client, "*") == b"-ERR [AUTH] AUTH cancelled by the client"
     assert reply(client, "AUTH PLAIN") == b"+ "
@@ -186,6 +188,105 @@ def test_a_cram_md5_challenge_answers_once(pop):
     assert client.quit().startswith(b"+OK")
 
 
+# --- SCRAM-SHA-256 --------------------------------------------------------------------------
+
+class ScramClient:
+    """The client side of RFC 5802 / 7677, for raw exchanges."""
+
+    def __init__(self, user: str, secret: str, authzid: str = ""):
+        self.secret = secret.encode()
+        self.gs2 = "n,%s," % ("a=" + authzid if authzid else "")
+        self.nonce = base64.b64encode(os.urandom(18)).decode()
+        self.bare = "n=%s,r=%s" % (user.replace("=", "=3D").replace(",", "=2C"), self.nonce)
+
+    def first(self) -> str:
+        return b64((self.gs2 + self.bare).encode())
+
+    def final(self, challenge_line: bytes, proof_secret: bytes = None, nonce: str = None) -> str:
+        server_first = base64.b64decode(challenge_line[2:]).decode()
+        attrs = dict(part.split("=", 1) for part in server_first.split(","))
+        assert attrs["r"].startswith(self.nonce) and len(attrs["r"]) > len(self.nonce)
+        assert int(attrs["i"]) >= 4096 and len(base64.b64decode(attrs["s"])) >= 16
+        self.salted = hashlib.pbkdf2_hmac("sha256", proof_secret or self.secret,
+                                          base64.b64decode(attrs["s"]), int(attrs["i"]))
+        without_proof = "c=%s,r=%s" % (b64(self.gs2.encode()), nonce or attrs["r"])
+        self.message = ("%s,%s,%s" % (self.bare, server_first, without_proof)).encode()
+        client_key = hmac.new(self.salted, b"Client Key", "sha256").digest()
+        signature = hmac.new(hashlib.sha256(client_key).digest(), self.message, "sha256").digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        return b64((without_proof + ",p=" + b64(proof)).encode())
+
+    def check(self, challenge_line: bytes) -> bool:
+        """The server's signature: it knew the secret."""
+        server_key = hmac.new(self.salted, b"Server Key", "sha256").digest()
+        want = b"v=" + base64.b64encode(hmac.new(server_key, self.message, "sha256").digest())
+        return base64.b64decode(challenge_line[2:]) == want
+
+
+def test_scram_sha_256_logs_in_and_the_server_proves_it_knows_the_secret(pop):
+    client = pop()
+    scram = ScramClient("alice", SECRET)
+    server_first = reply(client, "AUTH SCRAM-SHA-256 " + scram.first())
+    server_final = reply(client, scram.final(server_first))
+    assert server_final.startswith(b"+ ") and scram.check(server_final), server_final
+    assert reply(client, "").startswith(b"+OK alice has 2 visible messages")
+    assert client.quit().startswith(b"+OK")
+
+
+def test_scram_sha_256_bad_exchanges_then_a_login(pop):
+    client = pop()
+    malformed = b"-ERR [AUTH] Malformed SCRAM-SHA-256 message; the AUTH exchange is over"
+    for first in (b"alice", b"p=tls-unique,,n=alice,r=abc", b"n,,m=ext,n=alice,r=abc",
+                  b"n,,n=al=ice,r=abc", b"n,,n=alice"):
+        assert reply(client, "AUTH SCRAM-SHA-256 " + b64(first)) == malformed, first
+    # A wrong secret, nobody's name, and a nonce not the server's.
+    for user, secret, nonce, answer in (
+            ("alice", "Apop-Secret8", None, b"-ERR [AUTH] authentication failure"),
+            ("nosuchuser", SECRET, None, b"-ERR [AUTH] authentication failure"),
+            ("bob", "hunter2", None, b"-ERR [AUTH] authentication failure"),
+            ("alice", SECRET, "forged", malformed)):
+        scram = ScramClient(user, SECRET)
+        server_first = reply(client, "AUTH SCRAM-SHA-256")
+        assert server_first == b"+ "
+        server_first = reply(client, scram.first())
+        assert reply(client, scram.final(server_first, secret.encode(), nonce)) == answer
+    # Cancelled at the last step, after a right proof: no login.
+    scram = ScramClient("alice", SECRET)
+    server_final = reply(client, scram.final(reply(client, "AUTH SCRAM-SHA-256 "
+                                                   + scram.first())))
+    assert scram.check(server_final)
+    assert reply(client, "*") == b"-ERR [AUTH] AUTH cancelled by the client"
+    # Another authorization identity, after a right proof.
+    scram = ScramClient("alice", SECRET, "bob")
+    server_first = reply(client, "AUTH SCRAM-SHA-256 " + scram.first())
+    assert reply(client, scram.final(server_first)) == (
+        b'-ERR [AUTH] "alice" may not log in as "bob"')
+    scram = ScramClient("alice", SECRET)
+    server_final = reply(client, scram.final(reply(client, "AUTH SCRAM-SHA-256 "
+                                                   + scram.first())))
+    assert reply(client, "").startswith(b"+OK alice has 2 ")
+    assert client.quit().startswith(b"+OK")
+
+
+def test_mpop_fetches_mail_through_scram_sha_256(server, tmp_path):
+    mpop = clients.need("mpop")
+    version = subprocess.run([mpop, "--version"], stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout
+    if "scram-sha-256" not in version:
+        pytest.skip("this mpop has no SCRAM-SHA-256 (GNU SASL)")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = clients.run([mpop, "--host=127.0.0.1", "--port=%d" % server.port, "--user=alice",
+                          "--passwordeval=echo '%s'" % SECRET, "--auth=scram-sha-256",
+                          "--tls=off", "--keep=on", "--only-new=off", "--received-header=off",
+                          "--uidls-file=%s" % (tmp_path / "uidls"),
+                          "--delivery=mda,%s" % clients.file_mda(out), "--timeout=30", "-d"],
+                         tmp_path)
+    assert b"AUTH SCRAM-SHA-256" in result.stdout + result.stderr
+    assert sorted(clients.message_id(m) for m in clients.read_outputs(out)) == sorted(
+        clients.spool_message_ids(ALICE_MAIL))
+
+
 def test_plain_for_a_user_with_an_apop_secret_keeps_to_user_rules(pop):
     client = pop()
     assert reply(client, "AUTH PLAIN " + b64(b"\0alice\0secret")) == (
@@ -200,7 +301,7 @@ def test_plain_for_a_user_with_an_apop_secret_keeps_to_user_rules(pop):
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason="privilege separation needs root")
 @pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
-@pytest.mark.parametrize("mechanism", ["PLAIN", "CRAM-MD5"])
+@pytest.mark.parametrize("mechanism", ["PLAIN", "CRAM-MD5", "SCRAM-SHA-256"])
 def test_the_login_process_reads_no_hash_and_no_secret(host, tmp_path, mechanism):
     """Every read by every process, with strace -f: the user database's
     hashes and pop.auth's secrets are read only by processes that never
@@ -214,9 +315,13 @@ def test_the_login_process_reads_no_hash_and_no_secret(host, tmp_path, mechanism
     conv = start_inetd(command + host.command())
     if mechanism == "PLAIN":
         assert conv.cmd("AUTH PLAIN " + b64(b"\0bob\0hunter2")).startswith(b"+OK bob has 2")
-    else:
+    elif mechanism == "CRAM-MD5":
         challenge = conv.cmd("AUTH CRAM-MD5")
         assert conv.cmd(cram_response(challenge, "alice", SECRET)).startswith(b"+OK alice has 2")
+    else:
+        scram = ScramClient("alice", SECRET)
+        assert scram.check(conv.cmd(scram.final(conv.cmd("AUTH SCRAM-SHA-256 " + scram.first()))))
+        assert conv.cmd("").startswith(b"+OK alice has 2")
     assert conv.cmd("QUIT").startswith(b"+OK")
     conv.close()
     nobody, reads = set(), []

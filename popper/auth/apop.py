@@ -3,7 +3,9 @@
 The database is classic ndbm: <base>.dir and <base>.pag (configure.py
 --enable-apop=BASE, or set apop-file).  A record's key is the user name
 and its NUL; its value is the APOP secret with every byte XOR 0xFF, then a
-NUL (Qpopper 4's popauth adds a SCRAM field and its NUL: kept, never read).  Both files must be regular files of one link, owned by the POP
+NUL (Qpopper 4's popauth adds a SCRAM-MD5 field and its NUL: kept, never
+read; popper's CRAM-MD5 and SCRAM-SHA-256 use the APOP secret, auth/sasl.py).
+Both files must be regular files of one link, owned by the POP
 administrator (configure.py --with-popuid, set popuid), of mode 0600
 exactly (Qpopper's check); they are opened without following a link.
 

@@ -20,7 +20,9 @@ SASL (auth/sasl.py): plain() is PLAIN's and LOGIN's -- USER/PASS's check,
 then check_user()'s rule, then the authorization identity (authorize():
 another user's only for a name in sasl-proxy-file).  CRAM-MD5's challenge
 is made and kept here (challenge()), used once by cram(), which checks as
-apop() does.  A Gatekeeper serves one connection.
+apop() does; so does SCRAM-SHA-256's proof (scram_first, scram_final,
+scram_done: the server side, sasl.Scram).  A Gatekeeper serves one
+connection.
 
 This runs in the root part of a separated session (privsep.py): the login
 process only hands over the name and password, or the name and digest.
@@ -36,6 +38,26 @@ from popper.protocol import replies
 from popper.settings import bad_name
 
 LOWEST_UID = 10         # Qpopper's floor: accounts at or below it are system accounts
+MAX_USER = 64           # Qpopper truncates longer user names
+
+
+def ascii_lower(text: str) -> str:
+    """text with ASCII letters downcased, as C's tolower() in the C locale."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
+def login_name(settings, log, name: str) -> str:
+    """A name from the client as popper uses it: -c downcases, -C cuts at
+    @, 64 characters at most (USER, APOP, SASL's identities)."""
+    if settings.downcase_user:
+        name = ascii_lower(name)
+    if settings.trim_domain:
+        name = name.split("@", 1)[0]
+    if len(name) > MAX_USER:
+        log.warning("Excessive user name length (%d); truncated to %d: %s"
+                    % (len(name), MAX_USER, name[:MAX_USER]))
+        name = name[:MAX_USER]
+    return name
 
 
 def log_refusal(log, user: str, client, exc: AuthError, reply: bytes) -> None:
@@ -56,6 +78,9 @@ class Gatekeeper:
         self.settings, self.backend, self.log = settings, backend, log
         self.hostname = hostname or socket.gethostname()
         self.cram_challenge = None      # the one CRAM-MD5 may answer, once
+        self.scram = None               # SCRAM-SHA-256's exchange, between its messages
+        self.scram_user = None          # ... the name it is for (the log's)
+        self.scram_account = None       # ... and its account, once the proof was right
 
     def authenticate(self, user: str, password: bytes, client):
         """The Account user may log in as, or AuthError."""
@@ -173,6 +198,44 @@ class Gatekeeper:
             raise AuthError(replies.AUTH_FAILED, log="CRAM-MD5 without a challenge")
         return self._by_secret(user, lambda secret: apop.same_digest(
             given, sasl.cram_digest(challenge, secret)))
+
+    def scram_first(self, message: bytes) -> bytes:
+        """SCRAM-SHA-256's server-first-message for a client-first-message
+        (the exchange kept for scram_final)."""
+        self.scram = self.scram_user = None
+        try:
+            self.scram = sasl.Scram(message)
+        except ValueError:
+            raise AuthError(replies.AUTH_MALFORMED, delay=False,
+                            mechanism="SCRAM-SHA-256") from None
+        self.scram_user = login_name(self.settings, self.log, self.scram.user)
+        return self.scram.server_first.encode("latin-1")
+
+    def scram_final(self, message: bytes, client) -> bytes:
+        """The server-final-message if client-final's proof is right for the
+        user's pop.auth secret, checked as apop() checks (the account kept
+        for scram_done); else AuthError."""
+        scram, self.scram = self.scram, None
+        if scram is None:
+            raise AuthError(replies.AUTH_FAILED, log="SCRAM without its first message")
+        try:
+            right = scram.final(message)
+        except ValueError as exc:
+            raise AuthError(replies.AUTH_MALFORMED, delay=False, log=str(exc),
+                            mechanism="SCRAM-SHA-256") from None
+        user = self.scram_user
+        account = self._by_secret(user, right)
+        authzid = login_name(self.settings, self.log, scram.authzid) if scram.authzid else user
+        self.scram_account = self.authorize(account, user, authzid)
+        return scram.server_final()
+
+    def scram_done(self, client):
+        """The account of the exchange whose proof scram_final took: the
+        client took the server's signature."""
+        account, self.scram_account = self.scram_account, None
+        if account is None:
+            raise AuthError(replies.AUTH_FAILED, log="SCRAM without a right proof")
+        return account
 
     def _by_secret(self, user: str, matches):
         """The Account of user if matches(its pop.auth secret): APOP's and

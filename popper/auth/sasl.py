@@ -15,9 +15,20 @@ root part, privsep.py; Gatekeeper's methods of the same names):
                             process cannot choose what a digest is checked
                             against), and the digest checked against the
                             user's pop.auth secret
+  SCRAM-SHA-256 (RFC 7677)  .scram_first(message), .scram_final(message),
+                            .scram_done(): the checker runs the server side
+                            (Scram) from the user's pop.auth secret
 
-The checker's side of the secret mechanisms (cram_challenge, cram_digest)
-is here too.  No line of an exchange is logged.
+The checker's side of the secret mechanisms (cram_challenge, cram_digest,
+Scram) is here too.  No line of an exchange is logged.
+
+SCRAM's stored key: pop.auth keeps the APOP secret itself (APOP and
+CRAM-MD5 need it as it is), so SCRAM needs nothing stored of its own.  The
+checker salts it afresh for every exchange (SCRAM_SALT random bytes,
+SCRAM_ITERATIONS rounds of PBKDF2-HMAC-SHA-256): a client learns nothing
+reusable, and a failed exchange costs the same for every name (a dummy
+secret is salted for a name without one).  No SASLprep: names and secrets
+are taken as their bytes (the same for ASCII ones).
 """
 
 import base64
@@ -33,7 +44,11 @@ from popper.protocol.lines import TooLong
 
 # Strongest first (the order of CAPA's SASL line and of a bare AUTH's list).
 CLEAR_TEXT = ("PLAIN", "LOGIN")
-BY_SECRET = ("CRAM-MD5",)          # the mechanisms that need a pop.auth secret
+BY_SECRET = ("SCRAM-SHA-256", "CRAM-MD5")          # those that need a pop.auth secret
+
+SCRAM_ITERATIONS = 4096         # RFC 7677's minimum; the salt is new each time
+SCRAM_SALT = 16                 # bytes
+SCRAM_NONCE = 18                # random bytes of the server's nonce
 
 
 class Ended(Exception):
@@ -150,7 +165,29 @@ def _cram(session, initial):
                   user)
 
 
-EXCHANGES = {"PLAIN": _plain, "LOGIN": _login_mechanism, "CRAM-MD5": _cram}
+def _scram(session, initial):
+    first = yield from _first(session, initial)
+    _text(session, first, "SCRAM-SHA-256")
+    session.user = session.user_name(scram_names(first)[0] or "")     # for the log
+    checker = session.authenticator
+    try:
+        server_first = checker.scram_first(first)
+    except AuthError as exc:
+        return session.refuse(exc)
+    final = yield from _ask(session, server_first)
+    try:
+        server_final = checker.scram_final(final, session.client)
+    except AuthError as exc:
+        return session.refuse(exc)
+    # RFC 5034 section 4: the server's last data goes in a challenge, and
+    # the client answers it with an empty response.
+    if (yield from _ask(session, server_final)):
+        raise Ended(session.err(R.AUTH_MALFORMED, mechanism="SCRAM-SHA-256"))
+    return _login(session, lambda: checker.scram_done(session.client), session.user)
+
+
+EXCHANGES = {"PLAIN": _plain, "LOGIN": _login_mechanism, "CRAM-MD5": _cram,
+             "SCRAM-SHA-256": _scram}
 
 
 # --- the checker's side -------------------------------------------------------------------
@@ -164,3 +201,83 @@ def cram_challenge(hostname: str) -> str:
 def cram_digest(challenge: str, secret: bytes) -> str:
     """The lower-case hex HMAC-MD5 of the challenge, keyed with the secret."""
     return hmac.new(secret, challenge.encode("latin-1"), hashlib.md5).hexdigest()
+
+
+def _saslname(value: str):
+    """RFC 5802's saslname decoded (=2C is ",", =3D is "="), or None when
+    it has another "="."""
+    if "=" in value.replace("=2C", "").replace("=3D", ""):
+        return None
+    return value.replace("=2C", ",").replace("=3D", "=")
+
+
+def scram_names(message: bytes):
+    """(user, authzid) a client-first-message names ("" when not there),
+    or (None, None) when it is not one.  Its parts: the GS2 header
+    (channel binding flag, authzid) and the bare message (n=, r=, ...)."""
+    parts = message.decode("latin-1").split(",")
+    if len(parts) < 4 or parts[0] not in ("n", "y") or not parts[2].startswith("n="):
+        return None, None
+    if parts[1] and not parts[1].startswith("a="):
+        return None, None
+    user, authzid = _saslname(parts[2][2:]), _saslname(parts[1][2:])
+    if not user or authzid is None or not parts[3].startswith("r=") or len(parts[3]) < 3:
+        return None, None
+    return user, authzid
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+class Scram:
+    """The server side of one SCRAM-SHA-256 exchange (RFC 5802, RFC 7677),
+    for the checker: first(client-first) -> server-first; then
+    final(client-final) -> (the user's secret -> is the proof right?), and
+    after a right proof, server_final().  ValueError for a message that is
+    not SCRAM's."""
+
+    def __init__(self, client_first: bytes):
+        self.user, self.authzid = scram_names(client_first)
+        if self.user is None:
+            raise ValueError("not a client-first-message")
+        text = client_first.decode("latin-1")
+        gs2_end = text.index(",", text.index(",") + 1) + 1
+        self.gs2_header, self.client_first_bare = text[:gs2_end], text[gs2_end:]
+        client_nonce = self.client_first_bare.split(",")[1][2:]
+        self.nonce = client_nonce + base64.b64encode(os.urandom(SCRAM_NONCE)).decode()
+        self.salt = os.urandom(SCRAM_SALT)
+        self.server_first = "r=%s,s=%s,i=%d" % (self.nonce, base64.b64encode(self.salt).decode(),
+                                                SCRAM_ITERATIONS)
+        self.server_signature = None
+
+    def final(self, client_final: bytes):
+        """The check of client-final's proof: a function of the secret."""
+        text = client_final.decode("latin-1")
+        without_proof, _, proof = text.rpartition(",p=")
+        parts = without_proof.split(",")
+        binding = base64.b64encode(self.gs2_header.encode("latin-1")).decode()
+        if len(parts) < 2 or parts[0] != "c=" + binding or parts[1] != "r=" + self.nonce:
+            raise ValueError("not this exchange's client-final-message")
+        try:
+            proof = base64.b64decode(proof.encode("latin-1"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a proof that is not base64") from None
+        if len(proof) != hashlib.sha256().digest_size:
+            raise ValueError("a proof of %d bytes" % len(proof))
+        message = ("%s,%s,%s" % (self.client_first_bare, self.server_first,
+                                 without_proof)).encode("latin-1")
+
+        def right(secret: bytes) -> bool:
+            salted = hashlib.pbkdf2_hmac("sha256", secret, self.salt, SCRAM_ITERATIONS)
+            stored_key = hashlib.sha256(_hmac(salted, b"Client Key")).digest()
+            signature = _hmac(stored_key, message)
+            client_key = bytes(a ^ b for a, b in zip(proof, signature))
+            if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+                return False
+            self.server_signature = _hmac(_hmac(salted, b"Server Key"), message)
+            return True
+        return right
+
+    def server_final(self) -> bytes:
+        return b"v=" + base64.b64encode(self.server_signature)

@@ -22,7 +22,7 @@ import traceback
 
 from popper import __version__
 from popper.auth import AuthError, sasl
-from popper.auth.gatekeeper import log_refusal
+from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name
 from popper.log import err_line, log_login_line
 from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
@@ -34,13 +34,7 @@ AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans"
 # part serves the rest, starting with the bytes in Session.unread.
 HANDED_OFF = "handed-off"
 
-MAX_USER = 64           # Qpopper truncates longer user names
 MAX_WORDS = 5           # pop_parse: a command and 4 arguments (MAXPARMCOUNT, popper.h)
-
-
-def _lower(text: str) -> str:
-    """text with ASCII letters downcased, as C's tolower() in the C locale."""
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
 
 class Pause:
@@ -278,16 +272,8 @@ class Session:
         return None
 
     def user_name(self, name: str) -> str:
-        """The name as popper uses it: -c downcases, -C cuts at @, 64 at most."""
-        if self.settings.downcase_user:
-            name = _lower(name)
-        if self.settings.trim_domain:
-            name = name.split("@", 1)[0]
-        if len(name) > MAX_USER:
-            self.log.warning("Excessive user name length (%d); truncated to %d: %s"
-                             % (len(name), MAX_USER, name[:MAX_USER]))
-            name = name[:MAX_USER]
-        return name
+        """The name as popper uses it (gatekeeper.login_name: -c, -C)."""
+        return login_name(self.settings, self.log, name)
 
     def do_user(self, name: str):
         user = None

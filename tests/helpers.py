@@ -24,12 +24,19 @@ MDA = str(ROOT / "tests" / "mda.py")
 FAULTS_FULL = os.environ.get("POPPER_FAULTS_FULL", "") not in ("", "0")
 
 
+SUBSET = 6          # make check's fault trials per kind of call, spread over its calls
+
+
 def fault_subset(count: int) -> list:
     """The N of `count` calls a fault test tries: all with
-    POPPER_FAULTS_FULL; else all of few, every third of many and the last."""
-    if FAULTS_FULL or count <= 2:
+    POPPER_FAULTS_FULL (make soak); else all of few, and of many SUBSET
+    spread evenly from the first to the last."""
+    if FAULTS_FULL or count <= SUBSET:
         return list(range(1, count + 1))
-    return sorted(set(range(1, count + 1, 3)) | {count})
+    step = (count - 1) / (SUBSET - 1)
+    return sorted({1 + round(i * step) for i in range(SUBSET)})
+
+
 MARKER = b"\0popper-rewrite\0"      # a spool's first bytes while popper rewrites it
 
 

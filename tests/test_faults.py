@@ -54,10 +54,11 @@ fails kept the lock.  A kill comes as the call starts, before it runs.
 Each (mode, system call, errno or SIGKILL) is a test that runs all its
 trials and lists every one that failed.  make check runs a subset: for the
 session kind the calls before the QUIT, for the quit kind those of the
-QUIT, all of few, every third of many; for the login kind the first; ENOSPC
-from the N-th call on (a full disk stays full), EIO once; kills only at
-calls that change something.  POPPER_FAULTS_FULL=1 runs every N, both ways,
-every kill (make soak).  POPPER_FAULTS_REPORT=<file> appends a JSON line for
+QUIT, all of few and six spread over many (helpers.fault_subset); for the
+login kind the first; ENOSPC from the N-th call on (a full disk stays
+full), EIO once; kills only at calls that change something.
+POPPER_FAULTS_FULL=1 runs every N, both ways, every kill (make soak).
+POPPER_FAULTS_REPORT=<file> appends a JSON line for
 each trial that failed or left a note.  They need root (strace follows
 popper as it becomes the test user) and strace; from the checkout:
 
@@ -255,8 +256,8 @@ class Calibration:
 
 def pick(count: int, kind: str) -> list:
     """The N a test tries among `count`: all with POPPER_FAULTS_FULL; in
-    make check's subset the first for the login kind, else all of few and
-    every third of many (and the last)."""
+    make check's subset the first for the login kind, else
+    helpers.fault_subset's."""
     if kind == "login" and not FULL:
         return [1] if count else []
     return fault_subset(count)

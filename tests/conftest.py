@@ -443,3 +443,13 @@ def make_session(spool):
         session.close()
 
 
+
+
+# --- TLS ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    """The test certificate authority (tests/tlsca.py), one per test run."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    import tlsca
+    return tlsca.TestCA(tmp_path_factory.mktemp("tlsca"))

@@ -31,7 +31,7 @@ from popper import __version__, privsep, server
 from popper.auth import apop, unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file
-from popper.transport import inetd
+from popper.transport import inetd, tls
 
 OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
 
@@ -52,10 +52,10 @@ P_VALUES = ("Unrecognized -p value; 0 = default; 1 = never; 2 = always (fallback
             "3 = local only; 4 = TLS/SSL only")
 L_VALUES = "Unrecognized -l value; 0 = default; 1 = stls; 2 = alternate-port"
 
-# The -p values that need a feature popper does not have yet, with the text
-# Qpopper's pop_init.c gives in a build without it (a usage error there too):
-# accepted, they would refuse every login.  Drop an entry when its feature is built.
-P_NOT_BUILT = {4: "Can't set -p to 4 without enabling TLS/SSL"}
+# -p 4 (clear-text-password tls) without TLS configured: nobody could log
+# in with a password.  Qpopper's pop_init.c text; a start-up refusal
+# (check()), since a later -f file may set tls-support.
+P4_WITHOUT_TLS = "Can't set -p to 4 without enabling TLS/SSL"
 # -p 1 (clear-text-password never) without APOP: nobody could log in.  A
 # start-up refusal (check()), since a later -f file may name an apop-file.
 P1_WITHOUT_APOP = "Can't set -p to 1 without enabling APOP"
@@ -176,8 +176,6 @@ def parse(args: list, settings: Settings = None):
             settings.clear_text_password = atoi(value)
             if settings.clear_text_password not in (0, 1, 2, 3, 4):
                 raise UsageError(P_VALUES)
-            if settings.clear_text_password in P_NOT_BUILT:
-                raise UsageError(P_NOT_BUILT[settings.clear_text_password])
         elif option == "-T":
             # Qpopper's alarm(T): 0 sets none, and a negative T is an
             # unsigned number of seconds beyond any session: no limit either.
@@ -204,6 +202,8 @@ def check(settings: Settings) -> list:
         problems.append(str(exc))
     if settings.clear_text_password == 1 and not settings.apop_db:
         problems.append(P1_WITHOUT_APOP)
+    if settings.clear_text_password == 4 and not tls.configured(settings):
+        problems.append(P4_WITHOUT_TLS)
     if settings.apop_db:
         problems += _apop_problems(settings)
     if settings.auto_delete and settings.announce_expire not in (None, 0):
@@ -259,7 +259,7 @@ def _not_a_directory(path, option: str):
 def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
-    problems = server.backend_problems(settings)
+    problems = server.backend_problems(settings) + tls.warnings(settings)
     if (settings.apop_db and not _apop_problems(settings)
             and os.path.lexists(apop.names(settings.apop_db)["dir"])):   # none: no APOP users
         why = apop.usable(settings.apop_db, unixdb.getpwnam(settings.popuid).uid)
@@ -348,6 +348,12 @@ def main(argv: list = None) -> int:
                         "connection (inetd): take it out of the server's arguments" % address)
     if problems:
         return refuse(prog, settings, problems)
+    credentials = None
+    if tls.configured(settings):
+        try:        # as root: the key is root's to read; before any fork
+            credentials = tls.Credentials(settings)
+        except tls.TLSConfigError as exc:
+            return refuse(prog, settings, [exc.args[0]])
     _tell(prog, settings, warnings(settings), LOG_WARNING)
     os.umask(0o077)
     try:
@@ -368,7 +374,7 @@ def main(argv: list = None) -> int:
         if not listeners:
             if standalone.stdin_is_listening():
                 return refuse(prog, settings, [LISTENING_STDIN])
-            return inetd.serve(settings, log)
+            return inetd.serve(settings, log, credentials)
     else:
         try:
             listeners = [standalone.listen(*standalone.parse_address(address))]
@@ -381,7 +387,7 @@ def main(argv: list = None) -> int:
         except standalone.PidFileError as exc:
             return refuse(prog, settings, [exc.args[0]])
     try:
-        return standalone.serve(listeners, settings, log, pid_file)
+        return standalone.serve(listeners, settings, log, pid_file, credentials)
     finally:
         if pid_file is not None:
             pid_file.close()

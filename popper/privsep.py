@@ -52,10 +52,17 @@ and hands over what is to be checked -- PLAIN's and LOGIN's name and
 password, as PASS's; CRAM-MD5's name and digest, of a challenge the root
 part made and kept, as APOP's timestamp; SCRAM-SHA-256's messages, whose
 server side (salt, iteration count, the proof's check, the server's
-signature) the root part runs -- and the root part checks it.  Later work keeps to
-this boundary: STLS happens in the login process (with TLS, it keeps the
-TLS connection and relays the clear bytes to the session process, as
-Dovecot's login processes do).
+signature) the root part runs -- and the root part checks it.
+STLS and the -l 2 handshake happen in the login process too.  After a
+login over TLS it stays as the relay: it keeps the TLS connection and
+copies the clear bytes between it and a socketpair made before the fork,
+over which the session process, now the user, is served (Dovecot's login
+processes do the same); the session process keeps no handle on the
+client's connection.  The relay therefore holds the TLS key (in the
+context made by root at start-up) and sees the session's clear text --
+the session of the client it serves, who gave the password; it still
+reads no file and cannot fork.  Without TLS nothing changes: the login
+process exits and the session reads the connection itself.
 
 Started as any other user (or with --without-login-user), popper runs the
 whole session in one process and serves only users it can serve as itself.
@@ -65,7 +72,8 @@ fields, each a 4-byte length and its bytes.  Login process to root:
 [PASS, user, password], [APOP, user, digest], [PLAIN, authzid, user,
 password] (SASL PLAIN and LOGIN), [CRAM, user, digest] (after a
 [CHALLENGE]) or [SCRAM3] (after [SCRAM1, client-first-message] and
-[SCRAM2, client-final-message]), then after a YES [REST, bytes]; [USER, user] (may it use
+[SCRAM2, client-final-message]), then after a YES [REST, bytes] (it
+exits) or, after a login over TLS, [RELAY, bytes] (it relays); [USER, user] (may it use
 clear text?); last, [END, the count of its log lines syslog could not
 take].  Root to login process: [YES, the account's name] (a login), [YES]
 (USER), [MORE, data] (an exchange goes on: CRAM-MD5's challenge, SCRAM's
@@ -89,6 +97,8 @@ from popper.auth import Account, AuthError, unixdb
 from popper.auth.gatekeeper import log_refusal
 from popper.protocol import replies
 from popper.protocol.session import HANDED_OFF, Session
+from popper.settings import TLS_ALTERNATE_PORT
+from popper.transport.connection import Connection
 
 MAX_FRAME = 256 * 1024      # a PASS request, or what the login process read past it
 MAX_FIELD = 4096            # a user name or a password (Qpopper's line is 1023)
@@ -355,67 +365,167 @@ class LoginSession(Session):
             super().close()
 
 
-def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run):
-    status = 1
+def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run,
+                   tls=None, relay_end=None):
+    status, relaying = 1, None
     log.speak_for(os.getppid())
     try:
-        _drop_to_login_user(*identity)
-        deadline = login_by + SLACK
-        session.authenticator = AskRoot(channel, deadline)
-        run(conn, session, settings, log, first=[], login_by=login_by)
-        if session.state == HANDED_OFF:
-            channel.send([b"REST", session.unread], deadline)
-        status = 0
-    except BaseException as exc:
-        if not isinstance(exc, (ChannelError, SystemExit)):
-            log.error("login process failed: %r" % (exc,))
-    finally:
+        try:
+            _drop_to_login_user(*identity)
+            deadline = login_by + SLACK
+            session.authenticator = AskRoot(channel, deadline)
+            # With -l 2 the handshake comes first, then the greeting (run's).
+            greet = None if _implicit_tls(settings, tls) else []
+            ended_on = run(conn, session, settings, log, first=greet, login_by=login_by, tls=tls)
+            if session.state == HANDED_OFF:
+                if getattr(ended_on, "tls", False):
+                    channel.send([b"RELAY", session.unread], deadline)
+                    relaying = ended_on
+                else:
+                    channel.send([b"REST", session.unread], deadline)
+            status = 0
+        except BaseException as exc:
+            if not isinstance(exc, (ChannelError, SystemExit)):
+                log.error("login process failed: %r" % (exc,))
         try:        # the log lines syslog could not take: the root part reports them
             channel.send([b"END", b"%d" % log.dropped()], time.monotonic() + 1)
         except BaseException:
             pass
+        if relaying is not None:
+            channel.close()
+            from popper.transport import tls as tls_layer
+            tls_layer.relay(relaying, relay_end, settings.write_timeout or settings.timeout,
+                            settings.timeout + SLACK if settings.timeout else None)
+    except BaseException as exc:
+        if relaying is not None and not isinstance(exc, SystemExit):
+            log.error("the TLS relay failed: %r" % (exc,))
+        status = 1
+    finally:
         os._exit(status)
+
+
+def _implicit_tls(settings, tls) -> bool:
+    """-l 2: TLS from the first byte, so the login process greets."""
+    return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
 
 
 # --- the root part --------------------------------------------------------------
 
 def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user,
-          apop_timestamp=None):
+          apop_timestamp=None, tls=None):
     """The connection until the client has logged in, in a login process
-    running as identity (uid, gid); then serve_user(account, unread) as
-    the user.  apop_timestamp: the greeting's (None: no APOP).  Returns
-    once the session is over."""
+    running as identity (uid, gid); then serve_user(account, unread,
+    connection, over_tls) as the user.  apop_timestamp: the greeting's
+    (None: no APOP).  tls: the tls.Credentials when TLS is configured.
+    Returns once the session is over.
+
+    After a login over TLS the login process stays, as the relay between
+    the client's TLS and a socketpair the session is served over (made
+    before the fork: it cannot fork then); without TLS the session is
+    served on the client's connection, the login process gone."""
     login_by = time.monotonic() + settings.login_timeout
     session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
     # The greeting goes out first, so that the fork overlaps the client's
-    # round trip.  It is the only thing the root part writes to the client.
-    if not _send(conn.write_fd, session.greeting(), time.monotonic() + settings.timeout):
+    # round trip.  It is the only thing the root part writes to the client;
+    # with -l 2 it is the login process's, after the handshake.
+    if not _implicit_tls(settings, tls) and not _send(
+            conn.write_fd, session.greeting(), time.monotonic() + settings.timeout):
         return
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    session_end = relay_end = None
+    if tls is not None:
+        from popper.transport import tls as tls_layer
+        session_end, relay_end = tls_layer.relay_pair()
     if hasattr(gc, "freeze"):
         gc.freeze()     # a collection would write to every object: copies of every page
     pid = os.fork()
     if pid == 0:
         ours.close()
-        _login_process(conn, Channel(theirs), identity, settings, log, session, login_by, run)
+        if session_end is not None:
+            session_end.close()
+        _login_process(conn, Channel(theirs), identity, settings, log, session, login_by, run,
+                       tls, relay_end)
     theirs.close()
+    if relay_end is not None:
+        relay_end.close()
     channel = Channel(ours)
     deadline = login_by + SLACK
     # A SIGHUP or SIGTERM sent to popper before the login is the login
     # process's to answer (-ERR POP hangup, the sign-off): it speaks to the client.
     saved = {sig: signal.signal(sig, lambda signum, frame: _pass_on(pid, signum))
              for sig in (signal.SIGHUP, signal.SIGTERM)}
+    account, over_tls = None, False
     try:
-        account, unread = _check_logins(channel, deadline, settings, make_gatekeeper(),
-                                        client, log, apop_timestamp)
+        account, unread, over_tls = _check_logins(channel, deadline, settings,
+                                                  make_gatekeeper(), client, log,
+                                                  apop_timestamp)
+        if over_tls and session_end is None:
+            account, over_tls = None, False     # a relay without TLS configured: no
     except ChannelError:
-        account = None
+        pass
     finally:
-        _reap(pid, log, channel)
+        if over_tls:
+            _take_last_word(channel, log)       # and the relay goes on
+        else:
+            _reap(pid, log, channel)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
-    if account is not None:
-        serve_user(account, unread)
+    if not over_tls:
+        if session_end is not None:
+            session_end.close()
+        if account is not None:
+            serve_user(account, unread, conn, False)
+        return
+    # The session keeps no handle on the client's connection: TLS is the relay's.
+    _detach(conn)
+    fd = session_end.fileno()
+    try:
+        serve_user(account, unread, Connection(fd, fd), True)
+    finally:
+        session_end.close()
+        _wait_for_relay(pid, log, settings)
+
+
+def _detach(conn) -> None:
+    """Point the connection's fds at /dev/null (they stay valid fds)."""
+    conn.release()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in {conn.read_fd, conn.write_fd}:
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _take_last_word(channel: Channel, log) -> None:
+    """The login process's END before its relay starts."""
+    try:
+        _take_end(channel.receive(time.monotonic() + EXIT_WAIT), log)
+    except ChannelError:
+        pass
+    channel.close()
+
+
+def _wait_for_relay(pid: int, log, settings) -> None:
+    """The relay ends once it has sent what the session wrote (within
+    write-timeout); the session, now the user, cannot kill it."""
+    wait = (settings.write_timeout or settings.timeout or 60) + EXIT_WAIT
+    if not _exited(pid, time.monotonic() + wait):
+        log.error("the TLS relay %d did not exit" % pid)
+
+
+def _exited(pid: int, deadline: float) -> bool:
+    """Whether the child pid is gone (reaped) by the deadline."""
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        except InterruptedError:
+            continue
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)
 
 
 def _pass_on(pid: int, signum: int) -> None:
@@ -476,7 +586,8 @@ def _request(gatekeeper, request: list, client, apop_timestamp):
 def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, client, log,
                   apop_timestamp=None):
     """Answer the login process's requests until a login succeeds:
-    (account, the bytes it read past the PASS or APOP line).  ChannelError
+    (account, the bytes it read past the PASS or APOP line, whether it
+    relays TLS).  ChannelError
     when it ends.  An APOP digest is checked against the root part's
     timestamp (apop_timestamp), never one the login process names."""
     while True:
@@ -511,9 +622,9 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
             continue
         channel.send([b"YES", account.name.encode("latin-1")], deadline)
         rest = channel.receive(deadline)
-        if len(rest) != 2 or rest[0] != b"REST":
+        if len(rest) != 2 or rest[0] not in (b"REST", b"RELAY"):
             raise ChannelError("a bad hand-over from the login process")
-        return account, rest[1]
+        return account, rest[1], rest[0] == b"RELAY"
 
 
 def _take_end(frame: list, log) -> None:
@@ -534,22 +645,11 @@ def _reap(pid: int, log, channel: Channel) -> None:
     except ChannelError:
         pass
     channel.close()
-    while True:
+    if not _exited(pid, deadline):
+        log.error("the login process %d did not exit; killed" % pid)
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        except InterruptedError:
-            continue
-        if done:
-            return
-        if time.monotonic() >= deadline:
-            log.error("the login process %d did not exit; killed" % pid)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError as exc:
-                if exc.errno != errno.ESRCH:
-                    raise
-            os.waitpid(pid, 0)
-            return
-        time.sleep(0.0005)
+            os.kill(pid, signal.SIGKILL)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+        os.waitpid(pid, 0)

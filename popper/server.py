@@ -81,9 +81,10 @@ def local_hostname() -> str:
     return name
 
 
-def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
+def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) -> None:
     """One connection, start to end: in two processes when popper is root
-    (privsep.py), else in this one."""
+    (privsep.py), else in this one.  tls: the tls.Credentials, when TLS
+    is configured."""
     no_delay(conn.write_fd)
     client = client_for(peer_ip, settings, log)
     log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
@@ -94,18 +95,20 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log) -> None:
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log, hostname)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
                           client, hostname, timestamp)
-        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout)
+        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout,
+            tls=tls)
         return
 
-    def serve_user(account, unread: bytes):
+    def serve_user(account, unread: bytes, user_conn, over_tls: bool):
         session = Session(settings, None, maildrop_opener(settings, log, hostname), log,
                           client, hostname)
-        run(conn, session, settings, log, first=[session.login(account)], pending=unread)
+        session.tls_active = over_tls
+        run(user_conn, session, settings, log, first=[session.login(account)], pending=unread)
 
     # The back-end is made after the fork: the login process holds no hash.
     privsep.serve(conn, identity, settings, log, client, hostname,
                   lambda: Gatekeeper(settings, authenticator(settings, log), log, hostname),
-                  run, serve_user, timestamp)
+                  run, serve_user, timestamp, tls)
 
 
 def apop_timestamp(settings, hostname: str, log):
@@ -187,9 +190,10 @@ def read_options_files(settings, account, log) -> None:
         log.notice("Unable to process %s options file for user %s" % (what, account.name))
 
 
-def run(conn, session, settings, log, first=None, pending=b"", login_by=None) -> None:
-    connection.run(conn, session, settings.timeout, log, first=first, pending=pending,
-                   login_by=login_by)
+def run(conn, session, settings, log, first=None, pending=b"", login_by=None, tls=None):
+    """The session on conn; returns the connection it ended on (connection.run)."""
+    return connection.run(conn, session, settings.timeout, log, first=first, pending=pending,
+                          login_by=login_by, tls=tls)
 
 
 def no_delay(fd: int) -> None:

@@ -27,6 +27,11 @@ except ImportError:                                  # pragma: no cover
 FACILITIES = ("mail", "daemon", "user", "local0", "local1", "local2", "local3",
               "local4", "local5", "local6", "local7")
 
+# -l, tls-support: no TLS, STLS offered, TLS from the first byte (pop3s).
+TLS_NONE, TLS_STLS, TLS_ALTERNATE_PORT = 0, 1, 2
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
 class ConfigError(Exception):
     """A bad config file line or command-line value; the message says which."""
 
@@ -78,7 +83,7 @@ class Settings:
         self.clear_text_password = 0                 # -p
         self.lock_refresh = 5000                     # -L
         self.spool_lock_wait = 10                    # seconds; QUIT waits three times as long
-        self.tls_mode = 0                            # -l
+        self.tls_mode = TLS_NONE                     # -l
         self.kerberos = False                        # -k
         self.kerberos_service = None                 # -K
         self.user_options = False                    # -u
@@ -117,6 +122,8 @@ class Settings:
         self.tls_version = "default"
         self.tls_workarounds = False
         self.tls_options = 0
+        self.tls_min_version = "TLSv1.2"             # the oldest TLS popper speaks
+        self.tls_chain_file = None                   # intermediate certificates
 
     @property
     def temp_drop_dir(self) -> str:
@@ -129,7 +136,6 @@ class Settings:
                 (self.fast_update, "-F: fast update (a server-mode feature)"),
                 (self.bulldb_nonfatal and self.bulldb is None, "-B: the bulletin database"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
-                (self.tls_mode, "-l: TLS"),
                 (self.drac_host, "-D: DRAC"),
                 (self.group_server_mode or self.group_no_server_mode,
                  "group-server-mode / group-no-server-mode: server mode by group"),
@@ -362,7 +368,8 @@ QPOPPER_OPTIONS = {
     "tls-passphrase": O("tls_passphrase", _text, STR, AT_START),
     "tls-private-key-file": O("tls_private_key_file", _path, STR, AT_START),
     "tls-server-cert-file": O("tls_server_cert_file", _path, STR, AT_START),
-    "tls-support": O("tls_mode", _mnemonics(default=0, none=0, STLS=1, alternate_port=2),
+    "tls-support": O("tls_mode", _mnemonics(default=TLS_NONE, none=TLS_NONE, STLS=TLS_STLS,
+                                             alternate_port=TLS_ALTERNATE_PORT),
                      MNEM, AT_START),
     "tls-version": O("tls_version", _mnemonics(default="default", SSLv2="SSLv2",
                                                 SSLv3="SSLv3", TLSv1="TLSv1",
@@ -396,6 +403,9 @@ POPPER_OPTIONS = {
     "max-connections-per-second": O("max_connections_per_second", _int, INT, AT_START),
     "pid-file": O("pid_file", _path, STR, AT_START),
     "sasl-proxy-file": O("sasl_proxy_file", _path, STR, AT_START),
+    "tls-min-version": O("tls_min_version", _mnemonics(**{v: v for v in TLS_VERSIONS}), STR,
+                         AT_START),
+    "tls-chain-file": O("tls_chain_file", _path, STR, AT_START),
 }
 del O
 

@@ -9,16 +9,17 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages that building popper needs (make demo: DEPS=build): the C
 # toolchain with the Python, crypt and PAM headers the cffi extensions are
-# built with, and python3-venv for .venv.
-BUILD="gcc libcrypt-dev libpam0g-dev python3 python3-venv python3-dev"
+# built with, python3-venv for .venv, and openssl (make demo's certificate).
+BUILD="gcc libcrypt-dev libpam0g-dev python3 python3-venv python3-dev openssl"
 # ... and that the tests drive (make check): the POP3 clients, the delivery
 # agents, cwrap (fake passwd/shadow, PAM and root for the tests), strace
 # (what the server does before it becomes the user), rsyslog (LOCAL1 through
 # a real syslog daemon, started by tests/test_rsyslog.py itself); GNU cpio,
 # bsdtar and checkbashisms, which check the SVR4 package;
 # systemd-socket-activate and xinetd (the shipped units and xinetd file),
-# python3-cffi (make install with Debian's own python3).
-PACKAGES="$BUILD curl fetchmail getmail6 mpop procmail liblockfile-bin
+# python3-cffi (make install with Debian's own python3); mutt (the TLS
+# tests' client with Debian's default configuration).
+PACKAGES="$BUILD curl fetchmail getmail6 mpop mutt procmail liblockfile-bin
           libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd strace
           util-linux rsyslog cpio libarchive-tools devscripts systemd xinetd python3-cffi"
 if [ "$DEPS" = build ]; then

@@ -57,7 +57,8 @@ def test_bad_command_lines_print_usage_and_exit_1(args, message):
     (["-K", "pop"], "popper: -k / -K: Kerberos support is not built"),
     (["-F"], "popper: -F: fast update (a server-mode feature) is not built"),
     (["-B"], "popper: -B: the bulletin database is not built"),
-    (["-l", "1"], "popper: -l: TLS is not built"),
+    (["-l", "1"], "popper: cannot use the TLS certificate /etc/mail/certs/identity.crt: "
+                  "no such file or directory"),                 # nothing names one
     (["-D", "localhost"], "popper: -D: DRAC is not built"),
 ])
 def test_options_of_later_features_are_refused_clearly(mailhost, args, message):

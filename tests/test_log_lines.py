@@ -225,6 +225,14 @@ LINES = {
     "login delay record %s of %s is %s; not believed": "popper: login delay record",
     "Unable to record the login of %s in %s: %s (%d); the next login ":
         "popper: Unable to record the login",
+    # TLS (tests/test_tls.py)
+    "TLS/SSL Handshake failed: %s; client %s (%s)": "popper: TLS/SSL Handshake failed",
+    "TLS: %s with %s (%s)": "popper: TLS: <version>",
+    "Dropped %d bytes sent before the TLS handshake by %s (%s)": "popper: Dropped",
+    "TLS: %s; the certificate loaded before is kept": "popper: the certificate loaded before",
+    "TLS: reloaded the certificate %s": "popper: reloaded the certificate",
+    "the TLS relay failed: %r": "popper: internal error",
+    "the TLS relay %d did not exit": "popper: internal error",
     # bulletins (tests/test_bulletins.py)
     "Can't find '.' in bulletin name; delivering to all users: %.128s": "pop_bull.c",
     'Non-existent group "%.128s" in bulletin; bulletin omitted: %.128s': "pop_bull.c",

@@ -245,8 +245,9 @@ def test_the_root_part_accepts_a_good_login_and_the_rest():
     result, answers, calls = root_part([frame(b"PASS", b"alice", b"wrong"),
                                         frame(b"PASS", b"alice", b"secret"),
                                         frame(b"REST", b"STAT\r\n")])
-    account, rest = result
+    account, rest, relay = result
     assert account.name == "alice" and account.uid == 4242 and rest == b"STAT\r\n"
+    assert not relay
     assert calls == ["alice", "alice"]
     assert answers.startswith(frame(b"NO", R.BAD_PASSWORD.encode(), b"user", b"alice"))
     assert answers.endswith(frame(b"YES", b"alice"))

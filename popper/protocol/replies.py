@@ -64,6 +64,8 @@ AUTH_BAD_BASE64 = "[AUTH] Not valid base64; the AUTH exchange is over"
 AUTH_MALFORMED = "[AUTH] Malformed {mechanism} message; the AUTH exchange is over"
 AUTHZID_REFUSED = '[AUTH] "{user}" may not log in as "{authzid}"'
 STLS_NOT_ENABLED = "Command not enabled"
+STLS_OK = "STLS"                                    # then the handshake (pop_extend.c)
+TLS_IN_PROGRESS = "TLS in progress"                 # STLS once TLS is up
 
 # --- transaction --------------------------------------------------------------
 STAT = "{count} {octets}"

@@ -3,7 +3,9 @@
 A Session takes the client's bytes and gives back what to send: bytes (one
 reply), an iterator of bytes (a long reply such as RETR, produced as it is
 sent, which may end with an AfterSend to call once it has been sent),
-FLUSH (send everything now), or Pause(seconds) (wait before going on).  It never touches a socket
+FLUSH (send everything now), Pause(seconds) (wait before going on), or
+START_TLS (STLS: send everything, do the TLS handshake, then call
+tls_started(); the client's bytes read before it are dropped here).  It never touches a socket
 or a clock; the maildrop and the authenticator it is given do the file work.
 
 feed() is lazy: it is a generator, and each command runs only when the
@@ -28,6 +30,7 @@ from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
 from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
+from popper.settings import TLS_STLS
 
 AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
 # The login phase of a separated session (privsep.py) ends here: the root
@@ -64,6 +67,10 @@ class AfterSend:
 # RSET): send everything first, so that pending AfterSends have run and
 # the messages they mark count as received.
 FLUSH = "flush"
+
+# Yielded after STLS's +OK: the transport sends everything, does the TLS
+# handshake, then calls Session.tls_started() (or ends the session).
+START_TLS = "start-tls"
 
 # Commands that need FLUSH before them in the TRANSACTION state.
 SEES_RETRIEVED = ("quit", "last", "rset")
@@ -131,6 +138,8 @@ class Session:
         self.sent = []              # messages RETR'd whole since the client's last command
         self.unread = b""           # HANDED_OFF: the client's bytes after the login
         self.continuation = None    # a command reading more lines (converse())
+        self.tls_active = False     # the client speaks TLS (STLS, -l 2, or the relay's)
+        self.starting_tls = False   # STLS answered: feed() drops what follows it
         self.deleted_count = self.deleted_octets = self.total_octets = 0
         # 1 when the first message is UW-IMAP's folder data: it is kept, but
         # has no number, and visible message n is messages[n - 1 + first].
@@ -167,10 +176,11 @@ class Session:
     def feed(self, data: bytes):
         """The outputs for the client's bytes, computed as they are taken."""
         items = self.reader.feed(data)
+        ends = self.reader.ends         # where each item ends in data
         for k, item in enumerate(items):
             if self.done:
                 if self.state == HANDED_OFF:
-                    self.unread = data[self.reader.ends[k - 1]:]
+                    self.unread = data[ends[k - 1]:]
                 return
             if isinstance(item, TooLong):
                 self.log.notice("Excessive input from %s %s (%s); discarded %d bytes"
@@ -183,8 +193,18 @@ class Session:
                 yield self.err(R.LINE_TOO_LONG, count=item.discarded)
             else:
                 yield from self.command(item)
+            if self.starting_tls:
+                # Plaintext pipelined behind STLS is never a command, in or
+                # out of TLS (CVE-2011-0411's class): the rest is dropped.
+                self.starting_tls = False
+                dropped = len(data) - ends[k]
+                self.reader = LineReader()
+                if dropped:
+                    self.log.notice("Dropped %d bytes sent before the TLS handshake by %s (%s)"
+                                    % (dropped, self.client.host, self.client.ip))
+                return
         if self.state == HANDED_OFF:
-            self.unread = data[self.reader.ends[-1]:] if items else b""
+            self.unread = data[ends[-1]:] if items else b""
 
     def command(self, line: bytes):
         text = line.decode("latin-1")
@@ -263,12 +283,13 @@ class Session:
     # --- authorization --------------------------------------------------------------
 
     def clear_text_refusal(self):
-        """The -ERR text if USER/PASS may not be used here, else None (-p)."""
+        """The -ERR text if clear-text passwords may not be used now, else
+        None (-p; 4: only once TLS is up)."""
         policy = self.settings.clear_text_password
         if policy == 1 or (policy == 3 and not self.client.is_local):
             return R.NEED_STRONGER_AUTH
-        if policy == 4:
-            return R.NEED_TLS                   # no TLS yet, so never
+        if policy == 4 and not self.tls_active:
+            return R.NEED_TLS
         return None
 
     def user_name(self, name: str) -> str:
@@ -343,7 +364,21 @@ class Session:
         return self.converse(sasl.exchange(self, mechanism.upper(), initial))
 
     def do_stls(self):
-        return self.err(R.STLS_NOT_ENABLED)         # pop_extend.c, pop_stls: no TLS built
+        """RFC 2595: +OK, then the handshake (START_TLS); the session
+        starts over in the AUTHORIZATION state (a USER before it is
+        forgotten)."""
+        if self.settings.tls_mode != TLS_STLS:
+            return self.err(R.STLS_NOT_ENABLED)
+        if self.tls_active:
+            return self.err(R.TLS_IN_PROGRESS)
+        self.state, self.user = AUTHORIZATION, None
+        self.starting_tls = True
+        return [R.ok(R.STLS_OK), START_TLS]
+
+    def tls_started(self) -> None:
+        """The transport's word: the handshake is done."""
+        self.tls_active = True
+        self.reader = LineReader()
 
     def login(self, account):
         self.user = account.name
@@ -509,6 +544,9 @@ class Session:
         if expire is not None:
             lines.append("EXPIRE NEVER" if expire < 0 else "EXPIRE %d" % expire)
         lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if (s.tls_mode == TLS_STLS and not self.tls_active
+                and self.state in (AUTHORIZATION, AUTHORIZATION_PASS)):
+            lines.append("STLS")
         if not s.shy or self.state == TRANSACTION:
             lines.append("IMPLEMENTATION popper-version-%s" % __version__)
         return lines

@@ -38,8 +38,9 @@ import sys
 import time
 import traceback
 
-from popper.protocol.session import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, AfterSend,
-                                     Pause)
+from popper.protocol.session import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF,
+                                     START_TLS, AfterSend, Pause)
+from popper.settings import TLS_ALTERNATE_PORT
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
@@ -87,6 +88,10 @@ class Hangup(Exception):
     waited for a command, so the client may still be told."""
 
     reply = False
+
+
+class _NoTLS(Exception):
+    """The TLS handshake failed; args[0] says why."""
 
 
 class _Expired(Exception):
@@ -245,7 +250,7 @@ def _earliest(*deadlines):
 
 
 def run(connection: Connection, session, timeout: int, log, first: list = None,
-        pending: bytes = b"", login_by: float = None) -> None:
+        pending: bytes = b"", login_by: float = None, tls=None):
     """Serve one session until QUIT, EOF, a timeout or a hangup.
 
     timeout: -T, the seconds one command line may take (0 or None: no limit).
@@ -258,7 +263,13 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
       process of the host, so a value can be handed to another process);
       None: settings.login_timeout seconds from now (no limit if that is 0).
     The write deadline is session.settings.write_timeout (None: timeout).
+    tls: the tls.Credentials STLS and -l 2 use (None: no TLS here).  With
+      -l 2 the handshake comes first, then the greeting; STLS's START_TLS
+      makes it in the middle.  Either has -T (else login-timeout) and
+      login-timeout to finish; a failed one is logged and ends the session,
+      nothing more written.
 
+    Returns the connection it ended on: the TLS stream once TLS is up.
     A connection that lacks send_some (a test's scripted one) is written
     with its own blocking send(data)."""
     settings = getattr(session, "settings", None)
@@ -309,6 +320,21 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         finally:
             signals.waiting = False
 
+    def start_tls():
+        nonlocal connection
+        if tls is None:
+            raise _NoTLS("TLS is not set up")
+        from popper.transport import tls as tls_layer
+        limit = timeout or login_timeout or 60
+        deadline = _earliest(time.monotonic() + limit, login_deadline())
+        try:
+            connection = tls_layer.start(connection, tls.context, deadline)
+        except tls_layer.HandshakeFailed as exc:
+            raise _NoTLS(exc.args[0]) from None
+        session.tls_started()
+        log.info("TLS: %s with %s (%s)" % (connection.version(), session.client.host,
+                                          session.client.ip))
+
     def emit(outputs):
         writer = _Writer(send)
         for out in outputs:
@@ -321,6 +347,9 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                 writer.after_send(out)
             elif out is FLUSH:
                 writer.flush()
+            elif out is START_TLS:
+                writer.flush()
+                start_tls()
             else:
                 for chunk in out:
                     if isinstance(chunk, AfterSend):
@@ -357,6 +386,9 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
     line_by = None              # when the command line being read must be complete
     try:
         try:
+            if (tls is not None and session.settings.tls_mode == TLS_ALTERNATE_PORT
+                    and not session.tls_active):
+                start_tls()                     # pop3s: TLS before the greeting
             emit([session.greeting()] if first is None else first)
             data = pending
             while not session.done:
@@ -389,6 +421,12 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                     emit(out)
                 except (_Expired, Hangup):
                     pass
+        except _NoTLS as exc:
+            # Qpopper's "TLS/SSL Handshake failed: <n>", with the client.
+            signals.waiting = False
+            log.notice("TLS/SSL Handshake failed: %s; client %s (%s)"
+                       % (exc.args[0], session.client.host, session.client.ip))
+            session.end("eof")
         except Exception:
             # A bug or an I/O error mid-reply: the client cannot be told in band,
             # so the connection is cut (it sees an error, never a cut-short
@@ -401,6 +439,9 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         # close) has not run: close here (a no-op for a closed session).
         if session.done and hasattr(session, "close"):
             session.close()
+        if getattr(connection, "tls", False) and session.state != HANDED_OFF:
+            connection.close_notify(1)
         release = getattr(connection, "release", None)
         if release is not None:
             release()
+    return connection

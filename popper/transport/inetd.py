@@ -20,11 +20,11 @@ from popper.transport.connection import Connection, stdin_socket
 UNAVAILABLE = b"-ERR [SYS/TEMP] POP server unavailable, see the system log\r\n"
 
 
-def serve(settings, log) -> int:
+def serve(settings, log, tls=None) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    server.serve(Connection(0, 1), server.peer_of(0), settings, log)
+    server.serve(Connection(0, 1), server.peer_of(0), settings, log, tls)
     return 0
 
 

@@ -3,7 +3,9 @@ a process per connection; systemd socket activation (Accept=no, LISTEN_FDS)
 hands it the listening sockets instead.  (A listening socket on fd 0 is
 refused at start-up: see cli.LISTENING_STDIN.)
 
-SIGHUP reopens the log and trace file; SIGTERM and SIGINT stop accepting,
+SIGHUP reopens the log and trace file, and with TLS loads the certificate
+and key again (a renewed certificate is served from the next connection
+on; one that cannot be used is logged and the one before kept); SIGTERM and SIGINT stop accepting,
 let the running sessions finish, and exit.  Each session runs in a session
 (setsid) of its own, so a Ctrl-C at the terminal the server was started
 from reaches the server only.  It stays in the foreground (for systemd,
@@ -308,9 +310,9 @@ def _refuse(conn, reply: bytes) -> None:
         conn.close()
 
 
-def serve(listeners, settings, log, pid_file=None) -> int:
+def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     """Accept connections until SIGTERM or SIGINT; one child process per
-    session, within the limits."""
+    session, within the limits.  tls: the tls.Credentials (None: no TLS)."""
     limits = Limits(settings, log)
     listener_pid = os.getpid()
     wake_r, wake_w = os.pipe()
@@ -326,6 +328,8 @@ def serve(listeners, settings, log, pid_file=None) -> int:
 
     def on_hup(signum, frame):
         log.reopen()        # now: the next session must already use the new files
+        if tls is not None:
+            tls.reload(log)
 
     def on_chld(signum, frame):
         pass                # the wakeup fd wakes the loop, which reaps
@@ -371,7 +375,7 @@ def serve(listeners, settings, log, pid_file=None) -> int:
             signal.set_wakeup_fd(-1)
             os.close(wake_r)
             os.close(wake_w)
-            _child(conn, address, listeners, pid_file, settings, log)
+            _child(conn, address, listeners, pid_file, settings, log, tls)
         limits.started(pid, ip)
         conn.close()
         return True
@@ -426,7 +430,7 @@ def serve(listeners, settings, log, pid_file=None) -> int:
     return 0
 
 
-def _child(conn, address, listeners, pid_file, settings, log) -> None:
+def _child(conn, address, listeners, pid_file, settings, log, tls) -> None:
     status = 0
     try:
         # Out of the terminal's process group and session: a Ctrl-C (or the
@@ -440,7 +444,7 @@ def _child(conn, address, listeners, pid_file, settings, log) -> None:
             os.close(pid_file.fd)   # a session, soon the user's, keeps no handle on it
         conn.setblocking(True)      # as accept() gives it on Linux; not so everywhere
         fd = conn.fileno()
-        server.serve(Connection(fd, fd), address[0], settings, log)
+        server.serve(Connection(fd, fd), address[0], settings, log, tls)
     except BaseException:
         status = 1
         log.error("session process failed: %s" % traceback.format_exc())

@@ -87,11 +87,13 @@ def test_p4_allows_clear_text_passwords_only_under_tls(make_session):
     settings.tls_mode, settings.clear_text_password = TLS_STLS, 4
     session, _ = make_session(settings, mail=b"")
     assert session.clear_text_refusal() == R.NEED_TLS
-    assert b"\r\nUSER\r\n" not in b"".join(outputs(session, b"CAPA\r\n"))
+    capa = b"".join(outputs(session, b"CAPA\r\n"))
+    assert b"\r\nUSER\r\n" not in capa and b"SASL" not in capa   # nor PLAIN, nor LOGIN
     assert outputs(session, b"USER alice\r\n") == [R.err(R.NEED_TLS)]
     outputs(session, b"STLS\r\n")
     assert session.clear_text_refusal() is None
-    assert b"\r\nUSER\r\n" in b"".join(outputs(session, b"CAPA\r\n"))
+    capa = b"".join(outputs(session, b"CAPA\r\n"))
+    assert b"\r\nUSER\r\n" in capa and b"\r\nSASL PLAIN LOGIN\r\n" in capa
     assert outputs(session, b"USER alice\r\nPASS secret\r\n")[1].startswith(b"+OK alice has")
 
 
@@ -401,6 +403,9 @@ def test_curl_over_stls_and_pop3s(host, stls, pop3s, ca, work):
             "-u", "alice:secret"]
     listing = C.run(curl + ["--ssl-reqd", "pop3://127.0.0.1:%d/" % stls.port], work)
     assert listing.stdout.count(b"\r\n") == COUNT
+    plain = C.run(curl + ["--ssl-reqd", "--login-options", "AUTH=PLAIN",
+                          "pop3://127.0.0.1:%d/1" % stls.port], work)
+    assert C.message_id(C.from_wire(plain.stdout)) in message_ids(host)
     one = C.run(curl + ["pop3s://127.0.0.1:%d/2" % pop3s.port], work)
     assert C.message_id(C.from_wire(one.stdout)) in message_ids(host)
     refused = C.run(curl[:5] + ["--ssl-reqd", "-u", "alice:secret",

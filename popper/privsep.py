@@ -394,8 +394,7 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
         if relaying is not None:
             channel.close()
             from popper.transport import tls as tls_layer
-            tls_layer.relay(relaying, relay_end, settings.write_timeout or settings.timeout,
-                            settings.timeout + SLACK if settings.timeout else None)
+            tls_layer.relay(relaying, relay_end, settings.write_timeout or settings.timeout)
     except BaseException as exc:
         if relaying is not None and not isinstance(exc, SystemExit):
             log.error("the TLS relay failed: %r" % (exc,))

@@ -363,7 +363,7 @@ def _read(recv):
         return b""
 
 
-def relay(stream: Stream, session, write_timeout, idle_timeout) -> None:
+def relay(stream: Stream, session, write_timeout) -> None:
     """Copy clear bytes between the TLS stream and the session's socket
     until either side ends: the client's end of stream is passed on as a
     shutdown of the socket's write side, the session's as TLS's
@@ -371,8 +371,11 @@ def relay(stream: Stream, session, write_timeout, idle_timeout) -> None:
     while what was read from it has been passed on (no buffer grows), so
     a client that does not read stops the session's writes, whose
     write-timeout then ends it.  write_timeout bounds each wait for the
-    client to take bytes; idle_timeout (None: none) the wait for either
-    side when nothing is on its way (the session's -T ends it first)."""
+    client to take bytes (None: none).  A wait with nothing on its way
+    lasts as long as the session: every wait of the session has its
+    deadline (-T, login-timeout, write-timeout), and the session's end
+    (or death) closes its socket, which ends the relay; a deadline here
+    would cut the reply to a long QUIT."""
     session.setblocking(False)
     to_client, to_session = memoryview(b""), memoryview(b"")
     client_open, session_open = True, True
@@ -418,7 +421,7 @@ def relay(stream: Stream, session, write_timeout, idle_timeout) -> None:
         poller = select.poll()
         for fd, mask in events.items():
             poller.register(fd, mask)
-        wait = write_timeout if to_client else idle_timeout
+        wait = write_timeout if to_client else None
         if not poller.poll(None if not wait else int(wait * 1000)):
             return                                  # a deadline passed
     end_by = time.monotonic() + (write_timeout or 60)

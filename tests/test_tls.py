@@ -281,6 +281,28 @@ def test_poplib_stls_with_a_verifying_context(host, stls, ca):
 
 
 @pytest.mark.clients
+@pytest.mark.parametrize("mode", ["STLS", "alternate-port"])
+def test_one_process_does_tls_without_a_login_process(host, ca, mode):
+    """login-user none (or popper not root): TLS in the session's one process."""
+    server = _server(host, "single-" + mode, *ca.config_lines(mode), "set login-user = none")
+    try:
+        if mode == "STLS":
+            pop = poplib.POP3("127.0.0.1", server.port, timeout=30)
+            pop.stls(context=ca.client_context())
+        else:
+            pop = poplib.POP3_SSL("127.0.0.1", server.port, context=ca.client_context(),
+                                  timeout=30)
+        assert "STLS" not in pop.capa()
+        pop.user("alice")
+        assert pop.pass_("secret").startswith(b"+OK alice has %d visible" % COUNT)
+        ids = {C.message_id(b"\n".join(pop.retr(n)[1]) + b"\n") for n in range(1, COUNT + 1)}
+        assert ids == message_ids(host)
+        assert pop.quit().startswith(b"+OK")
+    finally:
+        server.stop()
+
+
+@pytest.mark.clients
 def test_poplib_pop3_ssl_with_a_verifying_context(host, pop3s, ca):
     pop = poplib.POP3_SSL("127.0.0.1", pop3s.port, context=ca.client_context(), timeout=30)
     assert pop.getwelcome().startswith(b"+OK QPOP")

@@ -380,8 +380,9 @@ def relay(stream: Stream, session, write_timeout) -> None:
     to_client, to_session = memoryview(b""), memoryview(b"")
     client_open, session_open = True, True
     session_fd = session.fileno()
+    readable = {stream.read_fd, session_fd}     # to try; then what poll() says is ready
     while session_open:
-        if client_open and not to_session:
+        if client_open and not to_session and stream.read_fd in readable:
             data = _read(stream.recv)
             if data == b"":
                 client_open = False
@@ -398,7 +399,7 @@ def relay(stream: Stream, session, write_timeout) -> None:
                 pass
             except OSError:
                 return
-        if not to_client:
+        if not to_client and session_fd in readable:
             data = _read(lambda: session.recv(WRITE_SIZE))
             if data == b"":
                 session_open = False
@@ -422,8 +423,10 @@ def relay(stream: Stream, session, write_timeout) -> None:
         for fd, mask in events.items():
             poller.register(fd, mask)
         wait = write_timeout if to_client else None
-        if not poller.poll(None if not wait else int(wait * 1000)):
+        ready = poller.poll(None if not wait else int(wait * 1000))
+        if not ready:
             return                                  # a deadline passed
+        readable = {fd for fd, revents in ready if revents & ~select.POLLOUT}
     end_by = time.monotonic() + (write_timeout or 60)
     while to_client:
         n = stream.send_some(to_client)

@@ -419,6 +419,40 @@ def test_a_client_gone_mid_session_ends_the_session_and_the_relay(host, pop3s, c
     again.quit()
 
 
+@pytest.mark.slow
+@pytest.mark.clients
+def test_a_client_that_stops_reading_ends_session_and_relay_by_write_timeout(host, ca):
+    """The relay waits write-timeout for the client to take bytes, as the
+    session does: a client that asks for 32 MB and reads none of it holds
+    neither process."""
+    line = b"x" * 76 + b"\n"
+    host.deliver(b"From a@b Mon Jan  1 00:00:00 2024\nSubject: big\n\n"
+                 + line * (32 * 1024 * 1024 // len(line)), "carol")
+    server = _server(host, "stalled", *ca.config_lines("alternate-port"),
+                     "set write-timeout = 1")
+    try:
+        sock = ca.client_context().wrap_socket(raw(server.port), server_hostname="127.0.0.1")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        lines_of(sock, 1)
+        sock.sendall(b"USER carol\r\nPASS pass word\r\nRETR 1\r\n")
+        started = time.monotonic()
+        while children_of(server.process.pid):
+            assert time.monotonic() - started < 30, "a process waits for the client still"
+            time.sleep(0.05)
+        sock.close()
+        # Whichever gives up first: the session (its write-timeout) or the
+        # relay (its own), which ends the session as a hangup.
+        trace = server.trace.read_text()
+        assert ("Timeout (1 secs) during nw write" in trace
+                or "carol at 127.0.0.1 (127.0.0.1): -ERR POP hangup from" in trace), trace
+        pop = poplib.POP3_SSL("127.0.0.1", server.port, context=ca.client_context(), timeout=30)
+        pop.user("carol")
+        assert pop.pass_("pass word").startswith(b"+OK carol has 1 visible")
+        pop.quit()
+    finally:
+        server.stop()
+
+
 @pytest.mark.clients
 def test_curl_over_stls_and_pop3s(host, stls, pop3s, ca, work):
     curl = [C.need("curl"), "-q", "-sS", "--noproxy", "*", "--cacert", str(ca.root),

@@ -270,6 +270,39 @@ def test_the_root_part_refuses_anything_else(frames):
     assert isinstance(result, privsep.ChannelError), result
 
 
+def answer_frames(answers: bytes) -> list:
+    """The frames of the root part's answers, as field lists."""
+    out = []
+    while answers:
+        length = int.from_bytes(answers[:4], "big")
+        body, answers = answers[4:4 + length], answers[4 + length:]
+        fields = []
+        while body:
+            size = int.from_bytes(body[:4], "big")
+            fields.append(body[4:4 + size])
+            body = body[4 + size:]
+        out.append(fields)
+    return out
+
+
+def test_sasl_requests_without_their_first_step_are_refused():
+    """A subverted login process cannot skip CRAM-MD5's challenge or
+    SCRAM's proof: the root part answers NO, and checks its own challenge,
+    used once."""
+    result, answers, _ = root_part([frame(b"CRAM", b"alice", b"0" * 32),
+                                    frame(b"SCRAM3"),
+                                    frame(b"SCRAM2", b"c=biws,r=x,p=AAAA"),
+                                    frame(b"CHALLENGE"),
+                                    frame(b"SCRAM1", b"not scram"),
+                                    frame(b"PLAIN", b"bob", b"alice", b"secret")])
+    assert isinstance(result, privsep.ChannelError)           # the end of the frames
+    replies = answer_frames(answers)
+    assert [r[:2] for r in replies[:3]] == [[b"NO", R.AUTH_FAILED.encode()]] * 3
+    assert replies[3][0] == b"MORE" and re.match(rb"^<[0-9a-f]{16}\.\d+@", replies[3][1])
+    assert replies[4][:2] == [b"NO", R.AUTH_MALFORMED.encode()]
+    assert replies[5][:2] == [b"NO", R.AUTHZID_REFUSED.encode()]
+
+
 def test_a_nul_or_slash_in_the_name_never_reaches_a_back_end():
     backend = FakeBackend()
     gate = Gatekeeper(Settings(), backend, Log())

@@ -25,7 +25,7 @@ import tempfile
 import pytest
 
 import clients
-from conftest import IS_ROOT, MailHost, TcpInetd, corpus
+from conftest import IS_ROOT, MailHost, TcpInetd, corpus, start_inetd
 from test_apop import ApopHost, SECRET
 
 pytestmark = [pytest.mark.clients, pytest.mark.twin]
@@ -287,6 +287,28 @@ def test_mpop_fetches_mail_through_scram_sha_256(server, tmp_path):
         clients.spool_message_ids(ALICE_MAIL))
 
 
+def test_in_one_process_too(host):
+    """set login-user = none (or popper not root): the session's own
+    Gatekeeper checks, and keeps CRAM-MD5's and SCRAM's state."""
+    config = host.base / "one-process.conf"
+    config.write_text(host.config.read_text() + "set login-user = none\n")
+    command = [part if part != str(host.config) else str(config) for part in host.command()]
+    for mechanism in ("SCRAM-SHA-256", "CRAM-MD5", "PLAIN"):
+        conv = start_inetd(command)
+        if mechanism == "SCRAM-SHA-256":
+            scram = ScramClient("alice", SECRET)
+            assert scram.check(conv.cmd(scram.final(conv.cmd("AUTH SCRAM-SHA-256 "
+                                                             + scram.first()))))
+            answer = conv.cmd("")
+        elif mechanism == "CRAM-MD5":
+            answer = conv.cmd(cram_response(conv.cmd("AUTH CRAM-MD5"), "alice", SECRET))
+        else:
+            answer = conv.cmd("AUTH PLAIN " + b64(b"\0bob\0hunter2"))
+        assert answer.startswith(b"+OK"), (mechanism, answer)
+        assert conv.cmd("QUIT").startswith(b"+OK")
+        conv.close()
+
+
 def test_plain_for_a_user_with_an_apop_secret_keeps_to_user_rules(pop):
     client = pop()
     assert reply(client, "AUTH PLAIN " + b64(b"\0alice\0secret")) == (
@@ -311,7 +333,6 @@ def test_the_login_process_reads_no_hash_and_no_secret(host, tmp_path, mechanism
     trace = tmp_path / "strace.out"
     command = ["strace", "-f", "-qq", "-o", str(trace), "-e",
                "trace=read,pread64,recvfrom,recvmsg,setresuid", "-s", "8192", "-x"]
-    from conftest import start_inetd
     conv = start_inetd(command + host.command())
     if mechanism == "PLAIN":
         assert conv.cmd("AUTH PLAIN " + b64(b"\0bob\0hunter2")).startswith(b"+OK bob has 2")

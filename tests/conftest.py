@@ -246,7 +246,15 @@ class TcpInetd:
 
     def close(self):
         self.running = False
+        # close() alone leaves the thread in accept() (Linux wakes it for a
+        # shutdown), and a thread left there once took a connection meant
+        # for a later listener: stopped and waited for.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        self.thread.join(10)
         for process in self.processes:
             try:
                 process.wait(30)

@@ -94,7 +94,7 @@ def first_message_id(mail: bytes) -> bytes:
     ("LOGIN", "bob", "hunter2", BOB_MAIL),
     ("CRAM-MD5", "alice", SECRET, ALICE_MAIL),
     ("*", "alice", SECRET, ALICE_MAIL),             # curl's choice: the strongest offered
-])
+], ids=["PLAIN", "LOGIN", "CRAM-MD5", "curls-choice"])
 def test_curl_fetches_mail_through(server, tmp_path, mechanism, user, password, mail):
     curl = [clients.need("curl"), "-q", "-sS", "-v", "--noproxy", "*",
             "--login-options", "AUTH=" + mechanism]

@@ -155,7 +155,10 @@ def _login_mechanism(session, initial):
 def _cram(session, initial):
     if initial is not None:             # the server speaks first (RFC 4422 section 3.3)
         raise Ended(session.err(R.AUTH_MALFORMED, mechanism="CRAM-MD5"))
-    challenge = session.authenticator.challenge()
+    try:
+        challenge = session.authenticator.challenge()
+    except AuthError as exc:            # the root part could not be asked
+        return session.refuse(exc)
     response = yield from _ask(session, challenge.encode("latin-1"))
     name, _, digest = _text(session, response, "CRAM-MD5").rpartition(" ")
     if not name or len(digest) != 32:

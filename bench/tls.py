@@ -9,8 +9,9 @@ by popper in standalone mode -- plaintext, over STLS (-l 1) and with TLS
 from the first byte (-l 2) -- and by a Dovecot of its own (a private
 configuration on 127.0.0.1: its own base_dir, the harness's passwd-file as
 passdb and userdb, the same mbox in a spool directory of its own), on its
-pop3 and pop3s listeners.  Each server gets a certificate of a test CA made
-here with openssl, which the client trusts, checking the host name.
+pop3 and pop3s listeners.  Each server gets a certificate of the tests' CA
+(tests/tlsca.py, made with openssl), which the client trusts, checking the
+host name.
 
 Every round measures each server once, in an order that turns round by
 round: the spool restored from the corpus (copied, fsync'ed; Dovecot's
@@ -24,11 +25,12 @@ of this client during the RETRs.
 
 Both servers use one cipher: the client offers only TLS_AES_128_GCM_SHA256
 (TLS 1.3, through an OpenSSL configuration file of its own: Python cannot
-choose TLS 1.3 suites) or, with --tls12, ECDHE-RSA-AES128-GCM-SHA256; each
+choose TLS 1.3 suites) or, with --tls12, ECDHE-ECDSA-AES128-GCM-SHA256; each
 run checks the cipher it got.  bench/README.md has the figures.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -47,7 +49,7 @@ from bench.harness import (BENCH_GID, BENCH_UID, MB, PASSWORD, USER, note,  # no
                            ProtocolError)
 
 TLS13_SUITE = "TLS_AES_128_GCM_SHA256"
-TLS12_CIPHER = "ECDHE-RSA-AES128-GCM-SHA256"
+TLS12_CIPHER = "ECDHE-ECDSA-AES128-GCM-SHA256"
 OPENSSL_CNF = """openssl_conf = openssl_init
 [openssl_init]
 ssl_conf = ssl_sect
@@ -77,29 +79,16 @@ def client_context(ca: pathlib.Path, tls12: bool):
 
 # --- the test CA --------------------------------------------------------------------
 
-def openssl(*args, cwd) -> None:
-    subprocess.run(["openssl", *args], cwd=str(cwd), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.PIPE)
-
-
 def make_certificates(directory: pathlib.Path) -> dict:
-    """A CA, and a server certificate it signs for localhost and 127.0.0.1
-    (RSA 2048: the ECDHE-RSA suite)."""
-    directory.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=popper bench CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=localhost", cwd=directory)
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-                                       "extendedKeyUsage=serverAuth\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
-            cwd=directory)
-    os.chmod(str(directory / "server.key"), 0o600)
-    return {"ca": directory / "ca.pem", "cert": directory / "server.pem",
-            "key": directory / "server.key"}
+    """The tests' CA (tests/tlsca.py, loaded by its path as tests/conftest.py
+    loads bench/corpus.py): a root the client trusts, and a server
+    certificate it signs for localhost and 127.0.0.1 (EC P-256)."""
+    spec = importlib.util.spec_from_file_location("popper_tlsca",
+                                                  str(harness.ROOT / "tests" / "tlsca.py"))
+    tlsca = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tlsca)
+    ca = tlsca.TestCA(directory)
+    return {"ca": ca.root, "cert": ca.cert, "key": ca.key}
 
 
 # --- Dovecot ------------------------------------------------------------------------

@@ -264,6 +264,35 @@ def test_poplib_second_login_inside_the_delay_is_refused_with_the_code(mailhost,
 
 
 @pytest.mark.clients
+def test_the_refusal_over_stls_ends_the_session_cleanly(mailhost, standalone, ca):
+    """Over TLS (the login process relays the session): the -ERR comes
+    through the relay, then the TLS stream ends."""
+    import ssl
+    mailhost.deliver(MAIL)
+    mailhost.write_config("set enforce-login-delay",
+                          "set tls-server-cert-file = %s" % ca.cert,
+                          "set tls-private-key-file = %s" % ca.key)
+    server = standalone("-e", "login_delay=%d" % DELAY, "-l", "1")
+    context = ssl.create_default_context(cafile=str(ca.root))
+    replies = []
+    for _ in range(2):
+        client = pop(server)
+        client.stls(context)
+        client.user("alice")
+        try:
+            replies.append(client.pass_("secret"))
+            client.quit()
+        except poplib.error_proto as exc:
+            replies.append(exc.args[0])
+            with pytest.raises((poplib.error_proto, EOFError, OSError)):
+                client.stat()
+        client.close()
+    assert replies[0].startswith(b"+OK alice has 3 visible messages")
+    assert replies[1].startswith(b"-ERR [LOGIN-DELAY] You logged in less than"), replies
+    assert not mailhost.temp_drop().exists()
+
+
+@pytest.mark.clients
 def test_the_wrong_password_inside_the_delay_is_the_usual_refusal(mailhost, standalone):
     """The delay is checked after the password: a stranger learns nothing."""
     server = standalone(*enforcing(mailhost))

@@ -119,7 +119,7 @@ userdb {{
   args = {userdb}
 }}
 mail_location = mbox:{base}/mail/%u:INBOX={base}/spool/%u:INDEX={base}/index/%u
-service pop3-login {{
+{warm}service pop3-login {{
   inet_listener pop3 {{
     port = {plain_port}
   }}
@@ -134,7 +134,10 @@ service pop3-login {{
 class Dovecot:
     """dovecot -F with DOVECOT_CONF, on two free ports; stopped by its pid."""
 
-    def __init__(self, host: harness.MailHost, certs: dict):
+    def __init__(self, host: harness.MailHost, certs: dict, warm: bool = False):
+        """warm: the mbox and its index are made once and kept (no flag
+        updates: QUIT leaves the mbox as the corpus has it)."""
+        self.warm, self.restored = warm, False
         self.base = host.base / "dovecot"
         for name in ("run", "state", "spool", "mail/" + USER, "index/" + USER):
             (self.base / name).mkdir(parents=True)
@@ -152,7 +155,8 @@ class Dovecot:
         self.conf.write_text(DOVECOT_CONF.format(
             base=self.base, users_as=users_as, cert=certs["cert"], key=certs["key"],
             tls12=TLS12_CIPHER, tls13=TLS13_SUITE, userdb=host.userdb,
-            plain_port=self.plain_port, tls_port=self.tls_port))
+            plain_port=self.plain_port, tls_port=self.tls_port,
+            warm="pop3_no_flag_updates = yes\n" if warm else ""))
         self.process = subprocess.Popen(["dovecot", "-F", "-c", str(self.conf)],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.STDOUT)
@@ -175,7 +179,11 @@ class Dovecot:
         return done.stdout.strip()
 
     def restore(self, corpus_path: pathlib.Path) -> None:
-        """The mbox as the corpus has it, and no index: each round the same."""
+        """The mbox as the corpus has it, and no index: each round the same
+        (warm: only the first time)."""
+        if self.warm and self.restored:
+            return
+        self.restored = True
         shutil.rmtree(str(self.index), ignore_errors=True)
         self.index.mkdir()
         os.chown(str(self.index), BENCH_UID, BENCH_GID)
@@ -349,8 +357,9 @@ def report(results: dict) -> str:
            % (results["popper"]["version"], results["popper"]["commit"],
               "native C extension" if results["popper"]["native"] else "pure Python",
               results["dovecot"], m["python"], m["cpus"], m["cpu"], m["kernel"]),
-           "cipher: %s; load average at the start %s, at the end %s"
-           % (results["cipher"], "/".join("%.2f" % x for x in m["loadavg_start"]),
+           "Dovecot's mbox and index %s; cipher: %s; load average at the start %s, at the end %s"
+           % ("kept from session to session (--dovecot-warm)" if results["dovecot_warm"]
+              else "fresh for each session", results["cipher"], "/".join("%.2f" % x for x in m["loadavg_start"]),
               "/".join("%.2f" % x for x in m["loadavg_end"])),
            ""]
     head = "%-38s %8s %8s %8s %9s %9s %9s"
@@ -385,6 +394,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-popper-tls", action="store_true",
                         help="popper plaintext only (a popper without TLS)")
     parser.add_argument("--no-dovecot", action="store_true", help="popper only")
+    parser.add_argument("--dovecot-warm", action="store_true",
+                        help="keep Dovecot's mbox and index from session to session "
+                             "(pop3_no_flag_updates), instead of a fresh copy and index each")
     parser.add_argument("--pure", action="store_true",
                         help="popper with POPPER_PUREPYTHON=1")
     parser.add_argument("--source", type=pathlib.Path, default=harness.ROOT, metavar="DIR",
@@ -417,7 +429,11 @@ def main(argv=None) -> int:
     try:
         servers, targets = start_poppers(args, host, certs, corpus_path)
         if not args.no_dovecot:
-            dovecot = Dovecot(host, certs)
+            dovecot = Dovecot(host, certs, args.dovecot_warm)
+            if args.dovecot_warm:           # the index made, before anything is timed
+                dovecot.restore(corpus_path)
+                session(Target("Dovecot, warm-up", "plain", dovecot.plain_port, dovecot.pid,
+                               None), context, facts["messages"], args)
             targets.append(Target("Dovecot, plaintext", "plain", dovecot.plain_port,
                                   dovecot.pid, lambda: dovecot.restore(corpus_path)))
             targets.append(Target("Dovecot, pop3s", "implicit", dovecot.tls_port,
@@ -473,6 +489,7 @@ def main(argv=None) -> int:
         "dovecot": "Dovecot %s" % (dovecot.version() if dovecot else "not run"),
         "corpus": dict(facts, file=str(corpus_path)),
         "rounds": args.rounds,
+        "dovecot_warm": args.dovecot_warm,
         "cipher": ", ".join("%s (%s)" % c for c in sorted(ciphers)) or "none",
         "mismatches": sum(run["mismatches"] for rs in runs.values() for run in rs),
         "summary": summary,

@@ -1,10 +1,12 @@
 """One real user, as root: made with useradd, logging in over TCP through
 the real PAM stack (a service file that includes Debian's common-auth and
 common-account) and through the Unix back-end (pam_unix and popper both
-read /etc/shadow), the serving process seen from /proc to run as the user.
+read /etc/shadow), with USER/PASS and with SASL PLAIN and LOGIN, the
+serving process seen from /proc to run as the user.
 Everything it makes it removes.  In the pure environment PAM goes through
 python-pam, in the native one through popper._cpam."""
 
+import base64
 import os
 import pathlib
 import pwd
@@ -66,6 +68,28 @@ def test_a_real_user_logs_in_over_tcp_and_is_served_as_itself(mailhost, real_use
     conv = server.connect()
     assert conv.login(name, "wrong").startswith(
         b'-ERR [AUTH] Password supplied for "%s" is incorrect.' % name.encode())
+    conv.close()
+
+
+@pytest.mark.parametrize("backend", ["pam", "unix"])
+def test_sasl_plain_and_login_through_pam_and_unix(mailhost, real_user, tcp_inetd, backend):
+    """AUTH PLAIN and LOGIN are PASS's check, whatever the back-end."""
+    name, password, entry, service = real_user
+    extra = ["set pam-service = %s" % service] if backend == "pam" else []
+    mailhost.write_config(*extra, userdb=False)
+    server = tcp_inetd()
+    conv = server.connect()
+    credentials = base64.b64encode(("\0%s\0%s" % (name, password)).encode()).decode()
+    assert conv.cmd("AUTH PLAIN " + credentials).startswith(
+        b"+OK %s has 3 visible messages" % name.encode())
+    assert conv.cmd("QUIT").startswith(b"+OK Pop server at")
+    conv.close()
+    conv = server.connect()
+    assert conv.cmd("AUTH LOGIN " + base64.b64encode(name.encode()).decode()).startswith(b"+ ")
+    assert conv.cmd(base64.b64encode(password.encode()).decode()).startswith(
+        b"+OK %s has 3 visible messages" % name.encode())
+    assert process_ids(server.processes[-1].pid)["Uid"] == [str(entry.pw_uid)] * 4
+    assert conv.cmd("QUIT").startswith(b"+OK Pop server at")
     conv.close()
 
 

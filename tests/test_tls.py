@@ -197,6 +197,15 @@ def test_what_cannot_be_had_is_warned_about(ca):
     assert any("SSL 3.0" in w for w in found) and any("tls-options 8" in w for w in found)
 
 
+def test_a_key_others_may_read_is_warned_about(ca, tmp_path):
+    key = tmp_path / "key.pem"
+    key.write_bytes(ca.key.read_bytes())
+    for mode, warned in ((0o600, False), (0o640, False), (0o644, True), (0o660, True)):
+        key.chmod(mode)
+        found = tls.warnings(settings_of(*ca.config_lines(key=key)))
+        assert any("may be read or changed by others" in w for w in found) == warned, mode
+
+
 # --- the real program --------------------------------------------------------------------
 
 COUNT = 3

@@ -79,9 +79,9 @@ def warnings(settings) -> list:
         mode = os.stat(key).st_mode
     except OSError:
         mode = 0
-    if mode & 0o077:
-        found.append("the TLS private key %s may be read by others (mode %04o): chmod 600 it"
-                     % (key, mode & 0o7777))
+    if mode & 0o026:        # a group of its own (Debian's ssl-cert) may read it
+        found.append("the TLS private key %s may be read or changed by others (mode %04o): "
+                     "chmod 600 it" % (key, mode & 0o7777))
     return found
 
 

@@ -22,7 +22,7 @@ import time
 import pytest
 
 import clients as C
-from conftest import IS_ROOT, MailHost, Standalone, corpus, process_ids
+from conftest import IS_ROOT, MailHost, Standalone, TcpInetd, corpus, process_ids
 from popper import cli
 from popper.protocol import replies as R
 from popper.protocol.session import START_TLS
@@ -320,6 +320,22 @@ def test_poplib_pop3_ssl_with_a_verifying_context(host, pop3s, ca):
     assert pop.pass_("hunter2").startswith(b"+OK bob has")
     assert pop.stat()[0] == COUNT
     assert pop.quit().startswith(b"+OK")
+
+
+@pytest.mark.clients
+def test_under_inetd_l2_after_a_config_file_with_stls_is_pop3s(host, ca):
+    """As the README's pop3s line: -l 2 after -f overrides its tls-support."""
+    config = host.base / "inetd.conf"
+    config.write_text(host.config.read_text() + "\n".join(ca.config_lines("STLS")) + "\n")
+    inetd = TcpInetd([sys.executable, "-m", "popper", "-s", "-f", str(config), "-l", "2"])
+    try:
+        pop = poplib.POP3_SSL("127.0.0.1", inetd.port, context=ca.client_context(), timeout=30)
+        assert "STLS" not in pop.capa()
+        pop.user("alice")
+        assert pop.pass_("secret").startswith(b"+OK alice has %d visible" % COUNT)
+        assert pop.quit().startswith(b"+OK")
+    finally:
+        inetd.close()
 
 
 @pytest.mark.clients

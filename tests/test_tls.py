@@ -183,6 +183,13 @@ def test_unusable_settings_say_why(ca, line, reason):
     assert reason in caught.value.args[0]
 
 
+def test_a_python_without_ssl_is_a_start_up_refusal(ca, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ssl", None)          # import ssl: ImportError
+    with pytest.raises(tls.TLSConfigError) as caught:
+        tls.make_context(settings_of(*ca.config_lines()))
+    assert "has no ssl module" in caught.value.args[0]
+
+
 def test_qpoppers_identity_file_and_default(ca):
     assert tls.certificate_file(Settings()) == "/etc/mail/certs/identity.crt"
     both = pathlib.Path(str(ca.cert) + ".both")

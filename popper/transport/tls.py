@@ -34,6 +34,7 @@ STLS (CVE-2011-0411's class), and only what the client sends after the
 import os
 import select
 import socket
+import sys
 import time
 
 from popper.settings import TLS_NONE
@@ -87,7 +88,11 @@ def warnings(settings) -> list:
 
 def make_context(settings):
     """The server's ssl.SSLContext; TLSConfigError with the reason."""
-    import ssl
+    try:
+        import ssl
+    except ImportError:         # a Python built without OpenSSL (an old SCO one, say)
+        raise TLSConfigError("this Python (%s) has no ssl module: TLS cannot be used"
+                             % sys.executable) from None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _set_minimum(ssl, context, settings.tls_min_version)
     context.options |= (ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE

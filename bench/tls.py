@@ -359,7 +359,8 @@ def report(results: dict) -> str:
               results["dovecot"], m["python"], m["cpus"], m["cpu"], m["kernel"]),
            "Dovecot's mbox and index %s; cipher: %s; load average at the start %s, at the end %s"
            % ("kept from session to session (--dovecot-warm)" if results["dovecot_warm"]
-              else "fresh for each session", results["cipher"], "/".join("%.2f" % x for x in m["loadavg_start"]),
+              else "fresh for each session", results["cipher"],
+              "/".join("%.2f" % x for x in m["loadavg_start"]),
               "/".join("%.2f" % x for x in m["loadavg_end"])),
            ""]
     head = "%-38s %8s %8s %8s %9s %9s %9s"

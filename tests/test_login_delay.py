@@ -387,17 +387,21 @@ def test_curl_and_fetchmail_get_the_login_delay_refusal(mailhost, standalone, tm
     assert len(list(outdir.iterdir())) == 3
 
 
-# --- EIO and kill -9 at the record's rename -----------------------------------------
+# --- errors and kill -9 writing the record -------------------------------------------
 
 @pytest.mark.clients
 @pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT or not STRACE, reason="needs root and strace")
-@pytest.mark.parametrize("fault", ["EIO", "SIGKILL"])
-def test_a_fault_at_the_rename_leaves_a_usable_record(mailhost, fault):
-    """The record replaced by rename(.new): EIO there keeps the old record
-    and the login; kill -9 there leaves the old record and a .new. Either
-    way the next login is judged by the old record, recovers the mail, and
-    leaves this login's record alone in place."""
+@pytest.mark.parametrize("calls,fault", [
+    ("rename,renameat,renameat2", "EIO"), ("rename,renameat,renameat2", "SIGKILL"),
+    ("write", "ENOSPC"), ("write", "SIGKILL"), ("fsync", "EIO")],
+    ids=["rename-EIO", "rename-kill", "write-ENOSPC", "write-kill", "fsync-EIO"])
+def test_a_fault_writing_the_record_leaves_a_usable_one(mailhost, calls, fault):
+    """The record is written into .new, fsync'ed, renamed over the old one:
+    an error at any of those keeps the old record and the login; kill -9
+    there leaves the old record and a .new.  Either way the next login is
+    judged by the old record, recovers the mail, and leaves this login's
+    record alone in place."""
     args = enforcing(mailhost)
     mailhost.deliver(MAIL)
     old = 1_000_000_000                         # long ago: the next login may come
@@ -405,8 +409,8 @@ def test_a_fault_at_the_rename_leaves_a_usable_record(mailhost, fault):
     new = str(record_of(mailhost)) + ".new"
     how = "signal=SIGKILL" if fault == "SIGKILL" else "error=" + fault
     log = mailhost.base / "strace.log"
-    command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=rename,renameat,renameat2",
-               "-P", new, "-e", "inject=rename,renameat,renameat2:%s:when=1" % how]
+    command = [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + calls,
+               "-P", new, "-e", "inject=%s:%s:when=1" % (calls, how)]
     conv = start_inetd(command + mailhost.command(*args), stderr=subprocess.DEVNULL)
     try:
         conv.send(b"USER alice\r\nPASS secret\r\nSTAT\r\nQUIT\r\n")
@@ -419,7 +423,7 @@ def test_a_fault_at_the_rename_leaves_a_usable_record(mailhost, fault):
         conv.close()
     text = log.read_text()
     assert ("+++ killed by SIGKILL +++" if fault == "SIGKILL" else "(INJECTED)") in text, text
-    if fault == "EIO":
+    if fault != "SIGKILL":
         assert replies[1].startswith(b"+OK alice has 3 visible messages"), replies
         assert not os.path.exists(new)
     else:

@@ -83,6 +83,7 @@ session.
 """
 
 import errno
+import functools
 import gc
 import os
 import resource
@@ -145,6 +146,14 @@ def _set_identity(uid: int, gid: int, groups) -> None:
         raise SystemExit("popper: could not become uid %d gid %d" % (uid, gid))
 
 
+def preload() -> None:
+    """What every login process needs, loaded once in a process that forks
+    many (the standalone listener), not in each login process's way:
+    with -l 2 the client waits for the handshake behind it."""
+    if os.geteuid() == 0:
+        _prctl()
+
+
 def _mail_group(spool_dir: str):
     """The group of a group-writable spool directory (mail, on Debian:
     2775 root:mail), which the user needs to make the dot-lock there, as
@@ -195,7 +204,11 @@ def _drop_to_login_user(uid: int, gid: int) -> None:
         pass
 
 
+@functools.lru_cache(maxsize=1)
 def _prctl():
+    """prctl(2) through ctypes (None where there is none); loading ctypes
+    takes milliseconds, so the standalone listener does it once, before
+    its first fork (preload)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

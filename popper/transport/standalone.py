@@ -24,7 +24,7 @@ import stat
 import time
 import traceback
 
-from popper import server
+from popper import privsep, server
 from popper.protocol import replies as R
 from popper.transport.connection import Connection, socket_of, stdin_socket
 
@@ -315,6 +315,7 @@ def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     session, within the limits.  tls: the tls.Credentials (None: no TLS)."""
     limits = Limits(settings, log)
     listener_pid = os.getpid()
+    privsep.preload()
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)

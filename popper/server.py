@@ -144,6 +144,8 @@ def maildrop_opener(settings, log, hostname: str):
                 privsep.become(account, settings.spool_dir)
             except privsep.CannotServe as exc:
                 raise maildrop.MaildropError(exc.args[0]) from None
+            if account.login_delay is not None:        # the user database's, for this user
+                settings.announce_login_delay = account.login_delay
             read_options_files(settings, account, log)
             delay = LoginDelay(settings, account.name, log)
             delay.check()                   # before the maildrop: a refusal touches no mail

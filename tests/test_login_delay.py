@@ -18,8 +18,10 @@ import subprocess
 import pytest
 
 from clients import fetchmail, need, run
-from conftest import IS_ROOT, TEST_GID, TEST_UID, USERS, RecordingLog, corpus, start_inetd
+from conftest import (IS_ROOT, TEST_GID, TEST_UID, USERS, RecordingLog, corpus, hashed,
+                      start_inetd)
 from helpers import split_mbox
+from popper.auth.userdb import UserDBError, parse_line
 from popper.logindelay import LoginDelay, TooSoon, delay_of
 from popper.protocol import replies as R
 from popper.settings import Settings
@@ -188,6 +190,20 @@ def test_a_record_that_cannot_be_written_costs_the_login_nothing(spool):
     assert any("Unable to record the login of alice" in text for text in log.texts("error"))
 
 
+@pytest.mark.parametrize("extra,expected", [
+    ("", None), (":", None), (":userdb_quota_rule=*:storage=1G", None),
+    (":login_delay=60", 60), (":allow_nets=127.0.0.1 login_delay=0 nopassword", 0)])
+def test_the_user_database_gives_a_users_own_delay(extra, expected):
+    line = "alice:%s:4242:4242::/home/alice:/bin/sh%s" % (hashed("secret"), extra)
+    assert parse_line(line)[2].login_delay == expected
+
+
+@pytest.mark.parametrize("value", ["", "x", "-1", "1.5", "\u0661", "9" * 12])
+def test_a_login_delay_in_the_user_database_must_be_seconds(value):
+    with pytest.raises(UserDBError):
+        parse_line("alice:%s:4242:4242::/home:/bin/sh:login_delay=%s" % (hashed("s"), value))
+
+
 # --- the real program --------------------------------------------------------------
 
 def enforcing(mailhost, enforce=True):
@@ -320,6 +336,29 @@ def test_the_spools_options_file_sets_a_users_own_delay(mailhost, standalone):
         login_and_quit(server, "bob")                          # bob: the delay
     assert caught.value.args[0].startswith(b"-ERR [LOGIN-DELAY]")
     client = pop(server)
+    client.user("alice")
+    client.pass_("secret")
+    assert client.capa()["LOGIN-DELAY"] == ["0"]
+    client.quit()
+
+
+@pytest.mark.clients
+def test_the_user_databases_delay_is_the_users_own(mailhost, standalone):
+    """login_delay=N among a user database line's extra fields: alice's is
+    0 (none), bob's the -e one; CAPA after the login announces alice's."""
+    mailhost.userdb.write_text(
+        "alice:%s:%d:%d::%s:/bin/sh:login_delay=0\n" % (hashed("secret"), TEST_UID, TEST_GID,
+                                                        mailhost.base)
+        + "bob:%s:%d:%d::%s:/bin/sh\n" % (hashed("hunter2"), TEST_UID, TEST_GID, mailhost.base))
+    server = standalone(*enforcing(mailhost))
+    assert login_and_quit(server).startswith(b"+OK")
+    assert login_and_quit(server).startswith(b"+OK")        # alice: no delay
+    assert login_and_quit(server, "bob").startswith(b"+OK")
+    with pytest.raises(poplib.error_proto) as caught:
+        login_and_quit(server, "bob")
+    assert caught.value.args[0].startswith(b"-ERR [LOGIN-DELAY]")
+    client = pop(server)
+    assert client.capa()["LOGIN-DELAY"] == [str(DELAY)]      # before login: the server's
     client.user("alice")
     client.pass_("secret")
     assert client.capa()["LOGIN-DELAY"] == ["0"]

@@ -10,12 +10,14 @@ import hmac
 
 
 class Account:
-    """A user who may log in.  uid/gid None: serve as the running process."""
+    """A user who may log in.  uid/gid None: serve as the running process.
+    login_delay: the user's own LOGIN-DELAY (the user database's), or None."""
 
-    __slots__ = ("name", "uid", "gid", "home", "shell")
+    __slots__ = ("name", "uid", "gid", "home", "shell", "login_delay")
 
-    def __init__(self, name: str, uid=None, gid=None, home=None, shell=None):
+    def __init__(self, name: str, uid=None, gid=None, home=None, shell=None, login_delay=None):
         self.name, self.uid, self.gid, self.home, self.shell = name, uid, gid, home, shell
+        self.login_delay = login_delay
 
     def __repr__(self):
         return "Account(%r, uid=%r, gid=%r)" % (self.name, self.uid, self.gid)

@@ -1,12 +1,15 @@
 """The user database file (`set userdb = FILE`): Dovecot's passwd-file layout.
 
     # comment
-    name:crypt-hash[:uid:gid:gecos:home:shell]
+    name:crypt-hash[:uid:gid:gecos:home:shell[:extra fields]]
 
 The hash is anything crypt(3) knows ($y$ yescrypt, $6$ SHA-512, $5$, $1$
 MD5, $2b$ bcrypt, DES); a Dovecot scheme prefix such as {SHA512-CRYPT} is
 allowed for the crypt schemes.  uid and gid may be empty: such a user is
-served as the user popper runs as.  The first usable line of a name counts.
+served as the user popper runs as.  The extra fields are Dovecot's
+space-separated name=value words; popper reads login_delay=N (the user's
+own LOGIN-DELAY, logindelay.py) and leaves the others to Dovecot.  The
+first usable line of a name counts.
 
 A failed login costs what a wrong password does, whoever tries: the file is
 read whole into a table (each name's line, by a dict: no scan that stops
@@ -29,6 +32,7 @@ worth it.
 """
 
 import os
+import re
 import time
 
 from popper.auth import Account, AuthError, cryptpw, same_hash, unixdb
@@ -79,7 +83,19 @@ def parse_line(line: str):
     if (uid is None) != (gid is None):
         raise UserDBError("give both uid and gid, or neither")
     return name, hashed.encode("latin-1"), Account(name, uid, gid, extra[3] or None,
-                                                    extra[4] or None)
+                                                    extra[4] or None,
+                                                    _login_delay(":".join(fields[7:])))
+
+
+def _login_delay(extra_fields: str):
+    """The login_delay=N of Dovecot's extra fields, or None."""
+    for word in extra_fields.split():
+        name, _, value = word.partition("=")
+        if name == "login_delay":
+            if not re.fullmatch(r"[0-9]{1,9}", value):
+                raise UserDBError("login_delay needs a number of seconds")
+            return int(value)
+    return None
 
 
 class _Table:

@@ -37,9 +37,10 @@ class TooSoon(MaildropError):
     """The login comes inside the delay; args[0] is the client's text."""
 
 
-def delay_of(settings) -> int:
-    """The delay to enforce in seconds, 0 for none."""
-    delay = settings.announce_login_delay
+def delay_of(settings, announced="settings") -> int:
+    """The delay to enforce in seconds, 0 for none: of the settings'
+    announce-login-delay, or of the one given."""
+    delay = settings.announce_login_delay if announced == "settings" else announced
     return delay if settings.enforce_login_delay and delay and delay > 0 else 0
 
 

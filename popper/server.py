@@ -7,7 +7,7 @@ import socket
 import time
 
 from popper import __version__, bulldb, privsep
-from popper.logindelay import LoginDelay
+from popper.logindelay import LoginDelay, delay_of
 from popper.auth.gatekeeper import Gatekeeper, admin
 from popper.auth import apop, pam, unix
 from popper.auth.userdb import UserDB
@@ -176,10 +176,15 @@ def read_options_files(settings, account, log) -> None:
     if settings.spool_options:
         wanted.append(("spool", spool_options_path(settings, account.name), 0, SPOOL))
     for what, path, owner, source in wanted:
+        delay = settings.announce_login_delay
         try:
             text = files.read_checked(path, owner, 0o022)
             if text is not None:
-                apply_text(settings, text, path, source)
+                try:
+                    apply_text(settings, text, path, source)
+                finally:        # the lines before a bad one are applied too
+                    if source == USER:
+                        _keep_enforced_delay(settings, delay, path, log)
         except ConfigError as exc:
             log.notice(str(exc))
         except ValueError as exc:
@@ -190,6 +195,17 @@ def read_options_files(settings, account, log) -> None:
         else:
             continue
         log.notice("Unable to process %s options file for user %s" % (what, account.name))
+
+
+def _keep_enforced_delay(settings, before, path: str, log) -> None:
+    """announce-login-delay is anyone's to set (pop_config.c), but an
+    enforced delay is the administrator's: the user's own file may make it
+    longer, never shorter."""
+    enforced = delay_of(settings, before)
+    if enforced and delay_of(settings) < enforced:
+        log.notice("%s: announce-login-delay %s ignored: the enforced login delay is %d seconds"
+                   % (path, settings.announce_login_delay, enforced))
+        settings.announce_login_delay = before
 
 
 def run(conn, session, settings, log, first=None, pending=b"", login_by=None, tls=None):

@@ -454,6 +454,32 @@ def test_u_and_U_are_read_user_file_first(options):
     assert s.not_built() == []
 
 
+@pytest.mark.parametrize("own, expected", [("0", 300), ("60", 300), ("900", 900)])
+def test_a_users_own_file_may_lengthen_an_enforced_login_delay_never_shorten_it(
+        options, own, expected):
+    """announce-login-delay is anyone's to set; the enforced delay is the
+    administrator's (the spool's file may still change it: -U).  A bad line
+    after it does not keep the check from being made."""
+    s, account, log = options
+    s.announce_login_delay, s.enforce_login_delay = 300, True
+    path = user_file(account, "set announce-login-delay = %s\nset bad-name\n" % own)
+    read_options_files(s, account, log)
+    assert s.announce_login_delay == expected
+    refused = [] if expected == 900 else [
+        "%s: announce-login-delay %s ignored: the enforced login delay is 300 seconds"
+        % (path, own)]
+    assert [t for t in log.texts() if "ignored" in t] == refused
+    assert log.texts()[-1] == "Unable to process user options file for user alice"
+    del log.lines[:]
+    s.enforce_login_delay = False              # only announced: the user's word stands
+    read_options_files(s, account, log)
+    assert s.announce_login_delay == int(own)
+    spool_file(s, "set announce-login-delay = 0\n")
+    s.enforce_login_delay = True
+    read_options_files(s, account, log)
+    assert s.announce_login_delay == 0
+
+
 def test_missing_options_files_are_no_error(options):
     s, account, log = options
     read_options_files(s, account, log)

@@ -22,7 +22,7 @@ command tables.
 
 import traceback
 
-from popper import __version__
+from popper import __version__, extensions
 from popper.auth import AuthError, sasl
 from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name
 from popper.log import err_line, log_login_line
@@ -159,6 +159,7 @@ class Session:
         }
         self.commands[AUTHORIZATION_PASS] = dict(self.commands[AUTHORIZATION],
                                                  **{"pass": (self.do_pass, 1, 1)})
+        extensions.install(self)
 
     # --- the dispatcher -----------------------------------------------------------
 
@@ -232,13 +233,23 @@ class Session:
         if entry is None:
             yield self.err(R.UNKNOWN_COMMAND, command=name)
             return
-        handler, fewest, most = entry
-        if len(args) < fewest:
-            yield self.err(R.TOO_FEW_ARGS, command=name)
-            return
-        if len(args) > most:
-            yield self.err(R.TOO_MANY_ARGS, command=name)
-            return
+        while True:
+            handler, fewest, most = entry
+            if len(args) < fewest:
+                yield self.err(R.TOO_FEW_ARGS, command=name)
+                return
+            if len(args) > most:
+                yield self.err(R.TOO_MANY_ARGS, command=name)
+                return
+            if not isinstance(handler, extensions.Subcommands):
+                break
+            # XTND <sub>: the subcommand's own row (pop_get_subcommand.c).
+            sub = _lower(args[0])
+            name, args = name + " " + sub, args[1:]
+            entry = handler.get(sub)
+            if entry is None:
+                yield self.err(R.UNKNOWN_COMMAND, command=name)
+                return
         try:
             result = handler(*args)
         except Exception:

@@ -1,0 +1,50 @@
+"""Qpopper's extensions, each a module that adds command rows to the
+session's state tables (design.md: rows, not `if name == ...`).
+
+An extension module has rows(session) -> {state: {name: row}}, a row being
+what Session.commands holds: (handler, fewest, most) called as
+handler(*args) with the argument counts checked by the session; or
+(Subcommands, fewest, most) for a command whose first argument names a
+subcommand (XTND: pop_xtnd.c, pop_get_subcommand.c), each with its own row
+and counts.  The session's dispatcher stays the only speaker: it checks
+the counts, answers the -ERRs in Qpopper's words ('Unknown command: "xtnd
+foo".'), logs, and catches what a handler raises.  A handler that reads
+further lines after its reply returns session.converse(generator), the
+seam SASL's AUTH uses.
+
+install() is called by every Session; an extension whose setting is off
+adds no rows, so its command is unknown, as in a Qpopper built without it.
+"""
+
+# The extension modules, in the order their rows are added (a later one
+# may not replace an earlier one's row: install() refuses that).
+MODULES = ()
+
+
+class Subcommands(dict):
+    """A command's subcommand table: {lower-cased name: row}."""
+
+
+def install(session) -> None:
+    """Add every extension's rows to session.commands."""
+    import importlib     # here: the modules import the session's state names
+    for name in MODULES:
+        module = importlib.import_module("popper.extensions." + name)
+        for state, rows in module.rows(session).items():
+            table = session.commands.setdefault(state, {})
+            for command, row in rows.items():
+                if command in table and not _merge(table[command], row):
+                    raise ValueError("extension %s: %s is already a command in %s"
+                                     % (name, command, state))
+                table.setdefault(command, row)
+
+
+def _merge(old, new) -> bool:
+    """Two rows of one command with subcommands (XTND's XLST and XMIT from
+    two modules) become one; True if they did."""
+    if isinstance(old[0], Subcommands) and isinstance(new[0], Subcommands):
+        if set(old[0]) & set(new[0]):
+            return False
+        old[0].update(new[0])
+        return True
+    return False

@@ -60,9 +60,10 @@ UIDL_2_DELETED = (b"+OK uidl command accepted.\r\n1 first-message-uid-01\r\n"
 IMPLEMENTATION = b"IMPLEMENTATION popper-version-" + __version__.encode() + b"\r\n"
 # After the login there is no SASL line: AUTH is over.
 CAPA_TRANS = (b"+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nRESP-CODES\r\n"
-              b"AUTH-RESP-CODE\r\nPIPELINING\r\n" + IMPLEMENTATION + b".\r\n")
+              b"AUTH-RESP-CODE\r\nX-MACRO\r\nPIPELINING\r\n" + IMPLEMENTATION + b".\r\n")
 CAPA = CAPA_TRANS.replace(b"TOP\r\n", b"TOP\r\nSASL PLAIN LOGIN\r\n")
 MANGLE = b"-ERR X-MANGLE is not available on this server\r\n"
+XLST = b"+OK xlst command accepted; headers coming.\r\n"
 
 
 def err(text: str) -> bytes:
@@ -92,6 +93,7 @@ STATES = {
     "read-reset": LOGIN + b"RETR 1\r\nRSET\r\n",   # ... and RSET after it
     "topped": LOGIN + b"TOP 1 1\r\n",              # TRANSACTION, message 1's top sent
     "update": LOGIN + b"QUIT\r\n",                 # UPDATE done: the session is over
+    "macro": LOGIN + b"MDEF S(subject)\r\n",      # TRANSACTION, the macro s is subject
 }
 
 
@@ -139,6 +141,8 @@ CASES = [
     case("auth1", b"", unknown(""), "auth1", "deviations.md: an empty line"),
     case("auth1", b"XYZZY 1", unknown("xyzzy"), "auth1", "pop_get_command.c"),
     case("auth1", b"XTND XLST", unknown("xtnd"), "auth1", "pop_get_command.c: no such state"),
+    case("auth1", b"EUIDL", unknown("euidl"), "auth1", "pop_get_command.c: no such state"),
+    case("auth1", b"MDEF a(b)", unknown("mdef"), "auth1", "pop_get_command.c: no such state"),
     case("auth1", b"XYZZY 1 2 3 4", unknown("xyzzy"), "auth1", "pop_parse: 5 words are parsed"),
     case("auth1", b"XYZZY 1 2 3 4 5", err("Too many arguments supplied."), "auth1",
          "pop_parse: MAXPARMCOUNT 5 (popper.h), spec 3.2 [infer]"),
@@ -239,10 +243,60 @@ CASES = [
     case("trans", b"STLS", unknown("stls"), "trans",
          "pop_get_command.c: stls before login only (RFC 2595 4) [infer]"),
     case("trans", b"", unknown(""), "trans", "deviations.md: an empty line"),
-    # Qpopper's own extensions that popper does not build (popper.8, COMMANDS AND EXTENSIONS).
-    case("trans", b"XTND XLST subject", unknown("xtnd"), "trans", "popper.8: XTND not built"),
-    case("trans", b"EUIDL", unknown("euidl"), "trans", "popper.8: EUIDL not built"),
-    case("trans", b"MDEF a(b)", unknown("mdef"), "trans", "popper.8: X-MACRO not built"),
+    # --- Qpopper's extensions (popper/extensions/) ---------------------------------------
+    case("trans", b"XTND XLST subject", XLST + b"1 Subject: one\r\n2 Subject: two\r\n"
+         b"3 Subject: three\r\n.\r\n", "trans", "xtnd_xlst.c:pop_xlst"),
+    case("trans", b"XTND XLIST subject", XLST + b"1 Subject: one\r\n2 Subject: two\r\n"
+         b"3 Subject: three\r\n.\r\n", "trans", "popper-sco-manpage: XTND XLIST"),
+    case("trans", b"xtnd Xlst SUBJ 2", XLST + b"2 Subject: two\r\n.\r\n", "trans",
+         "xtnd_xlst.c:pop_xlst, strncasecmp prefix"),
+    case("trans", b"XTND XLST x-uidl 3", XLST + b"3 X-UIDL: third-message-uid-03\r\n.\r\n",
+         "trans", "xtnd_xlst.c:pop_xlst, the header as in the file"),
+    case("trans", b"XTND XLST x-none", XLST + b".\r\n", "trans",
+         "xtnd_xlst.c:pop_xlst, no such line"),
+    case("trans", b"XTND XLST subject 4", err("Message 4 does not exist."), "trans",
+         "xtnd_xlst.c:pop_xlst"),
+    case("trans", b"XTND XLST subject 0", err("Message 0 does not exist."), "trans",
+         "xtnd_xlst.c:pop_xlst"),
+    case("trans", b"XTND XLST subject x", err("Parameter must be a number between 1 and 3"),
+         "trans", "deviations.md: not a number"),
+    case("trans", b"XTND XLST", too_few("xtnd xlst"), "trans",
+         "pop_get_subcommand.c: xlst 1-2"),
+    case("trans", b"XTND XLST a 1 2", too_many("xtnd xlst"), "trans",
+         "pop_get_subcommand.c: xlst 1-2"),
+    case("trans", b"XTND FOO", unknown("xtnd foo"), "trans", "pop_get_subcommand.c"),
+    case("trans", b"XTND " + b"F" * 150, unknown("xtnd " + "f" * 100), "trans",
+         "pop_get_subcommand.c, %.100s"),
+    case("trans", b"XTND", too_few("xtnd"), "trans", "pop_get_command.c: xtnd 1-99"),
+    case("trans", b"EUIDL", b"+OK uidl command accepted.\r\n"
+         b"1 first-message-uid-01 88 a@example.com\r\n2 second-message-uid-2 93 b@example.com"
+         b"\r\n3 third-message-uid-03 81 c@example.com\r\n.\r\n", "trans",
+         "pop_uidl.c:pop_euidl"),
+    case("trans", b"EUIDL 2", b"+OK 2 second-message-uid-2 93 b@example.com\r\n", "trans",
+         "pop_uidl.c:pop_euidl"),
+    case("trans", b"EUIDL 4", err("Message out of range.  3 visible messages in mail drop."),
+         "trans", "pop_uidl.c:pop_euidl"),
+    case("trans", b"EUIDL 0", err("Parameter must be a number (range 1 to 3)"), "trans",
+         "pop_uidl.c:pop_euidl, atoi 0"),
+    case("trans", b"EUIDL x", err("Parameter must be a number (range 1 to 3)"), "trans",
+         "pop_uidl.c:pop_euidl, atoi 0"),
+    case("trans", b"EUIDL 1 2", too_many("euidl"), "trans", "pop_get_command.c: euidl 0-1"),
+    case("trans", b"MDEF a(b)", b'+OK Macro "a" accepted\r\n', "trans",
+         "pop_extend.c:pop_mdef"),
+    case("trans", b"MDEF Plain(X-MANGLE(TEXT=PLAIN))", b'+OK Macro "plain" accepted\r\n',
+         "trans", "pop_extend.c:pop_mdef, pop_lower, strrchr"),
+    case("trans", b"MDEF ab", err("Syntax error"), "trans", "pop_extend.c:pop_mdef"),
+    case("trans", b"MDEF a(b", err("Syntax error"), "trans", "pop_extend.c:pop_mdef"),
+    case("trans", b"MDEF a(" + b"b" * 98 + b")", err("MDEF name too long"), "trans",
+         "pop_extend.c:pop_mdef, MAX_MDEF_NAME 100"),
+    case("trans", b"MDEF", too_few("mdef"), "trans", "pop_get_command.c: mdef 1-1"),
+    case("trans", b"MDEF a(b) c", too_many("mdef"), "trans", "pop_get_command.c: mdef 1-1"),
+    case("macro", b"XTND XLST s 1", XLST + b"1 Subject: one\r\n.\r\n", "trans",
+         "pop_parse.c: a macro's name is its value"),
+    case("macro", b"MDEF s(subject)", b'+OK Macro "subject" accepted\r\n', "trans",
+         "pop_extend.c:pop_mdef: the value, when nothing changes"),
+    case("macro", b"MDEF s(from)", b'+OK Macro "s" accepted\r\n', "trans",
+         "pop_extend.c:pop_mdef: a new value"),
     case("trans", b"QUIT", SIGN_OFF, "done", "pop_quit.c, popper.c:qpopper sign-off"),
     case("trans", b"QUIT x", too_many("quit"), "trans", "pop_get_command.c: quit 0-0"),
     # --- TRANSACTION, message 2 deleted -----------------------------------------------------
@@ -259,6 +313,15 @@ CASES = [
     case("deleted", b"DELE 2", b"+OK Message 2 has been deleted.\r\n", "trans",
          "pop_dele.c:pop_dele, delete_msg: no error"),
     case("deleted", b"UIDL", UIDL_2_DELETED, "trans", "pop_uidl.c:pop_uidl"),
+    case("deleted", b"XTND XLST subject", XLST + b"1 Subject: one\r\n3 Subject: three\r\n"
+         b".\r\n", "trans", "xtnd_xlst.c:pop_xlst, del_flag"),
+    case("deleted", b"XTND XLST subject 2", XLST + b".\r\n", "trans",
+         "xtnd_xlst.c:pop_xlst, del_flag"),
+    case("deleted", b"EUIDL", b"+OK uidl command accepted.\r\n"
+         b"1 first-message-uid-01 88 a@example.com\r\n"
+         b"3 third-message-uid-03 81 c@example.com\r\n.\r\n", "trans", "pop_uidl.c:pop_euidl"),
+    case("deleted", b"EUIDL 2", err("Message 2 has been marked for deletion."), "trans",
+         "pop_uidl.c:pop_euidl"),
     case("deleted", b"UIDL 2", err("Message 2 has been marked for deletion."), "trans",
          "pop_uidl.c:pop_uidl"),
     case("deleted", b"RSET", b"+OK Maildrop has 3 messages (262 octets)\r\n", "trans",

@@ -12,24 +12,34 @@ foo".'), logs, and catches what a handler raises.  A handler that reads
 further lines after its reply returns session.converse(generator), the
 seam SASL's AUTH uses.
 
+A module may also have capabilities(session) -> [CAPA lines], listed
+after AUTH-RESP-CODE in MODULES order, as pop_capa lists X-MANGLE and
+X-MACRO there.
+
 install() is called by every Session; an extension whose setting is off
 adds no rows, so its command is unknown, as in a Qpopper built without it.
 """
 
+import importlib
+
 # The extension modules, in the order their rows are added (a later one
 # may not replace an earlier one's row: install() refuses that).
-MODULES = ()
+MODULES = ("xlst", "euidl", "mdef")
 
 
 class Subcommands(dict):
     """A command's subcommand table: {lower-cased name: row}."""
 
 
+def _modules():
+    # Imported when the first session starts: they import the session's
+    # state names, and the session imports this package.
+    return [(name, importlib.import_module("popper.extensions." + name)) for name in MODULES]
+
+
 def install(session) -> None:
     """Add every extension's rows to session.commands."""
-    import importlib     # here: the modules import the session's state names
-    for name in MODULES:
-        module = importlib.import_module("popper.extensions." + name)
+    for name, module in _modules():
         for state, rows in module.rows(session).items():
             table = session.commands.setdefault(state, {})
             for command, row in rows.items():
@@ -37,6 +47,15 @@ def install(session) -> None:
                     raise ValueError("extension %s: %s is already a command in %s"
                                      % (name, command, state))
                 table.setdefault(command, row)
+
+
+def capabilities(session) -> list:
+    """The CAPA lines of the extensions."""
+    lines = []
+    for _, module in _modules():
+        if hasattr(module, "capabilities"):
+            lines += module.capabilities(session)
+    return lines
 
 
 def _merge(old, new) -> bool:

@@ -29,6 +29,10 @@ class Maildrop:
     message_chunks(msg, top_lines=None)
                   the bytes RETR (or TOP with top_lines body lines) sends
                   for msg, before the wire encoding, as an iterator.
+    header_lines(msg)
+                  msg's header as it is in the file (no X-UIDL: added, no
+                  separator line, no blank line), line by line, each with
+                  its line end (XTND XLST, EUIDL read it as Qpopper does).
     update(deleted, seen)
                   QUIT: write back the messages whose deleted[i] is false,
                   seen[i] marking those retrieved in this session, and keep
@@ -43,6 +47,9 @@ class Maildrop:
     messages = None
 
     def message_chunks(self, msg, top_lines: int = None):
+        raise NotImplementedError
+
+    def header_lines(self, msg):
         raise NotImplementedError
 
     def update(self, deleted, seen) -> None:

@@ -119,6 +119,14 @@ class Drop(Maildrop):
     def message_chunks(self, msg, top_lines: int = None):
         return render.message_chunks(self.source_fd, msg, top_lines)
 
+    def header_lines(self, msg):
+        for block in render.header_blocks(self.source_fd, msg.header, msg.body):
+            start = 0               # lines end at LF only, as fgets() reads them
+            while start < len(block):
+                end = block.find(b"\n", start) + 1 or len(block)
+                yield block[start:end]
+                start = end
+
     # --- QUIT -------------------------------------------------------------------------
 
     def update(self, deleted, seen, headers: bool = True) -> None:

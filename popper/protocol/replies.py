@@ -127,6 +127,23 @@ TOO_FAST_FROM_ADDRESS = ("[SYS/TEMP] Too many connections from {address} in a se
                          "try again later.")
 SERVER_BUSY = "[SYS/TEMP] Server busy; try again later."
 
+# --- Qpopper's extensions (popper/extensions/) ---------------------------------------
+XLST = "xlst command accepted; headers coming."                         # xtnd_xlst.c
+EUIDL_NOT_A_NUMBER = "Parameter must be a number (range 1 to {count})"   # pop_uidl.c
+EUIDL_OUT_OF_RANGE = "Message out of range.  {count} visible messages in mail drop."
+EUIDL_ONE = "{number} {uid} {octets} {sender}"
+MDEF_NAME_TOO_LONG = "MDEF name too long"                               # pop_extend.c
+MDEF_SYNTAX = "Syntax error"
+MDEF_ACCEPTED = 'Macro "{name}" accepted'
+MDEF_TOO_MANY = "Server only takes a maximum of {count} MDEFs"
+XMIT_START = "Start sending message."                                   # pop_xmit.c
+XMIT_SENT = "Message sent successfully"
+XMIT_FAILED = "Unable to send message"
+XMIT_CANNOT_RUN = 'Unable to execute "{command}": {error} ({errno})'
+XMIT_NO_TEMP_FILE = 'Unable to create temporary message file "{path}": {error} ({errno})'
+XMIT_TOO_BIG = "Message larger than {limit} octets (xmit-max-size); not sent"
+XMIT_LINE_TOO_LONG = "Message has a line longer than {limit} octets; not sent"
+
 # --- abnormal ends (popper.c, pop_exit: {host} is the server's own name) -------------
 HANGUP = "POP hangup from {host}"
 TIMEOUT = "POP timeout from {host}"

@@ -138,6 +138,8 @@ class Session:
         self.sent = []              # messages RETR'd whole since the client's last command
         self.unread = b""           # HANDED_OFF: the client's bytes after the login
         self.continuation = None    # a command reading more lines (converse())
+        # MDEF's macros: an argument equal to a name (any case) is its value (pop_parse.c).
+        self.macros = {}
         self.tls_active = False     # the client speaks TLS (STLS, -l 2, or the relay's)
         self.starting_tls = False   # STLS answered: feed() drops what follows it
         self.deleted_count = self.deleted_octets = self.total_octets = 0
@@ -221,7 +223,7 @@ class Session:
             args = words[1:]
             self.log.debug('Received: "AUTH %s xxxxxxxxx"' % words[1])
         else:
-            args = words[1:]
+            args = [self.macros.get(_lower(word), word) for word in words[1:]]
             self.log.debug('Received: "%s"' % text)
         entry = self.commands.get(self.state, {}).get(name)
         if entry and self.state == TRANSACTION and name in SEES_RETRIEVED:
@@ -243,9 +245,9 @@ class Session:
                 return
             if not isinstance(handler, extensions.Subcommands):
                 break
-            # XTND <sub>: the subcommand's own row (pop_get_subcommand.c).
+            # XTND <sub>: the subcommand's own row (pop_get_subcommand.c: "%.100s %.100s").
             sub = _lower(args[0])
-            name, args = name + " " + sub, args[1:]
+            name, args = name + " " + sub[:100], args[1:]
             entry = handler.get(sub)
             if entry is None:
                 yield self.err(R.UNKNOWN_COMMAND, command=name)
@@ -554,7 +556,8 @@ class Session:
         expire = 0 if s.auto_delete else s.announce_expire
         if expire is not None:
             lines.append("EXPIRE NEVER" if expire < 0 else "EXPIRE %d" % expire)
-        lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE"] + extensions.capabilities(self)
+        lines.append("PIPELINING")
         if (s.tls_mode == TLS_STLS and not self.tls_active
                 and self.state in (AUTHORIZATION, AUTHORIZATION_PASS)):
             lines.append("STLS")
@@ -629,6 +632,9 @@ class Session:
 
     def close(self) -> None:
         self.state = DONE
+        if self.continuation is not None:     # its clean-up (XTND XMIT's file) runs now
+            self.continuation.close()
+            self.continuation = None
         if self.maildrop is not None:
             self.maildrop.close()
             self.maildrop = None

@@ -392,10 +392,10 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
             ended_on = run(conn, session, settings, log, first=greet, login_by=login_by, tls=tls)
             if session.state == HANDED_OFF:
                 if getattr(ended_on, "tls", False):
-                    channel.send([b"RELAY", session.unread], deadline)
+                    channel.send([b"RELAY", session.unread] + _mime_word(session), deadline)
                     relaying = ended_on
                 else:
-                    channel.send([b"REST", session.unread], deadline)
+                    channel.send([b"REST", session.unread] + _mime_word(session), deadline)
             status = 0
         except BaseException as exc:
             if not isinstance(exc, (ChannelError, SystemExit)):
@@ -416,6 +416,15 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
         os._exit(status)
 
 
+def _mime_word(session) -> list:
+    """The hand-over's last word: the name ended in -no-mime (the session
+    mangles by default); only presentation, so the root part takes it."""
+    return [NO_MIME] if session.no_mime else []
+
+
+NO_MIME = b"no-mime"
+
+
 def _implicit_tls(settings, tls) -> bool:
     """-l 2: TLS from the first byte, so the login process greets."""
     return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
@@ -427,7 +436,7 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
           apop_timestamp=None, tls=None):
     """The connection until the client has logged in, in a login process
     running as identity (uid, gid); then serve_user(account, unread,
-    connection, over_tls) as the user.  apop_timestamp: the greeting's
+    connection, over_tls, no_mime) as the user.  apop_timestamp: the greeting's
     (None: no APOP).  tls: the tls.Credentials when TLS is configured.
     Returns once the session is over.
 
@@ -468,7 +477,7 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
              for sig in (signal.SIGHUP, signal.SIGTERM)}
     account, over_tls = None, False
     try:
-        account, unread, over_tls = _check_logins(channel, deadline, settings,
+        account, unread, over_tls, no_mime = _check_logins(channel, deadline, settings,
                                                   make_gatekeeper(), client, log,
                                                   apop_timestamp)
         if over_tls and session_end is None:
@@ -486,13 +495,13 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
         if session_end is not None:
             session_end.close()
         if account is not None:
-            serve_user(account, unread, conn, False)
+            serve_user(account, unread, conn, False, no_mime)
         return
     # The session keeps no handle on the client's connection: TLS is the relay's.
     _detach(conn)
     fd = session_end.fileno()
     try:
-        serve_user(account, unread, Connection(fd, fd), True)
+        serve_user(account, unread, Connection(fd, fd), True, no_mime)
     finally:
         session_end.close()
         _wait_for_relay(pid, log, settings)
@@ -634,9 +643,10 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
             continue
         channel.send([b"YES", account.name.encode("latin-1")], deadline)
         rest = channel.receive(deadline)
-        if len(rest) != 2 or rest[0] not in (b"REST", b"RELAY"):
+        if (len(rest) < 2 or rest[0] not in (b"REST", b"RELAY")
+                or rest[2:] not in ([], [NO_MIME])):
             raise ChannelError("a bad hand-over from the login process")
-        return account, rest[1], rest[0] == b"RELAY"
+        return account, rest[1], rest[0] == b"RELAY", rest[2:] == [NO_MIME]
 
 
 def _take_end(frame: list, log) -> None:

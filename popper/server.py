@@ -99,10 +99,11 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) ->
             tls=tls)
         return
 
-    def serve_user(account, unread: bytes, user_conn, over_tls: bool):
+    def serve_user(account, unread: bytes, user_conn, over_tls: bool, no_mime: bool):
         session = Session(settings, None, maildrop_opener(settings, log, hostname), log,
                           client, hostname)
         session.tls_active = over_tls
+        session.no_mime = no_mime       # the name ended in -no-mime (privsep.py)
         run(user_conn, session, settings, log, first=[session.login(account)], pending=unread)
 
     # The back-end is made after the fork: the login process holds no hash.

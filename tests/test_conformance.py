@@ -60,9 +60,15 @@ UIDL_2_DELETED = (b"+OK uidl command accepted.\r\n1 first-message-uid-01\r\n"
 IMPLEMENTATION = b"IMPLEMENTATION popper-version-" + __version__.encode() + b"\r\n"
 # After the login there is no SASL line: AUTH is over.
 CAPA_TRANS = (b"+OK Capability list follows\r\nTOP\r\nUSER\r\nUIDL\r\nRESP-CODES\r\n"
-              b"AUTH-RESP-CODE\r\nX-MACRO\r\nPIPELINING\r\n" + IMPLEMENTATION + b".\r\n")
+              b"AUTH-RESP-CODE\r\nX-MANGLE\r\nX-MACRO\r\nPIPELINING\r\n" + IMPLEMENTATION
+              + b".\r\n")
 CAPA = CAPA_TRANS.replace(b"TOP\r\n", b"TOP\r\nSASL PLAIN LOGIN\r\n")
-MANGLE = b"-ERR X-MANGLE is not available on this server\r\n"
+# X-MANGLE (spec x-mangle.md): message 1 mangled with the defaults.
+MANGLE_HEADERS = (b"+OK Message follows\r\n"
+                  b"From: a@example.com\r\nSubject: one\r\nX-UIDL: first-message-uid-01\r\n")
+MANGLE_TYPE = b'Mime-version: 1.0\r\nContent-Type: text/plain;charset="us-ascii"\r\n\r\n'
+MANGLED1 = MANGLE_HEADERS + MANGLE_TYPE + b"body one\r\n..dot line\r\n.\r\n"
+MANGLED1_OCTETS = len(MANGLED1) - len(b"+OK Message follows\r\n.\r\n") - 1     # one "." stuffed
 XLST = b"+OK xlst command accepted; headers coming.\r\n"
 
 
@@ -185,8 +191,14 @@ CASES = [
          "pop_list.c:pop_list, %.128s"),
     case("trans", b"LIST 4 x", err("Message 4 does not exist."), "trans",
          "pop_list.c:pop_list, the number first"),
-    case("trans", b"LIST 1 x-mangle", MANGLE, "trans", "deviations.md: X-MANGLE"),
-    case("trans", b"LIST mangle", MANGLE, "trans", "deviations.md: X-MANGLE"),
+    case("trans", b"LIST 1 x-mangle", b"+OK 1 %d\r\n" % MANGLED1_OCTETS, "trans",
+         "deviations.md: X-MANGLE sizes"),
+    case("trans", b"LIST 1 x-mangle(text=xml)", err("Syntax error in x-mangle"), "trans",
+         "pop_list.c:pop_list"),
+    case("trans", b"LIST mangle(text=x)", err("Syntax error in Mangle"), "trans",
+         "pop_list.c:pop_list"),
+    case("trans", b"LIST mangle", b"+OK 3 visible messages (262 octets)\r\n1 %d\r\n2 157\r\n"
+         b"3 145\r\n.\r\n" % MANGLED1_OCTETS, "trans", "deviations.md: X-MANGLE sizes"),
     case("trans", b"LIST 1 x y", too_many("list"), "trans", "pop_get_command.c: list 0-2"),
     case("trans", b"LIST 1 x y z w", err("Too many arguments supplied."), "trans",
          "pop_parse: MAXPARMCOUNT 5 [infer]"),
@@ -198,7 +210,9 @@ CASES = [
          "deviations.md: not a number"),
     case("trans", b"RETR", too_few("retr"), "trans", "pop_get_command.c: retr 1-2"),
     case("trans", b"RETR 1 x y", too_many("retr"), "trans", "pop_get_command.c: retr 1-2"),
-    case("trans", b"RETR 1 MANGLE(TEXT=PLAIN)", MANGLE, "trans", "deviations.md: X-MANGLE"),
+    case("trans", b"RETR 1 MANGLE(TEXT=PLAIN)", MANGLED1, "trans", "mangle.c, x-mangle.md 3"),
+    case("trans", b"RETR 1 x-mangle(text=plainx)", err("Syntax error in Mangle"), "trans",
+         "mangle.c:FillMangleInfo"),
     case("trans", b"RETR 4 mangle", err("Message 4 does not exist."), "trans",
          "pop_send.c:pop_send, the number first"),
     case("trans", b"TOP 2 1", MSG2_HEADER + b"body two\r\n.\r\n", "trans",
@@ -207,7 +221,11 @@ CASES = [
     case("trans", b"TOP 2 99", MSG2_WHOLE, "trans", "pop_send.c:pop_send, more than the body"),
     case("trans", b"TOP 2 0 x", MSG2_HEADER + b".\r\n", "trans",
          "pop_send.c:pop_send, a non-mangle word ignored"),
-    case("trans", b"TOP 2 0 x-mangle", MANGLE, "trans", "deviations.md: X-MANGLE"),
+    case("trans", b"TOP 2 0 x-mangle", MSG2_HEADER[:-2] + b".\r\n", "trans",
+         "mangle.c:headerHandler, no Mime lines for TOP n 0"),
+    case("trans", b"TOP 1 1 x-mangle(text=h)", MANGLE_HEADERS + MANGLE_TYPE.replace(
+         b"plain", b"html") + b"<html><pre>body one\r\n.\r\n", "trans",
+         "mangle.c: TOP counts mangled lines"),
     case("trans", b"TOP 4 0", err("Message 4 does not exist."), "trans", "pop_send.c:pop_send"),
     case("trans", b"TOP 2 -1", err("Number of lines must be a number, 0 or more: -1"), "trans",
          "deviations.md: TOP n k"),

@@ -245,12 +245,23 @@ def test_the_root_part_accepts_a_good_login_and_the_rest():
     result, answers, calls = root_part([frame(b"PASS", b"alice", b"wrong"),
                                         frame(b"PASS", b"alice", b"secret"),
                                         frame(b"REST", b"STAT\r\n")])
-    account, rest, relay = result
+    account, rest, relay, no_mime = result
     assert account.name == "alice" and account.uid == 4242 and rest == b"STAT\r\n"
-    assert not relay
+    assert not relay and not no_mime
     assert calls == ["alice", "alice"]
     assert answers.startswith(frame(b"NO", R.BAD_PASSWORD.encode(), b"user", b"alice"))
     assert answers.endswith(frame(b"YES", b"alice"))
+
+
+def test_the_hand_over_carries_no_mime_and_nothing_else():
+    """A -no-mime login's session mangles by default: the login process says
+    so after the client's bytes; any other extra word is a bad hand-over."""
+    result, _, _ = root_part([frame(b"PASS", b"alice", b"secret"),
+                              frame(b"REST", b"", b"no-mime")])
+    assert result[0].name == "alice" and result[3] is True
+    result, _, _ = root_part([frame(b"PASS", b"alice", b"secret"),
+                              frame(b"REST", b"", b"other")])
+    assert isinstance(result, privsep.ChannelError)
 
 
 @pytest.mark.parametrize("frames", [

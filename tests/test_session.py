@@ -263,7 +263,7 @@ def test_capa(make_session):
     capa = text(run(session, b"CAPA\r\n"))
     assert capa == (b"+OK Capability list follows\r\nTOP\r\nSASL PLAIN LOGIN\r\nUSER\r\n"
                     b"UIDL\r\nRESP-CODES\r\n"
-                    b"AUTH-RESP-CODE\r\nX-MACRO\r\nPIPELINING\r\nIMPLEMENTATION popper-version-%s\r\n.\r\n"
+                    b"AUTH-RESP-CODE\r\nX-MANGLE\r\nX-MACRO\r\nPIPELINING\r\nIMPLEMENTATION popper-version-%s\r\n.\r\n"
                     % __version__.encode())
     login(session)                          # AUTH is over: no SASL line
     assert text(run(session, b"CAPA\r\n")) == capa.replace(b"SASL PLAIN LOGIN\r\n", b"")

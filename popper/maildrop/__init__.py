@@ -26,9 +26,13 @@ class Maildrop:
                   dot-stuffing), flags (scan.SEEN, scan.UW_DATA, ...) and
                   uid.  Deleted messages stay in it: deletion is the
                   session's business until update().
-    message_chunks(msg, top_lines=None)
-                  the bytes RETR (or TOP with top_lines body lines) sends
-                  for msg, before the wire encoding, as an iterator.
+    message_chunks(msg, top_lines=None, stage=None)
+                  the wire bytes RETR (or TOP with top_lines body lines)
+                  sends for msg, as an iterator; stage: a filter of the
+                  mail bytes before the wire encoder (X-MANGLE's,
+                  render.message_chunks).
+    message_octets(msg, stage)
+                  the octets the stage's RETR would send (LIST X-MANGLE).
     header_lines(msg)
                   msg's header as it is in the file (no X-UIDL: added, no
                   separator line, no blank line), line by line, each with
@@ -46,7 +50,10 @@ class Maildrop:
 
     messages = None
 
-    def message_chunks(self, msg, top_lines: int = None):
+    def message_chunks(self, msg, top_lines: int = None, stage=None):
+        raise NotImplementedError
+
+    def message_octets(self, msg, stage) -> int:
         raise NotImplementedError
 
     def header_lines(self, msg):

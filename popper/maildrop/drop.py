@@ -116,8 +116,11 @@ class Drop(Maildrop):
 
     # --- serving ----------------------------------------------------------------------
 
-    def message_chunks(self, msg, top_lines: int = None):
-        return render.message_chunks(self.source_fd, msg, top_lines)
+    def message_chunks(self, msg, top_lines: int = None, stage=None):
+        return render.message_chunks(self.source_fd, msg, top_lines, stage)
+
+    def message_octets(self, msg, stage) -> int:
+        return render.mail_octets(stage(render.message_bytes(self.source_fd, msg)))
 
     def header_lines(self, msg):
         for block in render.header_blocks(self.source_fd, msg.header, msg.body):

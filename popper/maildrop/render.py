@@ -118,10 +118,15 @@ def _top_end(fd: int, msg: Message, lines: int) -> int:
     return end
 
 
-def message_chunks(fd: int, msg: Message, top_lines: int = None):
+def message_chunks(fd: int, msg: Message, top_lines: int = None, stage=None):
     """The wire bytes of a message for RETR (top_lines None) or TOP, ending
     with the terminating "." line.  A message up to CHUNK bytes is read
-    with one pread and encoded in one piece."""
+    with one pread and encoded in one piece.  stage: a filter between the
+    rendered message and the wire encoder (X-MANGLE's): it takes
+    message_bytes() and gives the mail bytes to send (TOP's cut is its)."""
+    if stage is not None:
+        yield from wire_chunks(stage(message_bytes(fd, msg)))
+        return
     size = msg.content_end - msg.header
     if size <= CHUNK:
         data = os.pread(fd, size, msg.header)
@@ -135,15 +140,34 @@ def message_chunks(fd: int, msg: Message, top_lines: int = None):
                                         AT_LINE_START)
         yield out + _ending(state)
         return
-    header = retr_header(header_blocks(fd, msg.header, msg.body), msg.uid)
-    out, state = wire_encode(header, AT_LINE_START)
     end = msg.content_end if top_lines is None else _top_end(fd, msg, top_lines)
-    for data in read_range(fd, msg.body, end):
-        chunk, state = wire_encode(data, state)
-        if out:
-            chunk, out = out + chunk, b""
-        yield chunk
+    yield from wire_chunks(message_bytes(fd, msg, end))
+
+
+def message_bytes(fd: int, msg: Message, end: int = None):
+    """The mail bytes RETR sends for msg (up to end), before the wire
+    encoding: the rendered header, then the body in CHUNK pieces."""
+    yield retr_header(header_blocks(fd, msg.header, msg.body), msg.uid)
+    yield from read_range(fd, msg.body, msg.content_end if end is None else end)
+
+
+def wire_chunks(pieces):
+    """Mail pieces as wire bytes of about CHUNK bytes or more (small
+    pieces, a header, go with the next), then the terminating "." line."""
+    out, state = b"", AT_LINE_START
+    for piece in pieces:
+        chunk, state = wire_encode(piece, state)
+        out = out + chunk if out else chunk
+        if len(out) >= CHUNK:
+            yield out
+            out = b""
     yield out + _ending(state)
+
+
+def mail_octets(pieces) -> int:
+    """What the scanner would count for these mail bytes: a bare LF is two
+    octets on the wire (the dot-stuffing is not counted)."""
+    return sum(len(piece) + piece.count(b"\n") - piece.count(b"\r\n") for piece in pieces)
 
 
 def _ending(state: int) -> bytes:

@@ -86,7 +86,8 @@ UIDL_OUT_OF_RANGE = "Message {number} out of range."
 UIDL_DELETED = "Message {number} has been marked for deletion."
 NOT_A_NUMBER = "Parameter must be a number between 1 and {count}"
 UNKNOWN_LIST_ARG = "Unknown LIST argument: {arg:.128}"
-MANGLE_UNAVAILABLE = "X-MANGLE is not available on this server"
+MANGLE_SYNTAX = "Syntax error in Mangle"
+MANGLE_SYNTAX_LIST = "Syntax error in x-mangle"
 BAD_LINE_COUNT = "Number of lines must be a number, 0 or more: {arg}"
 
 # --- the maildrop ---------------------------------------------------------------

@@ -25,6 +25,7 @@ import traceback
 from popper import __version__, extensions
 from popper.auth import AuthError, sasl
 from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name
+from popper.extensions import mangle
 from popper.log import err_line, log_login_line
 from popper.maildrop import MaildropError
 from popper.maildrop.scan import SEEN, UW_DATA
@@ -37,6 +38,7 @@ AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans"
 # part serves the rest, starting with the bytes in Session.unread.
 HANDED_OFF = "handed-off"
 
+NO_MIME = "-no-mime"
 MAX_WORDS = 5           # pop_parse: a command and 4 arguments (MAXPARMCOUNT, popper.h)
 
 
@@ -118,6 +120,23 @@ def _listing(status: bytes, indexes, values, line: bytes, first: int):
     yield b"".join(piece)
 
 
+def _stage(request, top_lines):
+    """X-MANGLE's filter stage for the maildrop's message_chunks."""
+    return lambda pieces: mangle.mangled(pieces, request, top_lines)
+
+
+class _MangledOctets:
+    """LIST X-MANGLE's sizes: what the mangled RETR of message i sends
+    (computed when LIST's line for it is made)."""
+
+    def __init__(self, session, request):
+        self.session, self.stage = session, _stage(request, None)
+
+    def __getitem__(self, i: int) -> int:
+        maildrop = self.session.maildrop
+        return maildrop.message_octets(maildrop.messages[i], self.stage)
+
+
 class Session:
     def __init__(self, settings, authenticator, open_maildrop, log, client: Client,
                  hostname: str, apop_timestamp: str = None):
@@ -131,6 +150,7 @@ class Session:
         self.reader = LineReader()
         self.state = AUTHORIZATION
         self.user = None            # the name given to USER, then the logged-in user
+        self.no_mime = False        # the name ended in -no-mime: X-MANGLE on by default
         self.maildrop = None
         # Per message, one byte each: marked deleted, seen (RETR'd whole, or
         # Status: R at login), seen at login, RETR'd whole in this session.
@@ -306,8 +326,13 @@ class Session:
         return None
 
     def user_name(self, name: str) -> str:
-        """The name as popper uses it (gatekeeper.login_name: -c, -C)."""
-        return login_name(self.settings, self.log, name)
+        """The name as popper uses it (gatekeeper.login_name: -c, -C), less
+        a -no-mime suffix (pop_user.c: a name longer than 8 characters
+        ending in exactly that), which turns X-MANGLE on for the session:
+        USER, APOP and AUTH's authorization identity alike."""
+        name = login_name(self.settings, self.log, name)
+        self.no_mime = len(name) > 8 and name.endswith(NO_MIME)
+        return name[:-len(NO_MIME)] if self.no_mime else name
 
     def do_user(self, name: str):
         user = None
@@ -460,20 +485,33 @@ class Session:
             count, total = self.live_totals()
             return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(), octets,
                             b"%d %d\r\n", self.first)
-        refusal = self.mangle_refusal(arg)        # LIST x-mangle: all, mangled
-        if refusal:
-            return refusal
+        if mangle.asks_for_mangle(arg):         # LIST x-mangle: all, mangled
+            request = mangle.parse(arg)
+            if request is None:
+                return self.err(R.MANGLE_SYNTAX)
+            count, total = self.live_totals()
+            return _listing(R.ok(R.LIST_ALL, count=count, octets=total), self.live(),
+                            _MangledOctets(self, request), b"%d %d\r\n", self.first)
         i, error = self.message(arg)
         if error:
             return error
         if extra is not None:
             # pop_list.c: a second word must be X-MANGLE's; it is printed lower-cased.
-            return self.mangle_refusal(extra) or self.err(R.UNKNOWN_LIST_ARG, arg=_lower(extra))
+            if not mangle.asks_for_mangle(extra):
+                return self.err(R.UNKNOWN_LIST_ARG, arg=_lower(extra))
+            request = mangle.parse(extra)
+            if request is None:
+                return self.err(R.MANGLE_SYNTAX_LIST)
+            return R.ok(R.LIST_ONE, number=i + 1 - self.first,
+                        octets=_MangledOctets(self, request)[i])
         return R.ok(R.LIST_ONE, number=i + 1 - self.first, octets=octets[i])
 
     def do_retr(self, arg: str, extra: str = None):
         i, error = self.message(arg)
-        return error or self.mangle_refusal(extra) or self.send_message(i, None)
+        if error:
+            return error
+        request = self.mangle_request(extra)
+        return request if isinstance(request, bytes) else self.send_message(i, None, request)
 
     def do_top(self, arg: str, lines: str, extra: str = None):
         i, error = self.message(arg)
@@ -481,15 +519,18 @@ class Session:
             return error
         if not is_number(lines):
             return self.err(R.BAD_LINE_COUNT, arg=lines)
-        return self.mangle_refusal(extra) or self.send_message(i, int(lines))
+        request = self.mangle_request(extra)
+        return request if isinstance(request, bytes) else self.send_message(
+            i, int(lines), request)
 
-    def mangle_refusal(self, word):
-        """The -ERR for a word that asks for X-MANGLE (not built here), else
-        None: pop_list.c and pop_send.c take a word whose lower-cased start
-        is "mangle" or "x-mangle" for it; RETR and TOP ignore any other."""
-        if word and _lower(word).startswith(("mangle", "x-mangle")):
-            return self.err(R.MANGLE_UNAVAILABLE)
-        return None
+    def mangle_request(self, word):
+        """RETR's and TOP's X-MANGLE: the mangle.Request its word asks for
+        (pop_send.c takes a word whose lower-cased start is "mangle" or
+        "x-mangle"; any other is ignored), -no-mime's without one, None
+        for none; the -ERR bytes for a bad TEXT=."""
+        if not mangle.asks_for_mangle(word):
+            return mangle.PLAIN if self.no_mime else None
+        return mangle.parse(word) or self.err(R.MANGLE_SYNTAX)
 
     def confirm_sent(self) -> None:
         """The client sent another command: it has the messages sent whole
@@ -498,13 +539,20 @@ class Session:
             self.seen[i] = self.retrieved[i] = 1
         self.sent = []
 
-    def send_message(self, i: int, top_lines):
+    def send_message(self, i: int, top_lines, request=None):
+        """RETR (top_lines None) or TOP of message i, mangled if request
+        (a mangle.Request: "+OK Message follows", no octet count)."""
         msg = self.maildrop.messages[i]
-        if top_lines is None:
-            yield R.ok(R.RETR, octets=msg.octets)
-        else:
+        if request is not None:
             yield R.ok(R.TOP)
-        yield from self.maildrop.message_chunks(msg, top_lines)
+            yield from self.maildrop.message_chunks(msg, top_lines,
+                                                    _stage(request, top_lines))
+        else:
+            if top_lines is None:
+                yield R.ok(R.RETR, octets=msg.octets)
+            else:
+                yield R.ok(R.TOP)
+            yield from self.maildrop.message_chunks(msg, top_lines)
         if top_lines is None:
             yield AfterSend(lambda: self.sent.append(i))
 
@@ -556,7 +604,8 @@ class Session:
         expire = 0 if s.auto_delete else s.announce_expire
         if expire is not None:
             lines.append("EXPIRE NEVER" if expire < 0 else "EXPIRE %d" % expire)
-        lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE"] + extensions.capabilities(self)
+        lines += ["UIDL", "RESP-CODES", "AUTH-RESP-CODE", "X-MANGLE"]
+        lines += extensions.capabilities(self)
         lines.append("PIPELINING")
         if (s.tls_mode == TLS_STLS and not self.tls_active
                 and self.state in (AUTHORIZATION, AUTHORIZATION_PASS)):

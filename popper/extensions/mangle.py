@@ -1,0 +1,527 @@
+"""X-MANGLE: a message condensed to one text part (Qpopper 4.0.x's mmangle/).
+
+A filter stage between the maildrop's header rendering and the wire
+encoder: mangled() takes the mail bytes RETR would send (render.py's
+message_bytes: the header with its X-UIDL: line, then the body) and gives
+the mail bytes of one text/plain (or text/html) message, in Qpopper's form
+(../shared/spec/x-mangle.md): the chosen headers, "Mime-version: 1.0" and
+its Content-Type, then the text of the part multipart/alternative's rules
+pick, the other parts as "[... attachment omitted]" placeholders.
+
+The MIME work is the stdlib email package's (its feed parser, its
+transfer-encoding and charset codecs).  Memory stays bounded for a message
+with a large attachment: before the parser sees the message, cut_bodies()
+walks its boundaries and drops the body of every part that will only be a
+placeholder (its header is all a placeholder needs), so the parser holds
+the text parts and the headers only.  Where Qpopper loses text (utf-8 to
+latin-1, multibyte characters in us-ascii, RFC 2047 B-words) the codecs do
+better: docs/deviations.md.
+"""
+
+import codecs
+import email.header
+import email.parser
+import html
+import html.parser
+
+from popper.auth.gatekeeper import ascii_lower
+
+TEXTS = ("plain", "html", "enriched")
+# mangle.c's table, in its order (the second iso-8859-15 is its slip for -14).
+CHARSETS = ("us-ascii", "iso-8859-1", "iso-8859-2", "iso-8859-3", "iso-8859-4",
+            "iso-8859-5", "iso-8859-6", "iso-8859-7", "iso-8859-8", "iso-8859-9",
+            "iso-8859-10", "iso-8859-11", "iso-8859-12", "iso-8859-13", "iso-8859-15",
+            "iso-8859-15", "utf-8", "cp1252", "iso_2022-jp")
+DEFAULT_HEADERS = ("to:", "cc:", "subject:", "from:", "date:", "reply-to:", "x-priority:",
+                   "x-uidl:")
+MAX_DEPTH = 5           # mime.c: nesting deeper than this is "too complex"
+FILENAME_MAX, TYPEINFO_MAX = 30, 20
+LINE_PIECE = 64 * 1024  # cut_bodies looks at lines in pieces of at most this
+HEADER_MAX = 256 * 1024     # a part header longer than this is passed on as it is
+FEED_PIECE = 64 * 1024
+
+
+class Request:
+    """What X-MANGLE(...) asked for: text (plain/html/enriched), charset
+    (one of CHARSETS), headers (lower-case name prefixes)."""
+
+    __slots__ = ("text", "charset", "headers")
+
+    def __init__(self, text="plain", charset="us-ascii", headers=DEFAULT_HEADERS):
+        self.text, self.charset, self.headers = text, charset, tuple(headers)
+
+    def __repr__(self):
+        return "Request(%r, %r, %r)" % (self.text, self.charset, self.headers)
+
+
+PLAIN = Request()        # -no-mime's, and X-MANGLE(TEXT=PLAIN)'s
+
+
+def asks_for_mangle(word) -> bool:
+    """pop_send.c, pop_list.c: the lower-cased word starts with "mangle" or
+    "x-mangle" (so "mangled" is one too)."""
+    return bool(word) and ascii_lower(word).startswith(("mangle", "x-mangle"))
+
+
+def _value(rest: str, name: str):
+    """The value after name= in rest (FillMangleInfo's strstr: anywhere),
+    ending at the first ";" after it, else the first ")"; None if absent
+    or unterminated."""
+    at = rest.find(name)
+    if at < 0:
+        return None
+    value = rest[at + len(name):]
+    end = value.find(";")
+    if end < 0:
+        end = value.find(")")
+    return None if end < 0 else value[:end]
+
+
+def _prefix_of(value: str, table):
+    """The first entry of table that value is a prefix of (strncmp), or None."""
+    return next((entry for entry in table if entry.startswith(value)), None)
+
+
+def parse(word: str):
+    """The Request for an X-MANGLE word, or None for a bad text= (the
+    only error Qpopper has).  An unknown charset is ignored."""
+    word = ascii_lower(word)
+    rest = word[6:]                     # FillMangleInfo skips 6 characters
+    request = Request()
+    text = _value(rest, "text=")
+    if text is not None:
+        request.text = _prefix_of(text, TEXTS)
+        if request.text is None:
+            return None
+    charset = _value(rest, "charset=")
+    if charset is not None:
+        request.charset = _prefix_of(charset, CHARSETS) or request.charset
+    at = word.find("headers=")
+    if at >= 0:
+        value = word[at + len("headers="):]
+        for stop in ";)":
+            value = value.split(stop, 1)[0]
+        # Split properly: Qpopper's fill loop runs past ";" and overflows.
+        request.headers = tuple(item for item in value.split(",") if item)
+    return request
+
+
+# --- cutting the bodies of what becomes a placeholder -----------------------------------
+
+HEADER, PASS, SKIP = "header", "pass", "skip"
+
+
+def _lines(pieces):
+    """(line, at_line_start) from mail pieces: whole lines, or pieces of at
+    most LINE_PIECE bytes of a longer one (only at_line_start ones can be
+    boundaries)."""
+    pending, start = b"", True
+    for piece in pieces:
+        data = pending + piece if pending else piece
+        pos = 0
+        while True:
+            end = data.find(b"\n", pos, pos + LINE_PIECE)
+            if end < 0:
+                if len(data) - pos < LINE_PIECE:
+                    break
+                end = pos + LINE_PIECE - 1
+                yield data[pos:end + 1], start
+                start = False
+            else:
+                yield data[pos:end + 1], start
+                start = True
+            pos = end + 1
+        pending = data[pos:]
+    if pending:
+        yield pending, start
+
+
+def _keeps_body(header) -> tuple:
+    """(next state, boundary or None) after a part's header."""
+    part = email.parser.BytesHeaderParser().parsebytes(header)
+    maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+    if maintype == "multipart":
+        boundary = part.get_boundary()
+        return (PASS, boundary.encode("latin-1", "replace")) if boundary else (SKIP, None)
+    if maintype == "message" and subtype in ("rfc822", "news"):
+        return HEADER, None
+    if maintype in ("text", "message") and part.get_content_disposition() != "attachment":
+        return PASS, None
+    return SKIP, None
+
+
+def _boundary(line: bytes, boundaries: list):
+    """(depth, closing) if line is the boundary of an open multipart
+    (the innermost that matches), else None."""
+    mark = line.rstrip()
+    for depth in range(len(boundaries) - 1, -1, -1):
+        boundary = b"--" + boundaries[depth]
+        if mark == boundary:
+            return depth, False
+        if mark == boundary + b"--":
+            return depth, True
+    return None
+
+
+def cut_bodies(pieces):
+    """The message, less the bodies of its non-text parts and attachments
+    (their headers stay, for the placeholders), as pieces; the memory it
+    holds is a part header and a line piece."""
+    boundaries = []
+    state, header, size = HEADER, [], 0
+    for line, at_start in _lines(pieces):
+        found = _boundary(line, boundaries) if at_start and line.startswith(b"--") else None
+        if found is not None:
+            if header:                  # a part header cut short by a boundary
+                yield b"".join(header)
+            depth, closing = found
+            del boundaries[depth + (0 if closing else 1):]
+            state, header, size = (PASS if closing else HEADER), [], 0   # PASS: the epilogue
+            yield line
+        elif state == HEADER:
+            header.append(line)
+            size += len(line)
+            if line.strip() == b"" or size > HEADER_MAX:
+                block, header, size = b"".join(header), [], 0
+                yield block
+                state, boundary = _keeps_body(block) if line.strip() == b"" else (PASS, None)
+                if boundary is not None:
+                    boundaries.append(boundary)
+        elif state == PASS:
+            yield line
+    if header:
+        yield b"".join(header)
+
+
+def parse_message(pieces):
+    """The email.message.Message of the cut message, fed in pieces."""
+    parser = email.parser.BytesFeedParser()
+    buffered, size = [], 0
+    for piece in cut_bodies(pieces):
+        buffered.append(piece)
+        size += len(piece)
+        if size >= FEED_PIECE:
+            parser.feed(b"".join(buffered))
+            buffered, size = [], 0
+    parser.feed(b"".join(buffered))
+    return parser.close()
+
+
+# --- the text ---------------------------------------------------------------------
+
+def _underscore(error):
+    """Encoding: a character the charset lacks is "_" (charmangle.c's mark
+    for an 8-bit byte it cannot show), one per character."""
+    return "_" * (error.end - error.start), error.end
+
+
+codecs.register_error("popper-mangle", _underscore)
+
+_CODECS = {"us-ascii": "ascii", "iso_2022-jp": "iso2022_jp", "iso-8859-12": "ascii"}
+
+
+def _codec(charset: str) -> str:
+    name = _CODECS.get(charset, charset)
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return "ascii"
+    return name
+
+
+class _HTMLToPlain(html.parser.HTMLParser):
+    """striphtml.c's reduction: tags and comments out, entities decoded,
+    white space collapsed but in <pre>/<xmp>, <title>/<script>/<select>
+    dropped, <li> "*  ", <img alt=X> "[ Image X ]", <a href=U> " <U> ",
+    <hr> 20 dashes; block elements start a line."""
+
+    BREAKS = ("p", "div", "tr", "table", "blockquote", "ul", "ol", "dl", "dt", "dd",
+              "h1", "h2", "h3", "h4", "h5", "h6", "pre", "xmp")
+    DROPPED = ("title", "script", "select")
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out, self.pre, self.dropped = [], 0, 0
+
+    def newline(self):
+        if self.out and not self.out[-1].endswith("\n"):
+            self.out.append("\n")
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in self.DROPPED:
+            self.dropped += 1
+        elif tag in ("pre", "xmp"):
+            self.newline()
+            self.pre += 1
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag in self.BREAKS:
+            self.newline()
+        elif tag == "li":
+            self.newline()
+            self.out.append("*  ")
+        elif tag == "hr":
+            self.newline()
+            self.out.append("-" * 20 + "\n")
+        elif tag == "img" and attrs.get("alt"):
+            self.out.append("[ Image %s ]" % attrs["alt"])
+        elif tag == "a" and attrs.get("href"):
+            self.out.append(" <%s> " % attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag in self.DROPPED:
+            self.dropped = max(0, self.dropped - 1)
+        elif tag in ("pre", "xmp"):
+            self.pre = max(0, self.pre - 1)
+            self.newline()
+        elif tag in self.BREAKS:
+            self.newline()
+
+    def handle_data(self, data):
+        if self.dropped:
+            return
+        if not self.pre:
+            data = _collapsed(data)
+            if not self.out or self.out[-1].endswith(("\n", " ")):
+                data = data.lstrip(" ")
+        if data:
+            self.out.append(data)
+
+    def text(self) -> str:
+        self.close()
+        text = "\n".join(line.rstrip(" ") for line in "".join(self.out).split("\n"))
+        return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _collapsed(text: str) -> str:
+    """Runs of white space as one space."""
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    return (" " if text[0].isspace() else "") + " ".join(words) + (
+        " " if text[-1].isspace() else "")
+
+
+def html_to_plain(text: str) -> str:
+    parser = _HTMLToPlain()
+    parser.feed(text)
+    return parser.text()
+
+
+def enriched_to_plain(text: str) -> str:
+    """enriched.c's plain output: the commands out, "<<" a "<"."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("<<", i):
+            out.append("<")
+            i += 2
+        elif text[i] == "<":
+            end = text.find(">", i)
+            i = len(text) if end < 0 else end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def plain_to_html(text: str) -> str:
+    """textPlainToHTML: the text escaped inside <html><pre>...</pre></html>."""
+    return "<html><pre>" + html.escape(text, quote=False) + "</pre></html>\n"
+
+
+# --- the message ------------------------------------------------------------------
+
+class _Mangler:
+    def __init__(self, request: Request, no_content: bool):
+        self.request = request
+        self.no_content = no_content
+        self.codec = _codec(request.charset)
+        self.out = []
+
+    def emit(self, text: str) -> None:
+        self.out.append(text.encode(self.codec, "popper-mangle"))
+
+    def note(self, text: str) -> None:
+        """A placeholder line ("\\n[...]\\n\\n"), as html in text=html."""
+        text = "\n" + text + "\n\n"
+        self.emit(plain_to_html(text) if self.request.text == "html" else text)
+
+    def headers(self, msg) -> None:
+        """headerHandler: the header lines that begin with a listed name,
+        RFC 2047 words decoded, then the Mime-version/Content-Type pair and
+        the blank line (neither for TOP n 0 or an empty body)."""
+        for name, value in msg.raw_items():
+            line = (name + ": " + value).lower()
+            if not any(line.startswith(item) for item in self.request.headers):
+                continue
+            self.emit("%s: %s\n" % (name, _decoded(value)))
+        if not self.no_content:
+            self.emit('Mime-version: 1.0\nContent-Type: text/%s;charset="%s"\n\n'
+                      % (self.request.text, self.request.charset))
+
+    def body(self, part, depth: int, parent: str = "") -> None:
+        maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+        if maintype == "multipart":
+            self.multipart(part, depth + 1, subtype)
+        elif maintype == "text":
+            if part.get_content_disposition() == "attachment":
+                self.placeholder(part, None)
+            else:
+                self.text(part, subtype)
+        elif maintype == "message":
+            self.message(part, depth, subtype, parent)
+        elif maintype == "application":
+            if subtype == "vnd.ms-tnef" or (subtype == "applefile" and parent == "appledouble"):
+                return
+            self.placeholder(part, None if subtype == "octet-stream" else subtype)
+        else:
+            known = maintype in ("image", "audio", "video", "model")
+            self.placeholder(part, maintype if known else "unknown")
+
+    def multipart(self, part, depth: int, subtype: str) -> None:
+        if depth > MAX_DEPTH:
+            self.note("[message too complex; part omitted]")
+            return
+        children = part.get_payload()
+        if part.get_boundary() is None or not isinstance(children, list):
+            self.note("[invalid MIME formatting; part omitted]")
+            return
+        if subtype == "alternative":
+            chosen = children[_chosen(part, children, self.request.text)] if children else None
+            if chosen is None:
+                return
+            if chosen.get_content_maintype() == "multipart":
+                if chosen.get_content_subtype() == "related":
+                    self.multipart(chosen, depth + 1, "related")
+                return          # other multiparts inside an alternative are dropped
+            self.body(chosen, depth, subtype)
+            return
+        for child in children:
+            self.body(child, depth, subtype)
+
+    def message(self, part, depth: int, subtype: str, parent: str) -> None:
+        if subtype in ("delivery-status", "external-body"):
+            return
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if subtype not in ("rfc822", "news") or inner is None:
+            data = part.as_bytes().split(b"\n\n", 1)
+            self.out.append(data[1] if len(data) > 1 else b"")      # passed on raw
+            return
+        if parent == "report":
+            self.note("[Header of message follows:]")
+            self.headers(inner)
+            return
+        self.note("[Included message follows:]")
+        self.headers(inner)
+        self.body(inner, depth)
+
+    def placeholder(self, part, typeinfo) -> None:
+        text = "["
+        filename = part.get_filename()
+        if filename:
+            text += _decoded(filename)[:FILENAME_MAX] + "]\n[ "
+        if typeinfo:
+            text += typeinfo[:TYPEINFO_MAX] + " "
+        inline = part.get_content_disposition() == "inline"
+        self.note(text + ("part omitted]" if inline else "attachment omitted]"))
+
+    def text(self, part, subtype: str) -> None:
+        data = part.get_payload(decode=True) or b""
+        charset = part.get_content_charset() or "us-ascii"
+        if charset not in CHARSETS:
+            charset = "us-ascii"           # charmangle.c: unknown is us-ascii
+        want = self.request.text
+        if want != "html" and subtype not in ("html", "enriched") \
+                and charset == self.request.charset:
+            self.out.append(data)       # nothing to convert: the bytes as they are
+            return
+        text = data.decode(_codec(charset), "replace").replace("\r\n", "\n")
+        if want == "html":
+            if subtype in ("plain", ""):
+                text = plain_to_html(text)
+            elif subtype == "enriched":
+                text = plain_to_html(enriched_to_plain(text))
+        elif subtype == "html":
+            text = html_to_plain(text)
+        elif subtype == "enriched":
+            text = enriched_to_plain(text)
+        self.emit(text)
+
+
+def _decoded(value: str) -> str:
+    """A header value with its RFC 2047 words decoded (Qpopper decodes Q
+    words only, and drops B words raw); 8-bit bytes as latin-1."""
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+        return value.encode("ascii", "surrogateescape").decode("latin-1")
+
+
+def _kind(part) -> str:
+    """What a part of an alternative is, for the choice: plain, html,
+    enriched, or "" (other text, or no text at all)."""
+    maintype, subtype = part.get_content_maintype(), part.get_content_subtype()
+    if maintype == "text":
+        return subtype if subtype in TEXTS else ""
+    if (maintype, subtype) == ("multipart", "related"):
+        kind = part.get_param("type")
+        if kind is None:
+            return "html"           # Netscape leaves type= out
+        return {"text/html": "html", "text/plain": "plain",
+                "text/enriched": "enriched"}.get(str(kind).lower(), "")
+    return ""
+
+
+def _chosen(part, children, want: str) -> int:
+    """Which child of a multipart/alternative is shown: by LGL's types=
+    list if it has one, else the first of the requested kind, else the
+    first."""
+    types = part.get_param("types")
+    if types:
+        types = str(types).lower()
+        order = {"plain": ("plain", "html", "enriched"),
+                 "html": ("html", "plain", "enriched")}.get(want, ("html", "enriched"))
+        for kind in order:
+            at = types.find("text/" + kind)
+            if at >= 0:
+                index = types[:at].count(",")
+                return index if index < len(children) else 0
+    return next((i for i, child in enumerate(children) if _kind(child) == want), 0)
+
+
+def _top(pieces, lines: int):
+    """TOP's cut on the mangled output: the header and `lines` body lines."""
+    data = b"".join(pieces)
+    cut = data.find(b"\n\n")
+    if cut < 0:
+        yield data
+        return
+    cut += 2
+    pos = cut
+    for _ in range(lines):
+        pos = data.find(b"\n", pos) + 1
+        if not pos:
+            pos = len(data)
+            break
+    yield data[:pos]
+
+
+def mangled(pieces, request: Request, top_lines: int = None):
+    """The mangled message's mail bytes, from the rendered message's
+    pieces (header first); TOP's top_lines counts mangled body lines."""
+    msg = parse_message(pieces)
+    payload = msg.get_payload()
+    empty = msg.get_content_maintype() != "multipart" and isinstance(payload, str) \
+        and not payload.strip()
+    mangler = _Mangler(request, no_content=top_lines == 0 or empty)
+    mangler.headers(msg)
+    if top_lines != 0 and not empty:
+        mangler.body(msg, 0)
+        last = next((piece for piece in reversed(mangler.out) if piece), b"\n")
+        if not last.endswith(b"\n"):
+            mangler.out.append(b"\n")      # what the wire encoder would add: LIST counts it
+    if top_lines:
+        return _top(mangler.out, top_lines)
+    return iter(mangler.out)

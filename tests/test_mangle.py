@@ -1,0 +1,371 @@
+"""X-MANGLE (popper/extensions/mangle.py) and the -no-mime user name:
+golden outputs for the shapes ../shared/spec/x-mangle.md names (Qpopper
+4.0.x's mmangle/ texts, byte for byte where it gives bytes), the argument
+grammar, RETR/TOP/LIST in the sans-I/O session, and -no-mime over USER,
+APOP and AUTH PLAIN."""
+
+import email
+import email.policy
+
+import pytest
+
+from conftest import RecordingLog, StubAuth, USERS
+from popper.auth import Account, AuthError
+from popper.extensions import mangle
+from popper.maildrop import open_maildrop as open_drop
+from popper.protocol import replies as R
+from popper.protocol.session import Client, Session, TRANSACTION
+from popper.settings import Settings
+
+from test_conformance import answer
+
+pytestmark = pytest.mark.twin
+
+TYPE = b'Mime-version: 1.0\nContent-Type: text/%s;charset="%s"\n\n'
+PLAIN_TYPE = TYPE % (b"plain", b"us-ascii")
+HTML_TYPE = TYPE % (b"html", b"us-ascii")
+HEAD = b"From: a@example.com\nSubject: hi\nX-UIDL: uid-1\n"
+
+
+def mangled(message: bytes, word: str = "x-mangle(text=plain)", top=None) -> bytes:
+    # In odd pieces, as the maildrop gives them: the result may not depend on them.
+    pieces = [message[i:i + 7] for i in range(0, len(message), 7)]
+    return b"".join(mangle.mangled(pieces, mangle.parse(word), top))
+
+
+# --- the argument ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("word,text,charset", [
+    ("X-MANGLE(TEXT=PLAIN)", "plain", "us-ascii"),
+    ("x-mangle(text=h)", "html", "us-ascii"),
+    ("MANGLE(text=)", "plain", "us-ascii"),              # empty: a prefix of plain
+    ("x-mangle(text=enriched;charset=utf-8)", "enriched", "utf-8"),
+    ("x-mangle(charset=iso)", "plain", "iso-8859-1"),    # the first entry it begins
+    ("x-mangle(charset=koi8-r)", "plain", "us-ascii"),   # unknown: ignored
+    ("x-mangle(text=html", "plain", "us-ascii"),         # no ; or ): not read
+    ("mangled", "plain", "us-ascii"),
+    ("x-mangle(lang=en;wrap=72;text=html)", "html", "us-ascii"),
+])
+def test_the_grammar_prefix_matches_and_ignores_what_it_does_not_know(word, text, charset):
+    request = mangle.parse(word)
+    assert (request.text, request.charset) == (text, charset)
+    assert request.headers == mangle.DEFAULT_HEADERS
+
+
+@pytest.mark.parametrize("word", ["x-mangle(text=plainx)", "x-mangle(text=xml)",
+                                  "mangle(text=rtf;charset=utf-8)"])
+def test_only_a_bad_text_is_an_error(word):
+    assert mangle.parse(word) is None
+
+
+def test_headers_split_at_commas_and_end_at_a_semicolon():
+    request = mangle.parse("x-mangle(headers=to:,from:;text=html)")
+    assert request.headers == ("to:", "from:") and request.text == "html"
+    assert mangle.parse("x-mangle(headers=to:,from:)").headers == ("to:", "from:")
+    assert mangle.parse("x-mangle(text=plain;headers=Subject:,x-;more,stuff)").headers == (
+        "subject:", "x-")
+
+
+def test_asks_for_mangle_is_pop_sends_prefix_test():
+    assert all(map(mangle.asks_for_mangle, ["MANGLE", "x-Mangle(text=plain)", "mangled"]))
+    assert not any(map(mangle.asks_for_mangle, ["x", "xmangle", "", None]))
+
+
+# --- golden outputs ---------------------------------------------------------------
+
+ALTERNATIVE = (HEAD + b"Received: from x\nMIME-Version: 1.0\n"
+               b'Content-Type: multipart/alternative; boundary="alt"\n\n'
+               b"This is a MIME message.\n"
+               b"--alt\nContent-Type: text/plain; charset=us-ascii\n\nPlain & text\n"
+               b"--alt\nContent-Type: text/html; charset=us-ascii\n\n"
+               b"<html><body><p>Html &amp; <b>text</b></p></body></html>\n"
+               b"--alt--\n")
+
+
+@pytest.mark.parametrize("word,out", [
+    ("x-mangle(text=plain)", HEAD + PLAIN_TYPE + b"Plain & text\n"),
+    ("x-mangle(text=html)", HEAD + HTML_TYPE + b"<html><body><p>Html &amp; <b>text</b></p>"
+                                               b"</body></html>\n"),
+    ("x-mangle(text=enriched)", HEAD + TYPE % (b"enriched", b"us-ascii") + b"Plain & text\n"),
+])
+def test_alternative_keeps_the_part_asked_for(word, out):
+    assert mangled(ALTERNATIVE, word) == out
+
+
+def test_alternative_without_the_type_asked_for_keeps_its_first_part():
+    html_first = ALTERNATIVE.replace(b"text/plain", b"text/richtext")
+    assert mangled(html_first, "x-mangle(text=plain)") == HEAD + PLAIN_TYPE + b"Plain & text\n"
+
+
+def test_alternative_by_lgls_types_parameter():
+    typed = ALTERNATIVE.replace(b'boundary="alt"', b'boundary="alt"; types="text/html,text/plain"')
+    # types= lists html first: its position decides, not the parts' own types.
+    assert mangled(typed, "x-mangle(text=plain)") == HEAD + PLAIN_TYPE + b"Html & text\n"
+    assert mangled(typed, "x-mangle(text=html)") == (
+        HEAD + HTML_TYPE + b"<html><pre>Plain &amp; text</pre></html>\n")
+
+
+HTML_ONLY = (HEAD + b"Content-Type: text/html; charset=iso-8859-1\n"
+             b"Content-Transfer-Encoding: quoted-printable\n\n"
+             b"<html><head><title>Title</title><script>var x = 1;</script></head>\n"
+             b"<body><p>Caf=E9 &amp; <b>bar</b></p><ul><li>one<li>two</ul>\n"
+             b'<a href=3D"http://example.com/">a link</a><hr><img src=3Dx alt=3D"logo">\n'
+             b"<pre>keep   these\n  spaces</pre><!-- a comment -->done</body></html>\n")
+
+
+def test_html_only_mail_is_stripped_to_plain():
+    assert mangled(HTML_ONLY) == HEAD + PLAIN_TYPE + (
+        b"Caf_ & bar\n*  one\n*  two\n <http://example.com/> a link\n" + b"-" * 20 +
+        b"\n[ Image logo ]\nkeep   these\n  spaces\ndone\n")
+
+
+def test_plain_text_asked_for_as_html():
+    message = HEAD + b"\nx < y & z\n"
+    assert mangled(message, "x-mangle(text=html)") == (
+        HEAD + HTML_TYPE + b"<html><pre>x &lt; y &amp; z\n</pre></html>\n")
+
+
+ATTACHMENTS = (HEAD + b'Content-Type: multipart/mixed; boundary="mix"\n\n'
+               b"--mix\nContent-Type: text/plain\n\nSee the files.\n"
+               b"--mix\nContent-Type: image/jpeg; name=\"photo.jpg\"\n"
+               b"Content-Disposition: attachment; filename=\"photo.jpg\"\n"
+               b"Content-Transfer-Encoding: base64\n\n/9j/4AAQSkZJRgABAQ==\n"
+               b"--mix\nContent-Type: application/pdf\n\n%PDF-1.4 ...\n"
+               b"--mix\nContent-Type: application/octet-stream\nContent-Disposition: inline\n\n"
+               b"\x00\x01\x02\n"
+               b"--mix\nContent-Type: text/plain\n"
+               b"Content-Disposition: attachment; filename=a-very-long-file-name-of-more-than"
+               b"-thirty-characters.txt\n\nnot shown\n"
+               b"--mix\nContent-Type: application/vnd.ms-tnef\n\nTNEF\n"
+               b"--mix\nContent-Type: x-world/x-vrml\n\nvrml\n"
+               b"--mix--\n")
+
+
+def test_attachments_become_qpoppers_placeholders():
+    assert mangled(ATTACHMENTS) == HEAD + PLAIN_TYPE + (
+        b"See the files.\n[photo.jpg]\n[ image attachment omitted]\n\n"
+        b"\n[pdf attachment omitted]\n\n"
+        b"\n[part omitted]\n\n"
+        b"\n[a-very-long-file-name-of-more-]\n[ attachment omitted]\n\n"
+        b"\n[unknown attachment omitted]\n\n")
+
+
+def test_placeholders_in_html_mode_are_html():
+    out = mangled(ATTACHMENTS, "x-mangle(text=html)")
+    assert b"<html><pre>\n[pdf attachment omitted]\n\n</pre></html>\n" in out
+
+
+REPORT = (HEAD + b'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
+          b"--r\nContent-Type: text/plain\n\nYour message could not be delivered.\n"
+          b"--r\nContent-Type: message/delivery-status\n\n"
+          b"Reporting-MTA: dns; mail.example\n\nFinal-Recipient: rfc822; bob@example.com\n"
+          b"Action: failed\n"
+          b"--r\nContent-Type: message/rfc822\n\n"
+          b"From: me@example.com\nTo: bob@example.com\nReceived: from y\nSubject: lunch\n\n"
+          b"The body, not shown.\n"
+          b"--r--\n")
+
+
+def test_message_rfc822_inside_multipart_report_shows_its_header_only():
+    assert mangled(REPORT) == HEAD + PLAIN_TYPE + (
+        b"Your message could not be delivered.\n[Header of message follows:]\n\n"
+        b"From: me@example.com\nTo: bob@example.com\nSubject: lunch\n" + PLAIN_TYPE)
+
+
+def test_message_rfc822_elsewhere_is_included():
+    forwarded = REPORT.replace(b"multipart/report", b"multipart/mixed")
+    assert mangled(forwarded) == HEAD + PLAIN_TYPE + (
+        b"Your message could not be delivered.\n[Included message follows:]\n\n"
+        b"From: me@example.com\nTo: bob@example.com\nSubject: lunch\n" + PLAIN_TYPE +
+        b"The body, not shown.\n")
+
+
+def nested(depth: int) -> bytes:
+    message = HEAD + b"Content-Type: multipart/mixed; boundary=b1\n\n"
+    ends = b""
+    for level in range(1, depth):
+        message += b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (level, level + 1)
+        ends = b"--b%d--\n" % level + ends
+    return message + b"--b%d\nContent-Type: text/plain\n\ndeep text\n--b%d--\n" % (
+        depth, depth) + ends
+
+
+def test_nesting_depth_five_is_shown_six_is_too_complex():
+    assert mangled(nested(5)) == HEAD + PLAIN_TYPE + b"deep text\n"
+    assert mangled(nested(6)) == HEAD + PLAIN_TYPE + (
+        b"\n[message too complex; part omitted]\n\n")
+
+
+def test_a_multipart_without_a_boundary_is_invalid_formatting():
+    message = HEAD + b"Content-Type: multipart/mixed\n\nwhatever\n"
+    assert mangled(message) == HEAD + PLAIN_TYPE + b"\n[invalid MIME formatting; part omitted]\n\n"
+
+
+UTF8 = (b"From: a@example.com\nSubject: =?utf-8?B?Q2Fmw6kgbWVudQ==?=\nX-UIDL: uid-1\n"
+        b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+        b"na\xc3\xafve caf\xc3\xa9: 5 \xe2\x82\xac\n")
+
+
+def test_a_utf8_body_asked_for_as_us_ascii_keeps_a_mark_per_character():
+    # Qpopper drops the multibyte characters, and leaves the B-word raw.
+    assert mangled(UTF8) == (b"From: a@example.com\nSubject: Caf_ menu\nX-UIDL: uid-1\n" +
+                             PLAIN_TYPE + b"na_ve caf_: 5 _\n")
+
+
+def test_a_utf8_body_asked_for_as_latin1_is_converted():
+    # Qpopper outputs nothing at all for utf-8 to iso-8859-1.
+    assert mangled(UTF8, "x-mangle(charset=iso-8859-1)").endswith(
+        TYPE % (b"plain", b"iso-8859-1") + b"na\xefve caf\xe9: 5 _\n")
+    assert mangled(UTF8, "x-mangle(charset=utf-8)").endswith(
+        b"Subject: Caf\xc3\xa9 menu\nX-UIDL: uid-1\n" + TYPE % (b"plain", b"utf-8") +
+        b"na\xc3\xafve caf\xc3\xa9: 5 \xe2\x82\xac\n")
+
+
+def test_the_header_list_keeps_lines_that_begin_with_an_item_and_their_continuations():
+    message = (b"To: x@example.com,\n  y@example.com\nReceived: a\n  b\nX-Mailer: m\n"
+               b"Subject: s\n\nbody\n")
+    assert mangled(message, "x-mangle(headers=to:,x-)") == (
+        b"To: x@example.com,\n  y@example.com\nX-Mailer: m\n" + PLAIN_TYPE + b"body\n")
+
+
+def test_top_counts_mangled_lines_and_top_0_has_no_mime_lines():
+    message = HEAD + b"Received: r\n\none\ntwo\nthree\n"
+    assert mangled(message, top=0) == HEAD
+    assert mangled(message, top=2) == HEAD + PLAIN_TYPE + b"one\ntwo\n"
+    assert mangled(HEAD + b"\n") == HEAD        # an empty body: no Mime lines either
+
+
+# --- the session ----------------------------------------------------------------------
+
+MAIL = (b"From a@example.com Mon Jan  1 00:00:00 2001\n" + ALTERNATIVE.replace(
+    b"X-UIDL: uid-1\n", b"X-UIDL: uid-alternative\n") + b"\n"
+    b"From b@example.com Mon Jan  1 00:00:01 2001\n" + ATTACHMENTS.replace(
+    b"X-UIDL: uid-1\n", b"X-UIDL: uid-attachments\n"))
+
+
+def wire(mail: bytes) -> bytes:
+    return mail.replace(b"\n", b"\r\n")
+
+
+def logged_in(make_session, user="alice"):
+    session, log = make_session(mail=MAIL)
+    assert answer(session, b"USER %s\r\nPASS secret\r\n" % user.encode()).endswith(
+        b"+OK alice has 2 visible messages (0 hidden) in %d octets.\r\n"
+        % session.total_octets)
+    return session
+
+
+def test_retr_top_and_list_mangled(make_session):
+    session = logged_in(make_session)
+    retr = answer(session, b"RETR 1 X-MANGLE(TEXT=PLAIN)\r\n")
+    body = wire(HEAD.replace(b"uid-1", b"uid-alternative") + PLAIN_TYPE + b"Plain & text\n")
+    assert retr == b"+OK Message follows\r\n" + body + b".\r\n"
+    assert answer(session, b"LIST 1 x-mangle(text=plain)\r\n") == b"+OK 1 %d\r\n" % len(body)
+    listing = answer(session, b"LIST x-mangle\r\n")
+    assert listing.startswith(b"+OK 2 visible messages (%d octets)\r\n1 %d\r\n2 "
+                              % (session.total_octets, len(body)))
+    second = answer(session, b"RETR 2 x-mangle\r\n")
+    assert listing.endswith(b"\r\n2 %d\r\n.\r\n" % (len(second) - len(b"+OK Message follows\r\n"
+                                                                       b".\r\n")))
+    assert answer(session, b"TOP 1 0 mangle\r\n") == (
+        b"+OK Message follows\r\n" + wire(HEAD.replace(b"uid-1", b"uid-alternative")) + b".\r\n")
+    assert answer(session, b"RETR 1 x-mangle(text=pdf)\r\n") == (
+        b"-ERR Syntax error in Mangle\r\n")
+    assert answer(session, b"LIST 1 x-mangle(text=pdf)\r\n") == (
+        b"-ERR Syntax error in x-mangle\r\n")
+    # The plain RETR is as it was; the mangled one marked the message retrieved too.
+    assert answer(session, b"RETR 1\r\n").startswith(b"+OK %d octets\r\n"
+                                                      % session.maildrop.messages.octets[0])
+    assert session.retrieved[0]
+
+
+def test_capa_lists_x_mangle(make_session):
+    session, _ = make_session(mail=MAIL)
+    assert b"\r\nX-MANGLE\r\n" in answer(session, b"CAPA\r\n")
+
+
+def mangled_by_default(session) -> None:
+    """The session mangles RETR and TOP without a word of their own,
+    exactly as X-MANGLE(TEXT=PLAIN) would, and LIST not at all."""
+    assert session.state == TRANSACTION and session.user == "alice"
+    explicit = answer(session, b"RETR 2 X-MANGLE(TEXT=PLAIN)\r\n")
+    assert explicit.startswith(b"+OK Message follows\r\n")
+    assert answer(session, b"RETR 2\r\n") == explicit
+    assert answer(session, b"TOP 2 1\r\n") == answer(session, b"TOP 2 1 X-MANGLE(TEXT=PLAIN)\r\n")
+    assert answer(session, b"RETR 1 x-mangle(text=html)\r\n").startswith(
+        b"+OK Message follows\r\n" + wire(HEAD.replace(b"uid-1", b"uid-alternative")
+                                          + HTML_TYPE))
+    assert answer(session, b"LIST 2\r\n") == b"+OK 2 %d\r\n" % session.maildrop.messages.octets[1]
+
+
+@pytest.mark.parametrize("name", ["alice-no-mime", "ALICE-no-mime"])
+def test_a_no_mime_user_logs_in_as_the_user_with_mangling_on(make_session, name):
+    settings = Settings()
+    settings.downcase_user = True           # -c, before the suffix is looked at
+    session, log = make_session(settings, mail=MAIL)
+    reply = answer(session, b"USER %s\r\nPASS secret\r\n" % name.encode())
+    assert reply == (b"+OK Password required for alice.\r\n"
+                     b"+OK alice has 2 visible messages (0 hidden) in %d octets.\r\n"
+                     % session.total_octets)
+    mangled_by_default(session)
+
+
+@pytest.mark.parametrize("name,why", [
+    ("-no-mime", "no longer than 8"),
+    ("alice-NO-MIME", "not exactly the suffix"),
+    ("alice-no-mimex", "not at the end"),
+])
+def test_other_names_keep_their_suffix(make_session, name, why):
+    session, _ = make_session(mail=MAIL)
+    answer(session, b"USER %s\r\n" % name.encode())
+    assert session.user == name and not session.no_mime, why
+
+
+class ApopAuth:
+    """An authenticator whose APOP knows alice (the digest is not the point)."""
+
+    def apop(self, user, digest, timestamp, client):
+        if user != "alice":
+            raise AuthError(R.BAD_PASSWORD, user=user)
+        return Account(user)
+
+
+def test_apop_cuts_the_suffix_too(spool):
+    # Qpopper's pop_apop.c shortens the length but not the name: it looked up
+    # alice-no-mime and failed (deviations.md).
+    settings = Settings()
+    settings.spool_dir = str(spool)
+    (spool / "alice").write_bytes(MAIL)
+    log = RecordingLog()
+    session = Session(settings, ApopAuth(), lambda account: open_drop(settings, account.name,
+                                                                      log),
+                      log, Client("client.example", "192.0.2.9"), "mail.example",
+                      "<1.2@mail.example>")
+    try:
+        assert answer(session, b"APOP alice-no-mime 0123456789abcdef0123456789abcdef\r\n"
+                      ).startswith(b"+OK alice has 2 visible messages")
+        mangled_by_default(session)
+    finally:
+        session.close()
+
+
+def test_auth_plain_cuts_the_suffix_of_the_authorization_identity(make_session):
+    import base64
+    session, _ = make_session(settings=Settings(), mail=MAIL,
+                              auth=type("Proxy", (StubAuth,), {
+                                  "account": lambda self, user: Account(user)
+                                  if user in USERS else None})())
+    token = base64.b64encode(b"alice-no-mime\0alice\0secret")
+    assert answer(session, b"AUTH PLAIN " + token + b"\r\n").startswith(b"+OK")
+    mangled_by_default(session)
+
+
+# --- what a client makes of it ---------------------------------------------------------
+
+def test_the_stdlib_parser_reads_the_mangled_output_as_one_text_part():
+    for message in (ALTERNATIVE, ATTACHMENTS, REPORT, HTML_ONLY, nested(6), UTF8):
+        parsed = email.message_from_bytes(mangled(message), policy=email.policy.default)
+        assert not parsed.is_multipart()
+        assert parsed.get_content_type() == "text/plain"
+        assert isinstance(parsed.get_content(), str)
+        assert not parsed.defects

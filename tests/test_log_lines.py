@@ -225,6 +225,8 @@ LINES = {
     "login delay record %s of %s is %s; not believed": "popper: login delay record",
     "Unable to record the login of %s in %s: %s (%d); the next login ":
         "popper: Unable to record the login",
+    "%s: announce-login-delay %s ignored: the enforced login delay is %d seconds":
+        "popper: ignored: the enforced login delay",
     # TLS (tests/test_tls.py)
     "TLS/SSL Handshake failed: %s; client %s (%s)": "popper: TLS/SSL Handshake failed",
     "TLS: %s with %s (%s)": "popper: TLS: <version>",

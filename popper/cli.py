@@ -375,11 +375,8 @@ def main(argv: list = None) -> int:
             if standalone.stdin_is_listening():
                 return refuse(prog, settings, [LISTENING_STDIN])
             return inetd.serve(settings, log, credentials)
-    else:
-        try:
-            listeners = [standalone.listen(*standalone.parse_address(address))]
-        except standalone.AddressError as exc:
-            return refuse(prog, settings, [exc.args[0]])
+    # The pid file is written before popper's own listener takes a
+    # connection: whoever reaches the port finds this server's pid there.
     pid_file = None
     if settings.pid_file:
         try:
@@ -387,6 +384,11 @@ def main(argv: list = None) -> int:
         except standalone.PidFileError as exc:
             return refuse(prog, settings, [exc.args[0]])
     try:
+        if address is not None:
+            try:
+                listeners = [standalone.listen(*standalone.parse_address(address))]
+            except standalone.AddressError as exc:
+                return refuse(prog, settings, [exc.args[0]])
         return standalone.serve(listeners, settings, log, pid_file, credentials)
     finally:
         if pid_file is not None:

@@ -127,8 +127,11 @@ class PidFile:
             if fd is not None:
                 self.fd = fd
                 os.fchmod(fd, 0o644)            # for anyone to read, whatever the umask
-                os.ftruncate(fd, 0)
-                os.write(fd, b"%d\n" % os.getpid())
+                # Written over, then cut: a reader never finds it empty, and its
+                # first line is always a whole pid (the old one, or this).
+                data = b"%d\n" % os.getpid()
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
                 return
         raise PidFileError("the pid file %s keeps being replaced: is another popper starting?"
                            % path)

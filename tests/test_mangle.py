@@ -6,6 +6,7 @@ APOP and AUTH PLAIN."""
 
 import email
 import email.policy
+import poplib
 
 import pytest
 
@@ -196,6 +197,13 @@ def test_nesting_depth_five_is_shown_six_is_too_complex():
         b"\n[message too complex; part omitted]\n\n")
 
 
+def test_hostile_nesting_is_cut_before_the_parser():
+    # 2000 levels would exhaust the email parser's recursion: those past
+    # the limit never reach it.
+    assert mangled(nested(2000)) == HEAD + PLAIN_TYPE + (
+        b"\n[message too complex; part omitted]\n\n")
+
+
 def test_a_multipart_without_a_boundary_is_invalid_formatting():
     message = HEAD + b"Content-Type: multipart/mixed\n\nwhatever\n"
     assert mangled(message) == HEAD + PLAIN_TYPE + b"\n[invalid MIME formatting; part omitted]\n\n"
@@ -369,3 +377,88 @@ def test_the_stdlib_parser_reads_the_mangled_output_as_one_text_part():
         assert parsed.get_content_type() == "text/plain"
         assert isinstance(parsed.get_content(), str)
         assert not parsed.defects
+
+
+@pytest.mark.clients
+def test_poplib_reads_a_no_mime_login_as_one_text_part(mailhost, tcp_inetd):
+    """The real program: poplib logged in as alice-no-mime gets what
+    RETR 1 X-MANGLE(TEXT=PLAIN) gives alice, and the stdlib parser reads
+    it as a single text/plain part with the placeholders in it."""
+    mailhost.deliver(MAIL)
+    server = tcp_inetd("-t", str(mailhost.base / "trace"))
+    got = {}
+    for name, command in (("alice-no-mime", "RETR 2"), ("alice", "RETR 2 X-MANGLE(TEXT=PLAIN)")):
+        client = poplib.POP3("127.0.0.1", server.port, timeout=30)
+        client.user(name)
+        assert client.pass_(USERS["alice"]).startswith(b"+OK alice has 2 visible messages")
+        try:
+            reply, lines, _ = client._longcmd(command)
+        except poplib.error_proto:
+            print((mailhost.base / "trace").read_text())      # the session's traceback
+            raise
+        assert reply == b"+OK Message follows"
+        got[name] = lines
+        client.quit()
+    assert got["alice-no-mime"] == got["alice"]
+    parsed = email.message_from_bytes(b"\n".join(got["alice"]) + b"\n",
+                                      policy=email.policy.default)
+    assert not parsed.is_multipart() and parsed.get_content_type() == "text/plain"
+    assert parsed["Subject"] == "hi" and "Received" not in parsed
+    assert "See the files.\n[photo.jpg]\n[ image attachment omitted]\n" in parsed.get_content()
+
+
+BIG = r'''
+import base64, os, resource, sys
+from popper.extensions import mangle
+from popper.maildrop import open_maildrop
+from popper.settings import Settings
+
+
+class Log:
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+spool = sys.argv[1]
+line = base64.b64encode(bytes(range(57))) + b"\n"
+with open(os.path.join(spool, "alice"), "wb") as f:
+    f.write(b"From a@example.com Mon Jan  1 00:00:00 2001\nFrom: a@example.com\n"
+            b'Subject: big\nContent-Type: multipart/mixed; boundary="b"\n\n'
+            b"--b\nContent-Type: text/plain\n\n" + b"the letter\n" * 90000 +
+            b'--b\nContent-Type: application/pdf; name="big.pdf"\n'
+            b"Content-Transfer-Encoding: base64\n\n")
+    block = line * (1024 * 1024 // len(line))
+    for _ in range(49):
+        f.write(block)
+    f.write(b"--b--\n")
+settings = Settings()
+settings.spool_dir = spool
+drop = open_maildrop(settings, "alice", Log())
+msg = drop.messages[0]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sent, last = 0, b""
+for chunk in drop.message_chunks(msg, None, lambda pieces: mangle.mangled(pieces, mangle.PLAIN)):
+    sent, last = sent + len(chunk), chunk
+drop.close()
+print(msg.octets, sent, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.stdout.flush()
+os.write(1, last[-60:])
+'''
+
+
+@pytest.mark.slow
+def test_a_50_mb_message_with_a_49_mb_attachment_mangles_in_bounded_memory(tmp_path):
+    """Peak RSS (ru_maxrss, a fresh process): the attachment's body is cut
+    out before the email parser sees it, so the peak is the interpreter's
+    plus the text shown, not the message's 50 MB."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", BIG, str(tmp_path)], stdout=subprocess.PIPE,
+                         check=True, timeout=120).stdout
+    figures, tail = out.split(b"\n", 1)
+    octets, sent, before, peak = map(int, figures.split())
+    assert octets > 50 * 1000 * 1000 and 990000 < sent < 1100000
+    assert tail.endswith(b"[big.pdf]\r\n[ pdf attachment omitted]\r\n\r\n.\r\n")
+    # Measured 32 MB peak (28 MB before mangling); holding the attachment once
+    # would add 49 MB.
+    assert peak - before < 20 * 1024, (before, peak)

@@ -19,7 +19,9 @@ better: docs/deviations.md.
 """
 
 import codecs
+import email.errors
 import email.header
+import email.message         # the feed parser's factory, imported late by it
 import email.parser
 import html
 import html.parser
@@ -185,7 +187,9 @@ def cut_bodies(pieces):
                 block, header, size = b"".join(header), [], 0
                 yield block
                 state, boundary = _keeps_body(block) if line.strip() == b"" else (PASS, None)
-                if boundary is not None:
+                if boundary is not None and len(boundaries) > MAX_DEPTH:
+                    state = SKIP        # too deep to be shown: the parser need not nest it
+                elif boundary is not None:
                     boundaries.append(boundary)
         elif state == PASS:
             yield line
@@ -227,6 +231,12 @@ def _codec(charset: str) -> str:
     except LookupError:
         return "ascii"
     return name
+
+
+# Every codec of the table loaded now: the session runs as the user after
+# privsep.become, where the interpreter's own files may not be readable.
+for _charset in CHARSETS:
+    _codec(_charset)
 
 
 class _HTMLToPlain(html.parser.HTMLParser):
@@ -455,7 +465,8 @@ def _decoded(value: str) -> str:
     words only, and drops B words raw); 8-bit bytes as latin-1."""
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
-    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+    except (ValueError, LookupError, UnicodeError, ImportError, email.errors.HeaderParseError):
+        # (ImportError: a charset whose codec cannot be loaded as the user)
         return value.encode("ascii", "surrogateescape").decode("latin-1")
 
 

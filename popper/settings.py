@@ -66,7 +66,9 @@ class Settings:
         self.auth_file = None                        # only these users may log in
         self.nonauth_file = None                     # these users may not
         self.sasl_proxy_file = None                  # these may log in as others (SASL authzid)
-        self.mail_command = compiled.MAIL_COMMAND
+        self.mail_command = compiled.MAIL_COMMAND       # XTND XMIT's (pop_xmit.c)
+        self.xmit_max_size = 10 * 1024 * 1024        # octets an XTND XMIT message may have
+        self.xmit_timeout = 120                      # seconds the mail command may take
         self.timeout = compiled.TIMEOUT
         self.debug = False
         self.statistics = False
@@ -397,6 +399,8 @@ POPPER_OPTIONS = {
     "pam-service": O("pam_service", _service, STR, AT_START),
     "login-user": O("login_user", _account, STR, AT_START),
     "write-timeout": O("write_timeout", _int, INT, NOT_USER),
+    "xmit-max-size": O("xmit_max_size", _positive, INT, NOT_USER),
+    "xmit-timeout": O("xmit_timeout", _positive, INT, NOT_USER),
     "login-timeout": O("login_timeout", _int, INT, AT_START),
     "max-sessions": O("max_sessions", _int, INT, AT_START),
     "max-sessions-per-address": O("max_sessions_per_address", _int, INT, AT_START),

@@ -19,7 +19,7 @@ BUILD="gcc libcrypt-dev libpam0g-dev python3 python3-venv python3-dev openssl"
 # systemd-socket-activate and xinetd (the shipped units and xinetd file),
 # python3-cffi (make install with Debian's own python3); mutt (the TLS
 # tests' client with Debian's default configuration).
-PACKAGES="$BUILD curl fetchmail getmail6 mpop mutt procmail liblockfile-bin
+PACKAGES="$BUILD curl fetchmail getmail6 mpop msmtp mutt procmail liblockfile-bin
           libnss-wrapper libpam-wrapper libuid-wrapper libpam-modules passwd strace
           util-linux rsyslog cpio libarchive-tools devscripts systemd xinetd python3-cffi"
 if [ "$DEPS" = build ]; then

@@ -251,6 +251,8 @@ LINES = {
     "%s: could not finish the bulletins' append to %s: %s; the journal ":
         "popper: journal says",
     "Unable to open the bulletin database %s: %s": "popper: Unable to open the bulletin database",
+    'Pop transmit from "%s" on "%s"': "pop_xmit.c",
+    "XTND XMIT by %s: %s": "popper: XTND XMIT by",
 }
 CALL = re.compile(r'(?:\blog\.(?:alert|critical|error|warning|notice|info|debug)\(\s*\(?\s*'
                   r'|def err_line\(.*?return )(["\'])(.*?)(?<!\\)\1', re.S)

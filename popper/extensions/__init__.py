@@ -24,7 +24,7 @@ import importlib
 
 # The extension modules, in the order their rows are added (a later one
 # may not replace an earlier one's row: install() refuses that).
-MODULES = ("xlst", "euidl", "mdef")
+MODULES = ("xlst", "xmit", "euidl", "mdef")
 
 
 class Subcommands(dict):

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from conftest import IS_ROOT, TEST_UID, start_inetd
 from test_session import MAIL, login, run
 
 from popper.extensions import xmit
@@ -210,3 +211,36 @@ def test_msmtp_delivers_the_message_to_an_smtp_server(make_session, tmp_path, mo
     finally:
         sink.kill()
         sink.wait()
+
+
+# --- the real program, started as root: the mail command runs as the user --------------
+
+@pytest.mark.root
+@pytest.mark.clients
+@pytest.mark.skipif(not IS_ROOT, reason="the session becomes the user only when started as root")
+def test_the_mail_command_runs_as_the_user(mailhost):
+    out = mailhost.base / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    script = mailhost.base / "sendmail"
+    script.write_text('#!/bin/sh\nid -u > %(d)s/uid\nid -G > %(d)s/groups\n'
+                      'printf "%%s\\n" "$@" > %(d)s/argv\ncat > %(d)s/stdin\n' % {"d": out})
+    script.chmod(0o755)
+    mailhost.write_config("set mail-command = %s" % script)
+    mailhost.deliver(MAIL)
+    conv = start_inetd(mailhost.command())
+    try:
+        assert conv.login().startswith(b"+OK")
+        assert conv.cmd("XTND XMIT") == START.rstrip(b"\r\n")
+        conv.send(MESSAGE)
+        assert sorted(p for p in os.listdir(str(mailhost.spool_dir))
+                      if p.startswith(".xmit")) == []
+        assert conv.cmd(".") == SENT.rstrip(b"\r\n")
+        assert int((out / "uid").read_text()) == TEST_UID
+        assert "0" not in (out / "groups").read_text().split()
+        assert (out / "stdin").read_bytes() == UNSTUFFED
+        assert (out / "argv").read_text().split() == ["-t", "-i", "-oem"]
+        assert conv.cmd("QUIT").startswith(b"+OK")
+    finally:
+        conv.close()
+    assert [p for p in os.listdir(str(mailhost.spool_dir)) if p.startswith(".xmit")] == []

@@ -243,7 +243,9 @@ class Session:
             args = words[1:]
             self.log.debug('Received: "AUTH %s xxxxxxxxx"' % words[1])
         else:
-            args = [self.macros.get(_lower(word), word) for word in words[1:]]
+            args = words[1:]
+            if self.macros:
+                args = [self.macros.get(_lower(word), word) for word in args]
             self.log.debug('Received: "%s"' % text)
         entry = self.commands.get(self.state, {}).get(name)
         if entry and self.state == TRANSACTION and name in SEES_RETRIEVED:

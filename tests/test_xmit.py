@@ -11,6 +11,7 @@ test reads back."""
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -243,4 +244,35 @@ def test_the_mail_command_runs_as_the_user(mailhost):
         assert conv.cmd("QUIT").startswith(b"+OK")
     finally:
         conv.close()
+    assert [p for p in os.listdir(str(mailhost.spool_dir)) if p.startswith(".xmit")] == []
+
+
+@pytest.mark.root
+@pytest.mark.clients
+@pytest.mark.skipif(not IS_ROOT, reason="the session becomes the user only when started as root")
+@pytest.mark.parametrize("cut", ["eof", "timeout"])
+def test_the_real_program_cut_in_the_middle_sends_nothing(mailhost, cut):
+    out = mailhost.base / "out"
+    out.mkdir()
+    os.chmod(out, 0o777)
+    script = mailhost.base / "sendmail"
+    script.write_text("#!/bin/sh\ncat > %s/stdin\n" % out)
+    script.chmod(0o755)
+    mailhost.write_config("set mail-command = %s" % script)
+    mailhost.deliver(MAIL)
+    command = mailhost.command()
+    command[command.index("-T") + 1] = "2"
+    conv = start_inetd(command)
+    try:
+        assert conv.login().startswith(b"+OK")
+        assert conv.cmd("XTND XMIT") == START.rstrip(b"\r\n")
+        conv.send(MESSAGE[:60])
+        if cut == "eof":
+            conv.sock.shutdown(socket.SHUT_WR)
+        else:
+            assert conv.line().startswith(b"-ERR POP timeout from ")   # -T 2 passed
+        assert conv.process.wait(30) is not None
+    finally:
+        conv.close()
+    assert not (out / "stdin").exists()
     assert [p for p in os.listdir(str(mailhost.spool_dir)) if p.startswith(".xmit")] == []

@@ -73,7 +73,9 @@ fields, each a 4-byte length and its bytes.  Login process to root:
 password] (SASL PLAIN and LOGIN), [CRAM, user, digest] (after a
 [CHALLENGE]) or [SCRAM3] (after [SCRAM1, client-first-message] and
 [SCRAM2, client-final-message]), then after a YES [REST, bytes] (it
-exits) or, after a login over TLS, [RELAY, bytes] (it relays); [USER, user] (may it use
+exits) or, after a login over TLS, [RELAY, bytes] (it relays), either
+with a last field no-mime when the name had that suffix (the session
+mangles RETR and TOP by default: presentation only); [USER, user] (may it use
 clear text?); last, [END, the count of its log lines syslog could not
 take].  Root to login process: [YES, the account's name] (a login), [YES]
 (USER), [MORE, data] (an exchange goes on: CRAM-MD5's challenge, SCRAM's

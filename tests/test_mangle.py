@@ -4,6 +4,7 @@ golden outputs for the shapes ../shared/spec/x-mangle.md names (Qpopper
 grammar, RETR/TOP/LIST in the sans-I/O session, and -no-mime over USER,
 APOP and AUTH PLAIN."""
 
+import base64
 import email
 import email.policy
 import poplib
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import RecordingLog, StubAuth, USERS
 from popper.auth import Account, AuthError
+from popper.auth.gatekeeper import Gatekeeper
 from popper.extensions import mangle
 from popper.maildrop import open_maildrop as open_drop
 from popper.protocol import replies as R
@@ -358,7 +360,6 @@ def test_apop_cuts_the_suffix_too(spool):
 
 
 def test_auth_plain_cuts_the_suffix_of_the_authorization_identity(make_session):
-    import base64
     session, _ = make_session(settings=Settings(), mail=MAIL,
                               auth=type("Proxy", (StubAuth,), {
                                   "account": lambda self, user: Account(user)
@@ -366,6 +367,18 @@ def test_auth_plain_cuts_the_suffix_of_the_authorization_identity(make_session):
     token = base64.b64encode(b"alice-no-mime\0alice\0secret")
     assert answer(session, b"AUTH PLAIN " + token + b"\r\n").startswith(b"+OK")
     mangled_by_default(session)
+
+
+def test_scram_names_lose_the_suffix_in_the_root_part_and_the_login_process(make_session):
+    # The root part reads SCRAM's client-first-message itself.
+    keeper = Gatekeeper(Settings(), StubAuth(), RecordingLog())
+    keeper.scram_first(b"n,,n=alice-no-mime,r=0123456789abcdef")
+    assert keeper.scram_user == "alice"
+    session, _ = make_session(mail=MAIL)
+    session.apop_timestamp = "<1.2@mail.example>"          # pop.auth was usable: SCRAM offered
+    answer(session, b"AUTH SCRAM-SHA-256 " + base64.b64encode(
+        b"n,,n=alice-no-mime,r=0123456789abcdef") + b"\r\n")
+    assert session.user == "alice" and session.no_mime
 
 
 # --- what a client makes of it ---------------------------------------------------------

@@ -46,6 +46,18 @@ def ascii_lower(text: str) -> str:
     return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
 
 
+NO_MIME = "-no-mime"
+
+
+def without_no_mime(name: str):
+    """(name, True) less its -no-mime suffix, or (name, False): pop_user.c
+    cuts it from a name longer than 8 characters that ends in exactly that
+    (after -c and -C); the session then mangles RETR and TOP by default."""
+    if len(name) > 8 and name.endswith(NO_MIME):
+        return name[:-len(NO_MIME)], True
+    return name, False
+
+
 def login_name(settings, log, name: str) -> str:
     """A name from the client as popper uses it: -c downcases, -C cuts at
     @, 64 characters at most (USER, APOP, SASL's identities)."""
@@ -208,7 +220,9 @@ class Gatekeeper:
         except ValueError:
             raise AuthError(replies.AUTH_MALFORMED, delay=False,
                             mechanism="SCRAM-SHA-256") from None
-        self.scram_user = login_name(self.settings, self.log, self.scram.user)
+        # The root part reads SCRAM's names itself: the suffix is cut here too.
+        self.scram_user = without_no_mime(login_name(self.settings, self.log,
+                                                     self.scram.user))[0]
         return self.scram.server_first.encode("latin-1")
 
     def scram_final(self, message: bytes, client) -> bytes:
@@ -225,7 +239,8 @@ class Gatekeeper:
                             mechanism="SCRAM-SHA-256") from None
         user = self.scram_user
         account = self._by_secret(user, right)
-        authzid = login_name(self.settings, self.log, scram.authzid) if scram.authzid else user
+        authzid = without_no_mime(login_name(self.settings, self.log, scram.authzid))[0] \
+            if scram.authzid else user
         self.scram_account = self.authorize(account, user, authzid)
         return scram.server_final()
 

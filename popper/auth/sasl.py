@@ -171,7 +171,10 @@ def _cram(session, initial):
 def _scram(session, initial):
     first = yield from _first(session, initial)
     _text(session, first, "SCRAM-SHA-256")
-    session.user = session.user_name(scram_names(first)[0] or "")     # for the log
+    user, authzid = scram_names(first)
+    session.user = session.user_name(user or "")     # for the log
+    if authzid:
+        session.user_name(authzid)      # -no-mime: the authorization identity's
     checker = session.authenticator
     try:
         server_first = checker.scram_first(first)

@@ -24,7 +24,7 @@ import traceback
 
 from popper import __version__, extensions
 from popper.auth import AuthError, sasl
-from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name
+from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name, without_no_mime
 from popper.extensions import mangle
 from popper.log import err_line, log_login_line
 from popper.maildrop import MaildropError
@@ -38,7 +38,6 @@ AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans"
 # part serves the rest, starting with the bytes in Session.unread.
 HANDED_OFF = "handed-off"
 
-NO_MIME = "-no-mime"
 MAX_WORDS = 5           # pop_parse: a command and 4 arguments (MAXPARMCOUNT, popper.h)
 
 
@@ -332,9 +331,8 @@ class Session:
         a -no-mime suffix (pop_user.c: a name longer than 8 characters
         ending in exactly that), which turns X-MANGLE on for the session:
         USER, APOP and AUTH's authorization identity alike."""
-        name = login_name(self.settings, self.log, name)
-        self.no_mime = len(name) > 8 and name.endswith(NO_MIME)
-        return name[:-len(NO_MIME)] if self.no_mime else name
+        name, self.no_mime = without_no_mime(login_name(self.settings, self.log, name))
+        return name
 
     def do_user(self, name: str):
         user = None

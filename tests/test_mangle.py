@@ -289,6 +289,15 @@ def test_retr_top_and_list_mangled(make_session):
     assert session.retrieved[0]
 
 
+def test_an_mdef_macro_can_name_the_mangle_word(make_session):
+    # pop_extend.c's example use: MDEF's value taken as RETR's extra word.
+    session = logged_in(make_session)
+    assert answer(session, b"MDEF plain(x-mangle(text=plain))\r\n") == (
+        b'+OK Macro "plain" accepted\r\n')
+    assert answer(session, b"RETR 1 plain\r\n") == answer(
+        session, b"RETR 1 x-mangle(text=plain)\r\n")
+
+
 def test_capa_lists_x_mangle(make_session):
     session, _ = make_session(mail=MAIL)
     assert b"\r\nX-MANGLE\r\n" in answer(session, b"CAPA\r\n")

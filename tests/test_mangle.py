@@ -289,6 +289,29 @@ def test_retr_top_and_list_mangled(make_session):
     assert session.retrieved[0]
 
 
+def test_a_message_the_mangler_cannot_take_gets_an_err_and_the_session_goes_on(
+        make_session, monkeypatch):
+    """Mangled before the +OK: a failure is a -ERR (and a logged traceback),
+    not a reply cut short; LIST gives that message its own size."""
+    session = logged_in(make_session)
+    real = mangle.mangled
+
+    def fails_for_the_second(pieces, request, top_lines=None):
+        pieces = list(pieces)
+        if b"uid-attachments" in b"".join(pieces):
+            raise RecursionError("a message the email package cannot parse")
+        return real(pieces, request, top_lines)
+
+    monkeypatch.setattr(mangle, "mangled", fails_for_the_second)
+    assert answer(session, b"RETR 2 x-mangle\r\n") == (
+        b"-ERR [SYS/TEMP] internal error; the session goes on\r\n")
+    assert not session.retrieved[1]
+    listing = answer(session, b"LIST x-mangle\r\n")
+    assert listing.endswith(b"\r\n2 %d\r\n.\r\n" % session.maildrop.messages.octets[1])
+    assert answer(session, b"RETR 1 x-mangle\r\n").startswith(b"+OK Message follows\r\n")
+    assert answer(session, b"NOOP\r\n").startswith(b"+OK")
+
+
 def test_an_mdef_macro_can_name_the_mangle_word(make_session):
     # pop_extend.c's example use: MDEF's value taken as RETR's extra word.
     session = logged_in(make_session)

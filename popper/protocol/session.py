@@ -132,8 +132,15 @@ class _MangledOctets:
         self.session, self.stage = session, _stage(request, None)
 
     def __getitem__(self, i: int) -> int:
+        """A message the mangler cannot take (its RETR gets a -ERR) is
+        listed with its own size, logged."""
         maildrop = self.session.maildrop
-        return maildrop.message_octets(maildrop.messages[i], self.stage)
+        try:
+            return maildrop.message_octets(maildrop.messages[i], self.stage)
+        except Exception:
+            self.session.log.error("internal error in %s: %s"
+                                   % ("X-MANGLE", traceback.format_exc()))
+            return maildrop.messages.octets[i]
 
 
 class Session:
@@ -544,9 +551,18 @@ class Session:
         (a mangle.Request: "+OK Message follows", no octet count)."""
         msg = self.maildrop.messages[i]
         if request is not None:
+            # Mangled whole before the +OK (mangle.mangled holds its output
+            # anyway): a message the mangler cannot take gets a -ERR, and the
+            # session goes on, instead of a reply cut short.
+            try:
+                chunks = list(self.maildrop.message_chunks(msg, top_lines,
+                                                           _stage(request, top_lines)))
+            except Exception:
+                self.log.error("internal error in %s: %s" % ("X-MANGLE", traceback.format_exc()))
+                yield self.err(R.INTERNAL_ERROR)
+                return
             yield R.ok(R.TOP)
-            yield from self.maildrop.message_chunks(msg, top_lines,
-                                                    _stage(request, top_lines))
+            yield from chunks
         else:
             if top_lines is None:
                 yield R.ok(R.RETR, octets=msg.octets)

@@ -59,6 +59,16 @@ def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def save(results: dict, report, json_path) -> int:
+    """Print report(results) and write results, the table with them, to json_path."""
+    text = report(results)
+    results["table"] = text
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    print(text)
+    note("\nresults written to %s" % json_path)
+    return 0
+
+
 # --- the corpus -------------------------------------------------------------------
 
 def cached_corpus(out: pathlib.Path, count: int, seed: int):
@@ -1050,12 +1060,7 @@ def main(argv=None) -> int:
         "checks": checks,
         "runs": runs,
     }
-    text = report(results)
-    results["table"] = text
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    print(text)
-    note("\nresults written to %s" % json_path)
-    return 0
+    return save(results, report, json_path)
 
 
 if __name__ == "__main__":

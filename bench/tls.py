@@ -31,7 +31,6 @@ run checks the cipher it got.  bench/README.md has the figures.
 
 import argparse
 import importlib.util
-import json
 import os
 import pathlib
 import shutil
@@ -496,12 +495,7 @@ def main(argv=None) -> int:
         "summary": summary,
         "runs": runs,
     }
-    text = report(results)
-    results["table"] = text
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    print(text)
-    note("\nresults written to %s" % json_path)
-    return 0
+    return harness.save(results, report, json_path)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ def plan(settings: dict, root: str = ROOT, ext_suffix: str = None) -> list:
         items.append(Item(path, _read(os.path.join(root, name)), 0o644 if is_source else 0o755,
                           compile_to=_byte_code(path) if is_source else None))
     for program, module in PROGRAMS:
-        text = launcher(settings["PYTHON"], lib, settings["LOG_FACILITY"], module)
+        text = launcher(settings["PYTHON"], lib, settings["LOG_FACILITY"], module,
+                        installed_in=settings["SBINDIR"])
         items.append(Item(os.path.join(settings["SBINDIR"], program), text.encode(), 0o755))
     docs = os.path.join(root, "docs")
     for name in sorted(os.listdir(docs)):

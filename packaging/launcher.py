@@ -14,18 +14,19 @@ TEMPLATE = """\
 # popper's launcher, written by packaging/launcher.py.  It runs {module}
 # from {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
 import sys
-sys.path.insert(0, {libdir!r})
+from importlib.machinery import PathFinder
+libdir = {libdir!r}{beside}
+sys.path.insert(0, libdir)
 try:
     # Only the library's own popper: never one found further on sys.path.
-    from importlib.machinery import PathFinder
-    if PathFinder.find_spec({package!r}, [{libdir!r}]) is None:
+    if PathFinder.find_spec({package!r}, [libdir]) is None:
         raise ModuleNotFoundError("No module named %r" % {package!r})
     from {module} import main
 except Exception as exc:
     # A broken install.  Under inetd fd 1 and 2 are the client's socket:
     # the reason goes to syslog, the client gets one line and no traceback.
     import os, stat, syslog
-    why = "cannot start: %s: %s (library %s)" % (type(exc).__name__, exc, sys.path[0])
+    why = "cannot start: %s: %s (library %s)" % (type(exc).__name__, exc, libdir)
     syslog.openlog(os.path.basename(sys.argv[0]) or "popper", syslog.LOG_PID,
                    syslog.{facility})
     syslog.syslog(syslog.LOG_ERR, why)
@@ -42,12 +43,26 @@ sys.exit(main())
 """
 
 
+# A launcher that knows where it is installed also finds its library where
+# it lies relative to itself when libdir has none: a tree staged by make
+# install DESTDIR=... runs in place; the installed one finds
+# libdir itself.  Only that one directory, never a search.
+BESIDE = """
+if PathFinder.find_spec({package!r}, [libdir]) is None:
+    import os
+    staged = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           {relative!r}))
+    if PathFinder.find_spec({package!r}, [staged]) is not None:
+        libdir = staged"""
+
+
 def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
-             module: str = "popper.cli") -> str:
+             module: str = "popper.cli", installed_in: str = None) -> str:
     """The launcher's text for the interpreter python (an absolute path),
     the directory libdir that holds the popper package, the syslog
-    facility a failure to start is logged at, and the module whose main()
-    is the program (popper.cli for popper)."""
+    facility a failure to start is logged at, the module whose main()
+    is the program (popper.cli for popper), and the directory the launcher
+    is installed in (for BESIDE; None: libdir only)."""
     if not python.startswith("/") or not libdir.startswith("/"):
         raise ValueError("the launcher needs absolute paths, not %r and %r" % (python, libdir))
     if any(c.isspace() for c in python):
@@ -57,8 +72,15 @@ def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
         raise ValueError("not a syslog facility: %r" % facility)
     if not all(part.isidentifier() for part in module.split(".")):
         raise ValueError("not a module name: %r" % module)
+    package = module.split(".")[0]
+    beside = ""
+    if installed_in is not None:
+        if not installed_in.startswith("/"):
+            raise ValueError("the launcher needs an absolute path, not %r" % installed_in)
+        import os
+        beside = BESIDE.format(package=package, relative=os.path.relpath(libdir, installed_in))
     return TEMPLATE.format(python=python, libdir=libdir, facility=facility, module=module,
-                           package=module.split(".")[0])
+                           package=package, beside=beside)
 
 
 if __name__ == "__main__":

@@ -317,9 +317,11 @@ def test_every_linux_file_is_installed_with_the_paths_filled_in(source):
     assert "@include common-auth\n" in by_path["/etc/pop/pam.d/popper"]
     assert by_path["/etc/pop/popper.conf"] == by_path["/etc/pop/popper.conf.sample"]
     assert by_path["/opt/pop/sbin/popper"] == launcher(sys.executable, "/opt/pop/lib/popper",
-                                                       "LOG_LOCAL1", "popper.cli")
+                                                       "LOG_LOCAL1", "popper.cli",
+                                                       installed_in="/opt/pop/sbin")
     assert by_path["/opt/pop/sbin/popauth"] == launcher(sys.executable, "/opt/pop/lib/popper",
-                                                        "LOG_LOCAL1", "popper.popauth")
+                                                        "LOG_LOCAL1", "popper.popauth",
+                                                        installed_in="/opt/pop/sbin")
     pam = install.plan(dict(settings, PAM_SERVICE="pop3"), str(source))
     assert "/etc/pop/pam.d/pop3" in {item.path for item in pam}
     none = install.plan(fake_settings("/opt/pop", "--without-systemdsystemunitdir"),
@@ -524,6 +526,9 @@ def test_make_install_destdir_gives_a_runnable_popper(tree, tmp_path, mailhost, 
     assert "installed under %s:" % destdir in out
     program = destdir / "usr/local/sbin/popper"
     assert program.read_text().startswith("#!%s -Es\n" % settings["PYTHON"])
+    # Where it is staged, as well: it finds the library beside itself.
+    shown = run([str(program), "-v"], tmp_path).stdout
+    assert shown.startswith("popper"), shown
 
     # Another python3 first on PATH, a decoy popper on PYTHONPATH.
     decoys = tmp_path / "decoys"

@@ -55,6 +55,28 @@ def test_a_broken_install_says_why_at_a_terminal(tmp_path):
                              "'popper' (library %s)\n" % (tmp_path / "missing"))
 
 
+def test_a_staged_launcher_finds_the_library_beside_itself(tmp_path):
+    """make install DESTDIR=...: sbin/popper and lib/popper moved together
+    under another root; the configured library is not there."""
+    staged = tmp_path / "stage" / "opt" / "pop"
+    (staged / "sbin").mkdir(parents=True)
+    os.symlink(LIBRARY, str(staged / "lib"))
+    program = staged / "sbin" / "popper"
+    program.write_text(launcher(sys.executable, "/opt/pop/lib", installed_in="/opt/pop/sbin"))
+    program.chmod(0o755)
+    result = subprocess.run([str(program), "-v"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "popper" in result.stdout
+    # Nowhere else: without the library beside it, the configured one is named.
+    os.unlink(str(staged / "lib"))
+    result = subprocess.run([str(program), "-v"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=60)
+    assert result.returncode == 1
+    assert "(library /opt/pop/lib)" in result.stderr
+
+
 @pytest.mark.parametrize("python, libdir", [("python3", "/lib"), ("/usr/bin/py thon", "/lib"),
                                             ("/usr/bin/python3", "lib")])
 def test_it_refuses_what_cannot_be_a_launcher(python, libdir):

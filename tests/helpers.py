@@ -24,15 +24,18 @@ MDA = str(ROOT / "tests" / "mda.py")
 FAULTS_FULL = os.environ.get("POPPER_FAULTS_FULL", "") not in ("", "0")
 
 
-SUBSET = 6          # make check's fault trials per kind of call, spread over its calls
+SUBSET = 6          # make check's fault trials per kind of call, at most
 
 
 def fault_subset(count: int) -> list:
     """The N of `count` calls a fault test tries: all with
-    POPPER_FAULTS_FULL (make soak); else all of few, and of many SUBSET
-    spread evenly from the first to the last."""
-    if FAULTS_FULL or count <= SUBSET:
+    POPPER_FAULTS_FULL (make soak); else the first, every third and the
+    last, and of many only SUBSET spread evenly from the first to the last."""
+    if FAULTS_FULL or count <= 2:
         return list(range(1, count + 1))
+    thirds = sorted(set(range(1, count + 1, 3)) | {count})
+    if len(thirds) <= SUBSET:
+        return thirds
     step = (count - 1) / (SUBSET - 1)
     return sorted({1 + round(i * step) for i in range(SUBSET)})
 

@@ -54,7 +54,7 @@ fails kept the lock.  A kill comes as the call starts, before it runs.
 Each (mode, system call, errno or SIGKILL) is a test that runs all its
 trials and lists every one that failed.  make check runs a subset: for the
 session kind the calls before the QUIT, for the quit kind those of the
-QUIT, all of few and six spread over many (helpers.fault_subset); for the
+QUIT, the first, every third and the last, at most six (helpers.fault_subset); for the
 login kind the first; ENOSPC from the N-th call on (a full disk stays
 full), EIO once; kills only at calls that change something.
 POPPER_FAULTS_FULL=1 runs every N, both ways, every kill (make soak).

@@ -24,7 +24,7 @@ import email.header
 import email.message         # the feed parser's factory, imported late by it
 import email.parser
 import html
-import html.parser
+import re
 
 from popper.auth.gatekeeper import ascii_lower
 
@@ -215,8 +215,10 @@ def parse_message(pieces):
 
 def _underscore(error):
     """Encoding: a character the charset lacks is "_" (charmangle.c's mark
-    for an 8-bit byte it cannot show), one per character."""
-    return "_" * (error.end - error.start), error.end
+    for an 8-bit byte it cannot show), one per character; a no-break
+    space a space (charmangle.c let 0xA0 through to us-ascii)."""
+    lacking = error.object[error.start:error.end]
+    return "".join(" " if c == "\xa0" else "_" for c in lacking), error.end
 
 
 codecs.register_error("popper-mangle", _underscore)
@@ -239,84 +241,151 @@ for _charset in CHARSETS:
     _codec(_charset)
 
 
-class _HTMLToPlain(html.parser.HTMLParser):
-    """striphtml.c's reduction: tags and comments out, entities decoded,
-    white space collapsed but in <pre>/<xmp>, <title>/<script>/<select>
-    dropped, <li> "*  ", <img alt=X> "[ Image X ]", <a href=U> " <U> ",
-    <hr> 20 dashes; block elements start a line."""
+# striphtml.c's gnElemBreaks: the line breaks an element makes sure of
+# before it and after its end tag.  popper adds block elements the 1997
+# table lacks (ul beside ol, table rows, HTML 4 and 5 blocks): Qpopper ran
+# the words of one into the next's (docs/deviations.md).
+_BREAKS = dict.fromkeys(("address", "blockquote", "dl", "h1", "h2", "h3", "h4", "h5", "h6",
+                         "listing", "menu", "ol", "p", "plaintext", "pre", "xmp", "ul"), 2)
+_BREAKS.update(dict.fromkeys(("dd", "dir", "div", "dt", "hr", "li", "table", "tr", "caption",
+                              "center", "form", "article", "aside", "footer", "header", "main",
+                              "nav", "section", "figure", "figcaption"), 1))
+_HIDDEN = ("title", "comment", "script", "select", "style")     # style: popper's
+_PRE = ("pre", "listing", "xmp", "plaintext")
+_VERBATIM = ("xmp", "plaintext")    # their text is not markup (plaintext to the end)
+_RAW_TEXT = ("script", "style")     # nor is this, as HTML reads it
+_NAME = r"[A-Za-z0-9@_.+$-]"        # CharIsSgmlTok
+_WORDS = re.compile(r"([ \t\r\n]+)")            # CHARISSPACE
+_PRE_DROPPED = re.compile(r"[\x00-\x08\x0b-\x1f]")  # tsPre keeps \n, \t and from 32 up
+_MARKUP = re.compile(
+    r"<!--(?:-?>|.*?-->|.*\Z)"                  # a comment, to "-->"
+    r"|<[?!][^>]*(?:>|\Z)"                      # <!DOCTYPE ...>, <?xml ...?>
+    r"|<(/?)((?<=/)" + _NAME + r"*|[A-Za-z]" + _NAME + r"*)"     # a tag's name
+    r"((?:=[ \t\r\n]*(?:\"[^\"]*\"|'[^']*')|[^>])*)(?:>|\Z)", re.S)  # its attributes
+_ATTRIBUTE = re.compile(r"(" + _NAME + r"+)(?:[ \t\r\n]*=[ \t\r\n]*"
+                        r"(\"[^\"]*\"|'[^']*'|[^ \t\r\n>]*))?")
 
-    BREAKS = ("p", "div", "tr", "table", "blockquote", "ul", "ol", "dl", "dt", "dd",
-              "h1", "h2", "h3", "h4", "h5", "h6", "pre", "xmp")
-    DROPPED = ("title", "script", "select")
+
+def _attributes(text: str) -> dict:
+    """name: value (entities decoded), the first of each name."""
+    attributes = {}
+    for name, value in _ATTRIBUTE.findall(text):
+        if value[:1] in ("'", '"'):
+            value = value[1:-1]
+        attributes.setdefault(ascii_lower(name), html.unescape(value))
+    return attributes
+
+
+class _HTMLToPlain:
+    """striphtml.c's textHTMLToPlain: tags and comments out, entities
+    decoded, white space collapsed (a run of it one space, none after a
+    line break) but in <pre>, <listing>, <xmp> and <plaintext>, the text
+    of <title>, <script>, <select> dropped, <li> "*  ", <img alt=X>
+    "[ Image X ]", <a href=U> " <U> ", <hr> 20 dashes and a line break,
+    the line breaks of gnElemBreaks.  The text machine is Html_Text's,
+    state for state; tags and entities are read as HTML reads them, where
+    striphtml.c's reading loses text (docs/deviations.md)."""
+
+    WORD, SPACE, HIDDEN, PRE = range(4)     # tsInWord, tsInSpace, tsComment, tsPre
 
     def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.out, self.pre, self.dropped = [], 0, 0
+        # textHTMLInit: in space, as after two line breaks (so none at the start)
+        self.out, self.state, self.breaks, self.column = [], self.SPACE, 2, 0
 
-    def newline(self):
-        if self.out and not self.out[-1].endswith("\n"):
-            self.out.append("\n")
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag in self.DROPPED:
-            self.dropped += 1
-        elif tag in ("pre", "xmp"):
-            self.newline()
-            self.pre += 1
-        elif tag == "br":
-            self.out.append("\n")
-        elif tag in self.BREAKS:
-            self.newline()
-        elif tag == "li":
-            self.newline()
-            self.out.append("*  ")
-        elif tag == "hr":
-            self.newline()
-            self.out.append("-" * 20 + "\n")
-        elif tag == "img" and attrs.get("alt"):
-            self.out.append("[ Image %s ]" % attrs["alt"])
-        elif tag == "a" and attrs.get("href"):
-            self.out.append(" <%s> " % attrs["href"])
-
-    def handle_endtag(self, tag):
-        if tag in self.DROPPED:
-            self.dropped = max(0, self.dropped - 1)
-        elif tag in ("pre", "xmp"):
-            self.pre = max(0, self.pre - 1)
-            self.newline()
-        elif tag in self.BREAKS:
-            self.newline()
-
-    def handle_data(self, data):
-        if self.dropped:
+    def text(self, text: str) -> None:
+        """Html_Text."""
+        if self.state == self.HIDDEN or not text:
             return
-        if not self.pre:
-            data = _collapsed(data)
-            if not self.out or self.out[-1].endswith(("\n", " ")):
-                data = data.lstrip(" ")
-        if data:
-            self.out.append(data)
+        if self.state == self.PRE:
+            text = _PRE_DROPPED.sub("", text)
+            if text:
+                self.out.append(text)
+                self.column = 0 if text.endswith("\n") else 1   # only 0 or not matters
+            return
+        for piece in _WORDS.split(text):
+            if not piece:
+                continue
+            if piece[0] not in " \t\r\n":
+                self.breaks = 0
+                self.out.append(piece)
+                self.state = self.WORD
+            elif self.state == self.WORD:
+                self.out.append(" ")
+                self.state = self.SPACE
 
-    def text(self) -> str:
-        self.close()
-        text = "\n".join(line.rstrip(" ") for line in "".join(self.out).split("\n"))
-        return text if text.endswith("\n") or not text else text + "\n"
+    def write_breaks(self, count: int) -> None:
+        """Html_WriteBreaks."""
+        self.breaks += count
+        self.out.append("\n" * count)
+        if self.state == self.WORD:
+            self.state = self.SPACE
 
+    def ensure_break(self, count: int) -> None:
+        """Html_EnsureBreak."""
+        if count > self.breaks:
+            self.write_breaks(min(count - self.breaks, 2))
 
-def _collapsed(text: str) -> str:
-    """Runs of white space as one space."""
-    words = text.split()
-    if not words:
-        return " " if text else ""
-    return (" " if text[0].isspace() else "") + " ".join(words) + (
-        " " if text[-1].isspace() else "")
+    def open(self, tag: str, attributes: dict) -> None:
+        """Html_OpenElem."""
+        self.ensure_break(_BREAKS.get(tag, 0))
+        if tag == "br":
+            self.write_breaks(1)
+        elif tag in _HIDDEN:
+            self.state = self.HIDDEN
+        elif tag == "li":
+            self.out.append("*  ")
+            self.breaks = 0
+        elif tag in _PRE:
+            self.column, self.state = 0, self.PRE
+        elif tag == "img" and attributes.get("alt"):
+            # popper: counted as text, so that a block after it starts a line
+            self.out.append("[ Image %s ]" % attributes["alt"])
+            self.breaks, self.state = 0, self.WORD
+        elif tag == "a" and attributes.get("href"):
+            self.out.append(" <%s> " % attributes["href"])
+            self.breaks = 0
+        elif tag == "hr":
+            self.out.append("-" * 20 + "\n")
+        elif tag in ("td", "th"):
+            self.text(" ")          # popper: a cell's words apart from the next cell's
+
+    def close(self, tag: str) -> None:
+        """Html_CloseElem."""
+        if tag in _PRE:
+            self.breaks = 1 if self.column == 0 else 0
+            self.state = self.SPACE
+            self.ensure_break(2)
+        elif tag in _HIDDEN:
+            self.state = self.SPACE
+        self.ensure_break(_BREAKS.get(tag, 0))
+
+    def feed(self, text: str) -> str:
+        pos = 0
+        while pos < len(text):
+            found = _MARKUP.search(text, pos)
+            stop = found.start() if found else len(text)
+            self.text(html.unescape(text[pos:stop]))
+            if found is None:
+                break
+            pos = found.end()
+            if found.group(2) is None:
+                continue                    # a comment or a declaration
+            tag = ascii_lower(found.group(2))
+            if found.group(1):
+                self.close(tag)
+                continue
+            self.open(tag, _attributes(found.group(3)))
+            if tag in _VERBATIM or tag in _RAW_TEXT:
+                end = None if tag == "plaintext" else re.compile(
+                    "</%s(?!%s)" % (tag, _NAME), re.I).search(text, pos)
+                stop = end.start() if end else len(text)
+                self.text(text[pos:stop])   # HIDDEN for script and style
+                pos = stop
+        return "".join(self.out)
 
 
 def html_to_plain(text: str) -> str:
-    parser = _HTMLToPlain()
-    parser.feed(text)
-    return parser.text()
+    return _HTMLToPlain().feed(text)
 
 
 def enriched_to_plain(text: str) -> str:

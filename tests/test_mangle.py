@@ -201,6 +201,67 @@ def test_plain_text_asked_for_as_html():
         HEAD + HTML_TYPE + b"<html><pre>x &lt; y &amp; z\n</pre></html>\n")
 
 
+# textFlowedToHTML (striphtml.c), traced character by character: the head
+# "<html>\n<p>\n"; "  " before a word "&nbsp; " (the m_nSpaceCount loop);
+# a space before the line end a soft break (m_bInPara), so the paragraph
+# ends "<P>\n", a fixed line "<BR>\n"; ">" counted at AT_START, the stuffed
+# space dropped, ffToHTML_lineStart's blockquotes; "-- " (m_nSigSepState)
+# is a hard line end; the tail "</html>\n".
+FLOWED = [
+    ("Hello  there \nworld.\nfixed\n", "Hello&nbsp; there world.<P>\nfixed<BR>\n"),
+    ("> quoted \n> more\n>> deep\n\nx < y & z\n",
+     "<blockquote type=cite>quoted more<P>\n<blockquote type=cite>deep<BR>\n"
+     "</blockquote></blockquote><BR>\nx &lt; y &amp; z<BR>\n"),
+    ("-- \nsig\n--  \nflows\n", "-- <BR>\nsig<BR>\n--&nbsp; flows<P>\n"),
+    ("end  ", "end"),               # spaces still counted at the end are not written
+    (">", ""),                      # nor is a quote depth no character followed
+]
+
+
+@pytest.mark.parametrize("text,body", FLOWED)
+def test_format_flowed_to_html_as_textflowedtohtml(text, body):
+    assert mangle.flowed_to_html(text) == "<html>\n<p>\n" + body + "</html>\n"
+
+
+def test_a_flowed_part_asked_for_as_html():
+    message = HEAD + b"Content-Type: text/plain; charset=us-ascii; format=Flowed\n\nsoft \nline\n"
+    assert mangled(message, "x-mangle(text=html)") == (
+        HEAD + HTML_TYPE + b"<html>\n<p>\nsoft line<P>\n</html>\n")
+    fixed = message.replace(b"; format=Flowed", b"")
+    assert mangled(fixed, "x-mangle(text=html)") == (
+        HEAD + HTML_TYPE + b"<html><pre>soft \nline\n</pre></html>\n")
+
+
+ENRICHED = (b"<bold>Now</bold> is\nthe time\n\n\nfor <<all> <param>x</param>good\n"
+            b"<nofill>a\n  b</nofill>\n")
+
+
+def test_enriched_to_plain_as_textenrichedtoplain():
+    # enriched.c: a command out ("<<" the one "<", then "all>" is text), a
+    # <param>'s text ignored (PARAMCT), one line end a space and three two
+    # (NEWLINECT), line ends kept in <nofill>, the last single one not written.
+    message = HEAD + b"Content-Type: text/enriched\n\n" + ENRICHED
+    assert mangled(message) == HEAD + PLAIN_TYPE + (
+        b"Now is the time\n\nfor <all> good a\n  b\n")
+    assert mangled(message, "x-mangle(text=enriched)") == (
+        HEAD + TYPE % (b"enriched", b"us-ascii") + b"Now is the time\n\nfor <all> good a\n  b\n")
+
+
+def test_enriched_to_html_as_textenrichedtohtml():
+    # enriched.c and etags.c: "<html>", the tag table, a kept line end "\n"
+    # before what follows and each more "<br>\n", "&lt;" for "<<" and
+    # "&gt;"/"&amp;" for > and &, <color>'s "rrrr,gggg,bbbb" sprintf'ed
+    # "#%02X%02X%02X" of each >> 8, <fontfamily>'s parameter as it is,
+    # <paraindent>'s dropped; "</html>" (and the line end popper adds).
+    message = HEAD + b"Content-Type: text/enriched\n\n" + ENRICHED + (
+        b"<color><param>ffff,0000,8000</param>red</color> & "
+        b"<fontfamily><param>Times</param>t</fontfamily> "
+        b"<paraindent><param>left</param>i</paraindent> <x-odd><param>p</param>o</x-odd>\n")
+    assert mangled(message, "x-mangle(text=html)") == HEAD + HTML_TYPE + (
+        b"<html><b>Now</b> is\nthe time<br>\n<br>\nfor &lt;all&gt; good\n<pre>a\n  b</pre>\n"
+        b'<font color="#FF0080">red</font> &amp; <font face="Times">t</font> i o</html>\n')
+
+
 ATTACHMENTS = (HEAD + b'Content-Type: multipart/mixed; boundary="mix"\n\n'
                b"--mix\nContent-Type: text/plain\n\nSee the files.\n"
                b"--mix\nContent-Type: image/jpeg; name=\"photo.jpg\"\n"

@@ -388,25 +388,162 @@ def html_to_plain(text: str) -> str:
     return _HTMLToPlain().feed(text)
 
 
+_ENRICHED = re.compile(r"<<|<[^>]*(?:>|\Z)|\n|[^<\n]+")
+
+
 def enriched_to_plain(text: str) -> str:
-    """enriched.c's plain output: the commands out, "<<" a "<"."""
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("<<", i):
-            out.append("<")
-            i += 2
-        elif text[i] == "<":
-            end = text.find(">", i)
-            i = len(text) if end < 0 else end + 1
+    """enriched.c's textEnrichedToPlain (RFC 1896's algorithm): commands
+    out, "<<" a "<", the text of <param> dropped; outside <nofill> one line
+    end is a space and n of them n - 1."""
+    out, params, nofill, newlines = [], 0, 0, 0
+    for token in _ENRICHED.findall(text):
+        if token[0] == "<":
+            if newlines == 1:
+                out.append(" ")
+            newlines = 0
+            if token == "<<":
+                if params <= 0:
+                    out.append("<")
+                continue
+            command = ascii_lower(token[1:-1] if token.endswith(">") else token[1:])
+            params += {"param": 1, "/param": -1}.get(command, 0)
+            nofill += {"nofill": 1, "/nofill": -1}.get(command, 0)
+        elif params > 0:
+            continue
+        elif token == "\n" and nofill <= 0:
+            newlines += 1
+            if newlines > 1:
+                out.append("\n")
         else:
-            out.append(text[i])
-            i += 1
+            if newlines == 1:
+                out.append(" ")
+            newlines = 0
+            out.append(token)
+    return "".join(out)
+
+
+# etags.c: an enriched command's html (<param> and </param> are handled apart)
+_ENRICHED_HTML = {
+    ">": "&gt;", "<<": "&lt;", "&": "&amp;", "<bold>": "<b>", "</bold>": "</b>",
+    "<italic>": "<i>", "</italic>": "</i>", "<underline>": "<u>", "</underline>": "</u>",
+    "<fixed>": "<tt>", "</fixed>": "</tt>", "<smaller>": "<small>", "</smaller>": "</small>",
+    "<bigger>": "<big>", "</bigger>": "</big>", "<center>": "<center>", "</center>": "</center>",
+    "<flushleft>": "<div align=left>", "</flushleft>": "</div>",
+    "<flushright>": "<div align=right>", "</flushright>": "</div>",
+    "<flushboth>": "<div align=justify>", "</flushboth>": "</div>",
+    "<excerpt>": "<blockquote type=cite>", "</excerpt>": "</blockquote>",
+    "<nofill>": "<pre>", "</nofill>": "</pre>", "<fontfamily>": '<font face="',
+    "</fontfamily>": "</font>", "<color>": '<font color="', "</color>": "</font>",
+    "<paraindent>": "", "</paraindent>": "",
+}
+_ENRICHED_TOKENS = re.compile(r"<<|<[^>]*(?:>|\Z)|[&>\n]|[^<&>\n]+")
+
+
+def _color(value: str) -> str:
+    """A <color> parameter: a name as it is, RFC 1896's "rrrr,gggg,bbbb" as #RRGGBB."""
+    if "," not in value:
+        return value
+    try:
+        return "#" + "".join("%02X" % ((int(v, 16) >> 8) & 0xFF) for v in value.split(","))
+    except ValueError:
+        return value        # (sscanf left the numbers it could not read unset)
+
+
+def enriched_to_html(text: str) -> str:
+    """enriched.c's textEnrichedToHTML, inside <html>...</html>: etags.c's
+    tags; a <color> or <fontfamily> parameter is the font's attribute, the
+    others dropped; one line end (outside <nofill> and parameters) stays a
+    line end, each more one "<br>"."""
+    out, params, nofill, newlines = ["<html>"], 0, 0, 0
+    incomplete, color = None, []
+    for token in _ENRICHED_TOKENS.findall(text):
+        if token[0] in "<&>":
+            if newlines == 1:
+                out.append("\n")
+            newlines = 0
+            command = ascii_lower(token) if token[0] == "<" else token
+            if command == "<param>":
+                params += 1
+            elif command == "</param>":
+                params -= 1
+                if incomplete == "<color>":
+                    out.append(_color("".join(color)))
+                    color = []
+                if incomplete in ("<color>", "<fontfamily>"):
+                    out.append('">')    # (enriched.c: also after any other parameter)
+                incomplete = None
+            elif command in _ENRICHED_HTML:
+                if command in ("<fontfamily>", "<color>", "<paraindent>"):
+                    incomplete = command
+                nofill += {"<nofill>": 1, "</nofill>": -1}.get(command, 0)
+                out.append(_ENRICHED_HTML[command])
+        elif token == "\n" and nofill <= 0 and params <= 0:
+            newlines += 1
+            if newlines > 1:
+                out.append("<br>\n")
+        else:
+            if newlines == 1:
+                out.append("\n")
+            newlines = 0
+            if params <= 0:
+                out.append(token)
+            elif incomplete == "<color>":
+                color.append(token)
+            elif incomplete == "<fontfamily>":
+                out.append(token)
+    out.append("</html>")
     return "".join(out)
 
 
 def plain_to_html(text: str) -> str:
     """textPlainToHTML: the text escaped inside <html><pre>...</pre></html>."""
     return "<html><pre>" + html.escape(text, quote=False) + "</pre></html>\n"
+
+
+_SPACES = re.compile(r" +")
+
+
+def _flowed_spaces(text: str) -> str:
+    """textFlowedToHTML inside a line: a run of n spaces is n - 1 &nbsp; and a space."""
+    return _SPACES.sub(lambda m: "&nbsp;" * (len(m.group()) - 1) + " ",
+                       html.escape(text, quote=False))
+
+
+def flowed_to_html(text: str) -> str:
+    """striphtml.c's textFlowedToHTML for text/plain; format=flowed (RFC
+    2646): a line ending in a space flows into the next (a soft line end,
+    its paragraph ends with "<P>"), other line ends are "<BR>", quote marks
+    ">" become nested <blockquote type=cite>, the stuffed space after them
+    goes, "-- " is a signature line, not flowed.  Line by line, the same
+    bytes as its character loop."""
+    out, depth, paragraph = ["<html>\n<p>\n"], 0, False
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        ended = number < len(lines) - 1
+        quotes = len(line) - len(line.lstrip(">"))
+        content = line[quotes:]
+        if not content and not ended:
+            break                       # nothing came after the quote marks
+        if content.startswith(" "):
+            content = content[1:]       # the stuffed space
+        # ffToHTML_lineStart: the quote depth changes
+        out.append("<blockquote type=cite>" * (quotes - depth) +
+                   "</blockquote>" * (depth - quotes))
+        depth = quotes
+        body = content.rstrip(" ")
+        trailing = len(content) - len(body)
+        out.append(_flowed_spaces(body))
+        if not ended:
+            break                       # spaces still counted at the end are not written
+        if trailing:
+            out.append("&nbsp;" * (trailing - 1) + " ")
+            if content != "-- ":
+                paragraph = True        # a soft line end
+                continue
+        out.append("<P>\n" if paragraph else "<BR>\n")
+        paragraph = False
+    out.append("</html>\n")
+    return "".join(out)
 
 
 # --- the message ------------------------------------------------------------------
@@ -518,10 +655,13 @@ class _Mangler:
             return
         text = data.decode(_codec(charset), "replace").replace("\r\n", "\n")
         if want == "html":
-            if subtype in ("plain", ""):
+            if subtype in ("plain", "") and ascii_lower(str(part.get_param("format", ""))) \
+                    == "flowed":
+                text = flowed_to_html(text)
+            elif subtype in ("plain", ""):
                 text = plain_to_html(text)
             elif subtype == "enriched":
-                text = plain_to_html(enriched_to_plain(text))
+                text = enriched_to_html(text)
         elif subtype == "html":
             text = html_to_plain(text)
         elif subtype == "enriched":

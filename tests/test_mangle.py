@@ -586,6 +586,33 @@ def test_poplib_reads_a_no_mime_login_as_one_text_part(mailhost, tcp_inetd):
     assert "See the files.\n[photo.jpg]\n[ image attachment omitted]\n" in parsed.get_content()
 
 
+
+@pytest.mark.clients
+def test_fetchmail_as_a_no_mime_user_gets_one_text_part(mailhost, tcp_inetd, tmp_path):
+    """Debian's fetchmail, logged in as alice-no-mime, fetches (no keep)
+    the multipart/alternative message into an MDA writing files: each comes
+    out as one text/plain part the stdlib parser reads without defects,
+    the plain alternative's text in it."""
+    from clients import fetchmail, read_outputs
+    mailhost.deliver(MAIL)
+    server = tcp_inetd()
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    work.mkdir()
+    result = fetchmail(server.port, out, work, keep=False, user="alice-no-mime",
+                       password=USERS["alice"])
+    # With uidl fetchmail reads by TOP n 99999999, which -no-mime mangles as RETR.
+    assert b"TOP 1 99999999\nfetchmail: POP3< +OK Message follows\n" in result.stdout
+    got = [email.message_from_bytes(data, policy=email.policy.default)
+           for data in read_outputs(out)]
+    assert len(got) == 2
+    alternative = next(m for m in got if m["X-UIDL"] == "uid-alternative")
+    for parsed in got:
+        assert not parsed.is_multipart() and parsed.get_content_type() == "text/plain"
+        assert not parsed.defects and "Received" not in parsed
+    assert alternative.get_content() == "Plain & text\n"
+    assert mailhost.spool("alice").read_bytes() == b""     # fetched whole, then deleted
+
 BIG = r'''
 import base64, os, resource, sys
 from popper.extensions import mangle

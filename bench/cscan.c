@@ -9,6 +9,11 @@
  *                           (the 1st, 3rd, ...) contiguously to a new DST,
  *                           reading it with pread through a 1 MiB buffer,
  *                           then fsync: "keep <messages> <bytes> <seconds>"
+ *   cscan nodelay PROG ARG...  TCP_NODELAY on fd 0, then exec PROG: a
+ *                           server run from inetd that writes a reply in
+ *                           several writes (popa3d: "+OK", the message,
+ *                           ".") without it waits for the client's delayed
+ *                           ACK (40 ms) on each; as systemd's NoDelay=yes
  *
  * A message starts at offset 0 and after each "\n" that is followed by
  * "From " (the corpus escapes body lines as ">From ", so this is exact for
@@ -21,6 +26,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,14 +226,27 @@ static int do_keep(const char *src, const char *dst)
     return 0;
 }
 
+static int do_nodelay(char **argv)
+{
+    int one = 1;
+    if (setsockopt(0, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        perror("cscan nodelay: setsockopt");
+    execv(argv[0], argv);
+    perror(argv[0]);
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[1], "nodelay") == 0)
+        return do_nodelay(argv + 2);
     if (argc == 4 && strcmp(argv[1], "scan") == 0)
         return do_scan(argv[2], atoi(argv[3]) > 0 ? atoi(argv[3]) : 1);
     if (argc == 4 && strcmp(argv[1], "copy") == 0)
         return do_copy(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "keep") == 0)
         return do_keep(argv[2], argv[3]);
-    fprintf(stderr, "usage: cscan scan FILE RUNS | copy SRC DST | keep SRC DST\n");
+    fprintf(stderr, "usage: cscan scan FILE RUNS | copy SRC DST | keep SRC DST"
+                    " | nodelay PROG ARG...\n");
     return 2;
 }

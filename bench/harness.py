@@ -45,6 +45,9 @@ DEFAULT_OUT = BENCH / "out"
 
 USER, PASSWORD = "bench", "bench-password"
 EMPTY_USER = "empty"            # a user without a spool: the cost of a login alone
+# make bench's many clients at once: a user each, none with mail (bench/deps.sh
+# makes them system users too, for popa3d).
+CLIENT_USERS = tuple("pb%03d" % n for n in range(200))
 SALT = b"$6$benchsalt$"
 
 IS_ROOT = os.geteuid() == 0
@@ -191,10 +194,13 @@ class MailHost:
         self.userdb = self.base / "users"
         self.userdb.write_text("".join("%s:%s:%d:%d::%s:/bin/sh\n"
                                        % (name, hashed, BENCH_UID, BENCH_GID, self.base)
-                                       for name in (USER, EMPTY_USER)))
+                                       for name in (USER, EMPTY_USER) + CLIENT_USERS))
         self.config = self.base / "popper.conf"
         self.config.write_text("set userdb = %s\nset spool-dir = %s\n"
                                "set auth-fail-delay = 0\nset reverse-lookup = false\n"
+                               # make bench's many clients at once, all from 127.0.0.1
+                               "set max-sessions = 0\nset max-sessions-per-address = 0\n"
+                               "set max-connections-per-second = 0\n"
                                % (self.userdb, self.spool_dir))
         self.spool = self.spool_dir / USER
         self.temp_drop = self.spool_dir / (".%s.pop" % USER)
@@ -878,6 +884,578 @@ def report(results: dict) -> str:
     return "\n".join(out)
 
 
+# --- the comparison (make bench) -----------------------------------------------------
+#
+# popper in its three modes beside popa3d and Dovecot, one corpus, one run,
+# interleaved round by round; bench/README.md explains it.
+
+CONCURRENT = 200                # clients at once
+# bench/deps.sh unpacks Debian's popa3d here (its package conflicts with dovecot-pop3d)
+POPA3D = BENCH / "out" / "popa3d" / "usr" / "sbin" / "popa3d"
+POPA3D_SPOOL = pathlib.Path("/var/mail")
+COMPARE_COLUMNS = ("popper standalone", "popper under inetd", "popper -S", "popa3d",
+                   "Dovecot")
+
+
+class Peer:
+    """One server of the comparison: its port, the pid whose new descendants
+    serve a connection, how to restore the spool it serves, how to stop it."""
+
+    def __init__(self, name: str, port: int, pid: int, restore, stop, version: str = ""):
+        self.name, self.port, self.pid = name, port, pid
+        self.restore, self.stop, self.version = restore, stop, version
+        self.how = "plain"                    # what bench/tls.py's session() reads
+
+
+class Inetd:
+    """A program run once per connection on 127.0.0.1:port, as inetd would
+    (fd 0 and 1 the connection): systemd-socket-activate -a --inetd, else
+    socat; stopped by its pid.  None of them: LookupError."""
+
+    def __init__(self, argv: list, env: dict, log_path: pathlib.Path, cwd):
+        self.port = free_port()
+        if shutil.which("systemd-socket-activate"):
+            command = (["systemd-socket-activate", "-a", "--inetd",
+                        "-l", "127.0.0.1:%d" % self.port]
+                       + ["-E%s=%s" % item for item in sorted(env.items())] + argv)
+            self.tool = "systemd-socket-activate -a --inetd"
+        elif shutil.which("socat"):
+            command = ["env"] + ["%s=%s" % item for item in sorted(env.items())] + [
+                "socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,backlog=512" % self.port,
+                "EXEC:%s,nofork" % " ".join(argv)]
+            self.tool = "socat"
+        else:
+            raise LookupError("neither systemd-socket-activate nor socat is installed")
+        self.log = open(log_path, "wb")
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self.log,
+                                        stderr=subprocess.STDOUT, cwd=str(cwd))
+        self.pid = self.process.pid
+        deadline = time.monotonic() + 30
+        while True:             # bound: a probe would start the program, so no connect
+            if self.process.poll() is not None:
+                raise SystemExit("%s exited: %s" % (command[0], log_path.read_text()))
+            if any(("127.0.0.1:%d" % self.port) in line for line in listening()):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("%s did not listen on port %d" % (command[0], self.port))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        sessions = descendants(self.pid)
+        terminate(sessions)
+        deadline = time.monotonic() + 10
+        while any(start_time(pid) is not None for pid in sessions) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.process.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+def listening() -> list:
+    """The local addresses of listening TCP sockets, as ip:port."""
+    out = []
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                words = line.split()
+                if words[3] == "0A":                    # TCP_LISTEN
+                    ip, port = words[1].split(":")
+                    out.append("%s:%d" % (socket.inet_ntoa(bytes.fromhex(ip)[::-1]),
+                                          int(port, 16)))
+    except OSError:
+        pass
+    return out
+
+
+def restore_file(source: pathlib.Path, path: pathlib.Path) -> None:
+    """path a copy of source, the benchmark user's, 0600, on disk."""
+    shutil.copyfile(source, path)
+    os.chown(path, BENCH_UID, BENCH_GID)
+    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def system_users_missing() -> list:
+    """popa3d authenticates with PAM against the system's passwd and shadow
+    and reads /var/mail/<user>: USER and CLIENT_USERS must exist for real,
+    with uid BENCH_UID (bench/deps.sh makes them).  Those that do not."""
+    import pwd
+    missing = []
+    for name in (USER,) + CLIENT_USERS:
+        try:
+            if pwd.getpwnam(name).pw_uid == BENCH_UID:
+                continue
+        except KeyError:
+            pass
+        missing.append(name)
+    return missing
+
+
+def wire_replies(source: pathlib.Path, src_tree: pathlib.Path) -> list:
+    """Each message of the mbox as a RETR reply, dot-stuffed, CRLF lines (the
+    do-nothing server's replies; no X-UIDL:, the octets as the client counts them)."""
+    sys.path.insert(0, str(src_tree))
+    from popper.maildrop.wire import pure_wire_encode
+    data = source.read_bytes()
+    starts = [0]
+    pos = data.find(b"\nFrom ")
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = data.find(b"\nFrom ", pos + 1)
+    replies = []
+    for a, b in zip(starts, starts[1:] + [len(data)]):
+        message = data[data.index(b"\n", a) + 1:b]
+        wire, state = pure_wire_encode(message, 1)
+        if not wire.endswith(b"\r\n"):
+            wire += b"\r\n"
+        octets = len(wire) - (b"\r\n" + wire).count(b"\r\n..")
+        replies.append(b"+OK %d octets\r\n" % octets + wire + b".\r\n")
+    return replies
+
+
+class NullServer:
+    """A do-nothing POP3 server in a process of its own: +OK to everything,
+    RETR n the n-th reply of wire_replies() from memory in one sendall.
+    What the client and loopback allow."""
+
+    def __init__(self, source: pathlib.Path, src_tree: pathlib.Path):
+        replies = wire_replies(source, src_tree)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self.pid = os.fork()
+        if self.pid == 0:                       # the child: serve until SIGTERM
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                while True:
+                    conn, _ = listener.accept()
+                    self._serve(conn, replies)
+            finally:
+                os._exit(0)
+        listener.close()
+
+    @staticmethod
+    def _serve(conn, replies) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.sendall(b"+OK\r\n")
+        pending = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                pending += data
+                *lines, pending = pending.split(b"\r\n")
+                for line in lines:
+                    word = line.split(b" ")
+                    if word[0] == b"RETR":
+                        conn.sendall(replies[int(word[1]) - 1])
+                    elif word[0] == b"STAT":
+                        conn.sendall(b"+OK %d 0\r\n" % len(replies))
+                    else:
+                        conn.sendall(b"+OK\r\n")
+                        if word[0] == b"QUIT":
+                            return
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)
+        os.waitpid(self.pid, 0)
+
+
+def bare_python(runs: int = 21) -> float:
+    """Median seconds of `python3 -c pass` (the interpreter popper runs with)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def start_peers(args, host: MailHost, source: pathlib.Path, cscan) -> list:
+    """The servers that can run here, each a Peer; a note for each that cannot."""
+    peers = []
+
+    def restore_popper():
+        host.restore(source)
+
+    def popper_peer(name, extra):
+        try:
+            server = Server(args, host, extra=extra)
+        except SystemExit as exc:
+            note("no %s: %s" % (name, str(exc)[:300]))
+            return
+        peers.append(Peer(name, server.port, server.pid, restore_popper, server.stop))
+
+    popper_peer("popper standalone", [])
+    env = {key: value for key, value in popper_env(args).items()
+           if key in ("PYTHONPATH", "POPPER_PUREPYTHON")}
+    try:
+        inetd = Inetd([sys.executable, "-m", "popper", "-f", str(host.config), "-T", "600"],
+                      env, host.base / "inetd-popper.log", host.base)
+        peers.append(Peer("popper under inetd", inetd.port, inetd.pid, restore_popper,
+                          inetd.stop, inetd.tool))
+    except (LookupError, SystemExit) as exc:
+        note("no popper under inetd: %s" % exc)
+    popper_peer("popper -S", ["-S"])
+
+    if args.no_peers:
+        return peers
+    popa3d = next((str(p) for p in (POPA3D, pathlib.Path("/usr/sbin/popa3d")) if p.exists()),
+                  None)
+    if popa3d is None:
+        note("no popa3d: not installed (bench/deps.sh unpacks Debian's into %s)" % POPA3D)
+    elif not IS_ROOT:
+        note("no popa3d: it needs root (it authenticates against the system's shadow)")
+    else:
+        try:
+            missing = system_users_missing()
+            if missing:
+                raise LookupError("no system user %s with uid %d (bench/deps.sh makes them)"
+                                  % (missing[0], BENCH_UID))
+            spool = POPA3D_SPOOL / USER
+            # TCP_NODELAY (cscan.c's nodelay says why), as a site would set it.
+            inetd = Inetd([str(cscan), "nodelay", popa3d], {}, host.base / "inetd-popa3d.log",
+                          "/")
+
+            def stop_popa3d(inetd=inetd):
+                inetd.stop()
+                _unlink(spool)
+
+            peers.append(Peer("popa3d", inetd.port, inetd.pid,
+                              lambda: restore_file(source, spool), stop_popa3d,
+                              "popa3d %s" % package_version("popa3d")))
+        except (LookupError, SystemExit) as exc:
+            note("no popa3d: %s" % exc)
+    if not shutil.which("dovecot"):
+        note("no Dovecot: not installed (bench/deps.sh installs Debian's dovecot-pop3d)")
+    else:
+        from bench import tls                  # bench/tls.py's private Dovecot
+        try:
+            certs = tls.make_certificates(host.base / "certs")
+            dovecot = tls.Dovecot(host, certs)
+            peers.append(Peer("Dovecot", dovecot.plain_port, dovecot.pid,
+                              lambda: dovecot.restore(source), dovecot.stop,
+                              "Dovecot %s" % dovecot.version()))
+        except (OSError, SystemExit, subprocess.SubprocessError) as exc:
+            note("no Dovecot: %s" % str(exc)[:300])
+    return peers
+
+
+def package_version(name: str) -> str:
+    done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", name],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
+def sessions_of(peer: Peer, before: set) -> list:
+    return [pid for pid in descendants(peer.pid)
+            if pid not in before and start_time(pid) is not None]
+
+
+def wait_sessions_end(peer: Peer, before: set, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while sessions_of(peer, before) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def timed_greeting(peer: Peer, args):
+    t0 = time.perf_counter()
+    pop = Pop3(peer.port, args.timeout)
+    try:
+        if not pop.line().startswith(b"+OK"):
+            raise ProtocolError("%s: no greeting" % peer.name)
+    except BaseException:
+        pop.close()
+        raise
+    return time.perf_counter() - t0, pop
+
+
+def timed_pass_stat(pop: Pop3, user: str = USER):
+    """Seconds from PASS to STAT's reply, and the message count STAT gives."""
+    pop.ok(b"USER %s\r\n" % user.encode())
+    t0 = time.perf_counter()
+    pop.ok(b"PASS %s\r\n" % PASSWORD.encode())
+    stat = pop.ok(b"STAT\r\n")
+    return time.perf_counter() - t0, int(stat.split()[1])
+
+
+def timed_quit(pop: Pop3) -> float:
+    """Seconds from QUIT to the server's close of the connection."""
+    t0 = time.perf_counter()
+    pop.ok(b"QUIT\r\n")
+    try:
+        while pop.sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    elapsed = time.perf_counter() - t0
+    pop.close()
+    return elapsed
+
+
+def peer_round(peer: Peer, facts: dict, args) -> dict:
+    """One round of one server on a freshly restored spool: a session that
+    logs in and quits (greeting, first login), then one that logs in again
+    (second login), RETRs every message one at a time, DELEs every second
+    one and quits."""
+    from bench import tls
+    count = facts["messages"]
+    peer.restore()
+    settle(args)
+    r = {}
+    before = set(descendants(peer.pid))
+    r["greeting"], pop = timed_greeting(peer, args)
+    try:
+        r["login_first"], found = timed_pass_stat(pop)
+        if found != count:
+            raise ProtocolError("%s: STAT found %d messages, not %d" % (peer.name, found, count))
+        r["quit_unchanged"] = timed_quit(pop)
+    finally:
+        pop.close()
+    wait_sessions_end(peer, before)
+    settle(args)
+    r["greeting_again"], pop = timed_greeting(peer, args)
+    try:
+        r["login_second"], _ = timed_pass_stat(pop)
+        mine = sessions_of(peer, before)
+        cpu0 = tls.server_cpu(mine)
+        octets = mismatches = 0
+        t0 = time.perf_counter()
+        for n in range(1, count + 1):
+            pop.send(b"RETR %d\r\n" % n)
+            status, got, _ = pop.multiline()
+            announced = octets_of(status) if len(status.split()) > 1 else got   # popa3d: "+OK"
+            octets += announced
+            mismatches += got != announced
+        r["retr"] = time.perf_counter() - t0
+        r["retr_server_cpu"] = sum(tls.server_cpu(mine).values()) - sum(cpu0.values())
+        r["retr_octets"], r["retr_mismatches"] = octets, mismatches
+        deleted = list(range(2, count + 1, 2))
+        sender = pop.send_in_background(b"".join(b"DELE %d\r\n" % n for n in deleted))
+        for n in deleted:
+            reply = pop.line()
+            if not reply.startswith(b"+OK"):
+                raise ProtocolError("%s: DELE %d: %r" % (peer.name, n, reply))
+        sender.join()
+        settle(args)
+        r["quit"] = timed_quit(pop)
+    finally:
+        pop.close()
+    wait_sessions_end(peer, before)
+    return r
+
+
+def many_clients(port: int, clients: int, timeout: float):
+    """(wall seconds, failures) of `clients` connections opened at once,
+    each: greeting, USER/PASS as a user of its own with no mail, STAT,
+    QUIT, the close."""
+    import asyncio
+
+    async def one(user):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            ok = (await reader.readline()).startswith(b"+OK")
+            for command in (b"USER %s\r\n" % user.encode(),
+                            b"PASS %s\r\n" % PASSWORD.encode(), b"STAT\r\n", b"QUIT\r\n"):
+                writer.write(command)
+                ok = (await reader.readline()).startswith(b"+OK") and ok
+            await reader.read()
+            return ok
+        finally:
+            writer.close()
+
+    async def all_of_them():
+        t0 = time.perf_counter()
+        done = await asyncio.wait_for(
+            asyncio.gather(*(one(user) for user in CLIENT_USERS[:clients]), return_exceptions=True), timeout)
+        return time.perf_counter() - t0, sum(1 for ok in done if ok is not True)
+
+    return asyncio.run(all_of_them())
+
+
+def null_retr(null: NullServer, count: int, args) -> float:
+    pop = Pop3(null.port, args.timeout)
+    try:
+        pop.line()
+        t0 = time.perf_counter()
+        for n in range(1, count + 1):
+            pop.send(b"RETR %d\r\n" % n)
+            pop.multiline()
+        elapsed = time.perf_counter() - t0
+        pop.ok(b"QUIT\r\n")
+        return elapsed
+    finally:
+        pop.close()
+
+
+def compare(args) -> int:
+    """make bench: the comparison table (see the section's comment)."""
+    json_path = args.json or args.out / "compare.json"
+    load_start = os.getloadavg()
+    source, facts = cached_corpus(args.out, args.messages, args.seed)
+    cscan = build_cscan(args.out)
+    scan = c_scan(cscan, source, args.scan_runs)
+    python_start = bare_python()
+    pinfo = popper_facts(args)
+    pinfo["commit"] = git_commit(args.source)
+    host = MailHost(args.tmpdir, args.source)
+    null = NullServer(source, args.source)
+    peers = []
+    runs, copies, keeps, nulls = {}, [], [], []
+    try:
+        peers = start_peers(args, host, source, cscan)
+        for peer in peers:
+            runs[peer.name] = []
+        for rnd in range(args.reps):
+            host.restore(source)
+            settle(args)
+            copies.append(c_copy(cscan, host.spool, host.scratch / "copy"))
+            settle(args)
+            keeps.append(c_keep(cscan, host.spool, host.scratch / "kept")[2])
+            nulls.append(null_retr(null, facts["messages"], args))
+            order = peers[rnd % len(peers):] + peers[:rnd % len(peers)]
+            for peer in order:
+                run = peer_round(peer, facts, args)
+                if args.clients:
+                    run["clients"], run["client_failures"] = many_clients(
+                        peer.port, args.clients, args.timeout)
+                runs[peer.name].append(run)
+                note("round %d %-20s greeting %6.1f ms, login %6.0f/%5.0f ms, RETR %5.0f MB/s, "
+                     "QUIT %5.0f ms%s" % (
+                         rnd + 1, peer.name, run["greeting"] * 1e3, run["login_first"] * 1e3,
+                         run["login_second"] * 1e3, run["retr_octets"] / MB / run["retr"],
+                         run["quit"] * 1e3, ", %d clients %.2f s (%d failed)"
+                         % (args.clients, run["clients"], run["client_failures"])
+                         if args.clients else ""))
+    finally:
+        for peer in peers:
+            peer.stop()
+        null.stop()
+        if args.keep_tmp:
+            note("mail host left in %s" % host.base)
+        else:
+            host.remove()
+    med = statistics.median
+    summary = {}
+    for name, rs in runs.items():
+        s = summary[name] = {key: med(run[key] for run in rs) for key in rs[0]
+                             if isinstance(rs[0][key], (int, float))}
+        s["greeting"] = med([run[k] for run in rs for k in ("greeting", "greeting_again")])
+        s["retr_mbps"] = med(run["retr_octets"] / MB / run["retr"] for run in rs)
+        s["retr_us"] = s["retr"] / facts["messages"] * 1e6
+        s["version"] = next(p.version for p in peers if p.name == name)
+    octets = next((rs[0]["retr_octets"] for rs in runs.values() if rs), facts["bytes"])
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": dict(machine(), loadavg_start=load_start, loadavg_end=os.getloadavg()),
+        "popper": pinfo,
+        "corpus": dict(facts, file=str(source)),
+        "rounds": args.reps,
+        "clients": args.clients,
+        "limits": {"python_start": python_start, "scan": scan["best"],
+                   "copy": min(copies), "keep": min(keeps),
+                   "null_retr_mbps": octets / MB / med(nulls),
+                   "null_retr_us": med(nulls) / facts["messages"] * 1e6},
+        "summary": summary,
+        "runs": runs,
+    }
+    return save(results, compare_report, json_path)
+
+
+def compare_report(results: dict) -> str:
+    f, m, lim, s = results["corpus"], results["machine"], results["limits"], results["summary"]
+    p = results["popper"]
+    columns = [c for c in COMPARE_COLUMNS if c in s]
+    out = ["popper beside popa3d and Dovecot: %d messages, %.1f MB (seed %d), %d rounds, "
+           "interleaved, medians" % (f["messages"], f["bytes"] / MB, f["seed"], results["rounds"]),
+           "popper %s (%s, %s); %s; Python %s, %s x %s, Linux %s"
+           % (p["version"], p["commit"], "native C extension" if p["native"] else "pure Python",
+              "; ".join(s[c]["version"] for c in columns if s[c]["version"]),
+              m["python"], m["cpus"], m["cpu"], m["kernel"]),
+           "load average (1, 5, 15 min) at the start %s, at the end %s"
+           % ("/".join("%.2f" % x for x in m["loadavg_start"]),
+              "/".join("%.2f" % x for x in m["loadavg_end"])),
+           ""]
+    missing = [c for c in COMPARE_COLUMNS if c not in s]
+    if missing:
+        out.append("not run (see the notes above the table): %s" % ", ".join(missing))
+        out.append("")
+
+    def ms(x):
+        return "%.1f ms" % (x * 1e3) if x < 0.1 else "%.0f ms" % (x * 1e3)
+
+    rows = [("connect -> greeting", lambda v: ms(v["greeting"]),
+             "bare python3 start %s" % ms(lim["python_start"])),
+            ("PASS -> STAT, first login", lambda v: ms(v["login_first"]),
+             "C scan %s; C copy + fsync %s" % (ms(lim["scan"]), ms(lim["copy"]))),
+            ("PASS -> STAT, second login", lambda v: ms(v["login_second"]), ""),
+            ("RETR every message, one at a time", lambda v: "%.0f MB/s" % v["retr_mbps"],
+             "do-nothing server %.0f MB/s" % lim["null_retr_mbps"]),
+            ("  the same, us a message", lambda v: "%.0f us" % v["retr_us"],
+             "%.0f us" % lim["null_retr_us"]),
+            ("  server CPU during the RETRs", lambda v: "%.2f s" % v["retr_server_cpu"], ""),
+            ("QUIT -> close, nothing changed", lambda v: ms(v["quit_unchanged"]), ""),
+            ("QUIT -> close after DELE of half", lambda v: ms(v["quit"]),
+             "C write of the kept half + fsync %s" % ms(lim["keep"]))]
+    if results.get("clients"):
+        rows.append(("%d clients at once, wall" % results["clients"],
+                     lambda v: "%.2f s%s" % (v["clients"], " (%d failed)" % v["client_failures"]
+                                             if v["client_failures"] else ""), ""))
+    out.append("| | " + " | ".join(columns) + " | limit, same run |")
+    out.append("|---" * (len(columns) + 2) + "|")
+    for label, cell, limit in rows:
+        out.append("| %s | %s | %s |" % (label, " | ".join(cell(s[c]) for c in columns), limit))
+    out.append("")
+
+    def ratio(label, a, b, target):
+        if a is None or b is None:
+            return
+        out.append("  %-58s %6.2fx  (target %s)" % (label, a / b, target))
+
+    def get(column, key):
+        return s[column][key] if column in s else None
+
+    out.append("ratios:")
+    if "popper under inetd" in s:
+        out.append("  %-58s %+6.1f ms (target <= +5 ms)" % (
+            "inetd connect -> greeting minus bare python3 start",
+            (s["popper under inetd"]["greeting"] - lim["python_start"]) * 1e3))
+    for c in ("popper standalone", "popper under inetd", "popper -S"):
+        a, b = get("popa3d", "retr_mbps"), get(c, "retr_mbps")
+        ratio("RETR MB/s, %s / popa3d" % c, b, a, ">= 1")
+    ratio("QUIT after DELE of half, popper -S / popa3d", get("popper -S", "quit"),
+          get("popa3d", "quit"), "<= 1.2")
+    ratio("QUIT after DELE of half, popper -S / standalone", get("popper -S", "quit"),
+          get("popper standalone", "quit"), "<= 1")
+    ratio("first login, popper standalone / C copy + fsync",
+          get("popper standalone", "login_first"), lim["copy"], "<= 1.3")
+    ratio("QUIT after DELE of half, standalone / C write of the kept half + fsync",
+          get("popper standalone", "quit"), lim["keep"], "<= 1.5")
+    if results.get("clients"):
+        ratio("%d clients, popper standalone / popa3d" % results["clients"],
+              get("popper standalone", "clients"), get("popa3d", "clients"), "<= 1")
+        ratio("%d clients, popper under inetd / standalone" % results["clients"],
+              get("popper under inetd", "clients"), get("popper standalone", "clients"), "<= 2")
+    out.append("")
+    out.append("Each round: the spool restored (copied, fsync'ed) before each server; a session "
+               "that logs in and quits, then one that logs in again, RETRs every message one "
+               "at a time, DELEs every second one and quits; each of the clients at once logs "
+               "in as a user of its own with no mail.  RETR octet mismatches: %d."
+               % sum(run["retr_mismatches"] for rs in results["runs"].values() for run in rs))
+    return "\n".join(out)
+
+
 # --- main -----------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -931,9 +1509,20 @@ def main(argv=None) -> int:
                         help="client socket timeout in seconds (default 900)")
     parser.add_argument("--keep-tmp", action="store_true",
                         help="leave the temporary mail host behind (for inspection)")
+    parser.add_argument("--compare", action="store_true",
+                        help="make bench's table: popper standalone, under inetd and -S "
+                             "beside popa3d and Dovecot (those installed), --reps rounds, "
+                             "interleaved (bench/README.md)")
+    parser.add_argument("--clients", type=int, default=CONCURRENT, metavar="N",
+                        help="--compare: N clients at once against each server (default %d; "
+                             "0: none)" % CONCURRENT)
+    parser.add_argument("--no-peers", action="store_true",
+                        help="--compare: popper's three modes only")
     args = parser.parse_args(argv)
     if args.messages < 2 or args.reps < 1 or args.scan_runs < 1:
         parser.error("--messages must be at least 2, --reps and --scan-runs at least 1")
+    if not 0 <= args.clients <= len(CLIENT_USERS):
+        parser.error("--clients: at most %d" % len(CLIENT_USERS))
     args.source = args.source.resolve()
     if not (args.source / "popper" / "__main__.py").exists():
         parser.error("--source %s: no popper/__main__.py there" % args.source)
@@ -942,6 +1531,8 @@ def main(argv=None) -> int:
         if not os.access(args.popper, os.X_OK):
             parser.error("--popper %s is not an executable" % args.popper)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.compare:
+        return compare(args)
     json_path = args.json or args.out / "results.json"
 
     if args.cpu is not None:

@@ -9,6 +9,7 @@ from an older C library leaves its twin's answer in its place.
 """
 
 import ast
+import concurrent.futures
 import importlib.util
 import os
 import random
@@ -321,10 +322,15 @@ def test_both_wire_encoders_agree_on_hostile_chunks(state):
 
 # --- PAM -------------------------------------------------------------------------------
 
-# Each failure PAM answers costs pam_unix's delay (2 s): few of them.
+# Each failure PAM answers costs pam_unix's delay (2 s): few of them, each
+# call in a process of its own, all at once (the delays are sleeps).
 PAM_LOGINS = [("alice", b"pw"), ("", b"pw"), ("x" * 5000, b"pw"), ("m\xfcller", b"\xff\xfe"),
               ("%s%n", b"pw"), ("alice", b""), ("alice", b"x" * 100000),
               ("alice\0", b"pw"), ("\u20acuro", b"pw"), ("alice", b"pw\0")]
+
+
+def _both_pam_logins(call) -> list:
+    return [login(*call) for login in (libpam.pure_pam_login, libpam.native_pam_login)]
 
 
 @pytest.mark.slow
@@ -341,9 +347,10 @@ def test_both_pam_logins_agree_for_a_service_with_no_file():
               ("popper\0", "alice", b"pw", "localhost", "127.0.0.1"),
               ("", "alice", b"pw", "localhost", "127.0.0.1"),
               ("popper-nosuchservice", "alice", b"pw", "h\u20ac", "127.0.0.1")]
+    with concurrent.futures.ProcessPoolExecutor(len(calls)) as pool:
+        results = list(pool.map(_both_pam_logins, calls))
     reached = 0
-    for call in calls:
-        answers = [login(*call) for login in (libpam.pure_pam_login, libpam.native_pam_login)]
+    for call, answers in zip(calls, results):
         codes = [code for code, text in answers]
         assert codes[0] == codes[1], (call, answers)
         assert codes[0] != 0

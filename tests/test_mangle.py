@@ -379,6 +379,21 @@ def test_top_counts_mangled_lines_and_top_0_has_no_mime_lines():
     assert mangled(HEAD + b"\n") == HEAD        # an empty body: no Mime lines either
 
 
+
+def test_top_stops_mangling_at_the_part_that_gives_its_last_line(monkeypatch):
+    converted = []
+    monkeypatch.setattr(mangle, "html_to_plain", lambda text: converted.append(text) or text)
+    message = (HEAD + b'Content-Type: multipart/mixed; boundary="m"\n\n'
+               b"--m\nContent-Type: text/plain\n\none\ntwo\nthree\n"
+               b"--m\nContent-Type: text/html\n\n<p>four</p>\n--m--\n")
+    assert mangled(message, top=1) == HEAD + PLAIN_TYPE + b"one\n"
+    assert mangled(message, top=2) == HEAD + PLAIN_TYPE + b"one\ntwo\n"
+    assert converted == []          # the html part after them was never made
+    # The line end before a boundary is the boundary's (mime.c's savedNewline):
+    # the third line ends in the html part.
+    assert mangled(message, top=3) == HEAD + PLAIN_TYPE + b"one\ntwo\nthree<p>four</p>\n"
+    assert converted == ["<p>four</p>"]
+
 # --- the session ----------------------------------------------------------------------
 
 MAIL = (b"From a@example.com Mon Jan  1 00:00:00 2001\n" + ALTERNATIVE.replace(

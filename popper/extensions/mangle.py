@@ -554,9 +554,17 @@ class _Mangler:
         self.no_content = no_content
         self.codec = _codec(request.charset)
         self.out = []
+        self.body_at, self.lines, self.top_lines = None, 0, None
+
+    def add(self, data: bytes) -> None:
+        self.out.append(data)
+        if self.top_lines is not None and self.body_at is not None:
+            self.lines += data.count(b"\n")
+            if self.lines >= self.top_lines:
+                raise _Enough       # TOP has its lines: the rest is not made
 
     def emit(self, text: str) -> None:
-        self.out.append(text.encode(self.codec, "popper-mangle"))
+        self.add(text.encode(self.codec, "popper-mangle"))
 
     def note(self, text: str) -> None:
         """A placeholder line ("\\n[...]\\n\\n"), as html in text=html."""
@@ -623,7 +631,7 @@ class _Mangler:
         inner = payload[0] if isinstance(payload, list) and payload else None
         if subtype not in ("rfc822", "news") or inner is None:
             data = part.as_bytes().split(b"\n\n", 1)
-            self.out.append(data[1] if len(data) > 1 else b"")      # passed on raw
+            self.add(data[1] if len(data) > 1 else b"")     # passed on raw
             return
         if parent == "report":
             self.note("[Header of message follows:]")
@@ -651,7 +659,7 @@ class _Mangler:
         want = self.request.text
         if want != "html" and subtype not in ("html", "enriched") \
                 and charset == self.request.charset:
-            self.out.append(data)       # nothing to convert: the bytes as they are
+            self.add(data)              # nothing to convert: the bytes as they are
             return
         text = data.decode(_codec(charset), "replace").replace("\r\n", "\n")
         if want == "html":
@@ -711,26 +719,31 @@ def _chosen(part, children, want: str) -> int:
     return next((i for i, child in enumerate(children) if _kind(child) == want), 0)
 
 
-def _top(pieces, lines: int):
+class _Enough(Exception):
+    """TOP's body lines are all made."""
+
+
+def _top(mangler, lines: int):
     """TOP's cut on the mangled output: the header and `lines` body lines."""
-    data = b"".join(pieces)
-    cut = data.find(b"\n\n")
-    if cut < 0:
-        yield data
+    out = mangler.out
+    if mangler.body_at is None:
+        yield from out
         return
-    cut += 2
-    pos = cut
+    yield from out[:mangler.body_at]
+    body, pos = b"".join(out[mangler.body_at:]), 0
     for _ in range(lines):
-        pos = data.find(b"\n", pos) + 1
+        pos = body.find(b"\n", pos) + 1
         if not pos:
-            pos = len(data)
+            pos = len(body)
             break
-    yield data[:pos]
+    yield body[:pos]
 
 
 def mangled(pieces, request: Request, top_lines: int = None):
     """The mangled message's mail bytes, from the rendered message's
-    pieces (header first); TOP's top_lines counts mangled body lines."""
+    pieces (header first); TOP's top_lines counts mangled body lines, and
+    the mangling stops at the part where the last of them is (the parts
+    after it are not converted, nor held)."""
     msg = parse_message(pieces)
     payload = msg.get_payload()
     empty = msg.get_content_maintype() != "multipart" and isinstance(payload, str) \
@@ -738,10 +751,14 @@ def mangled(pieces, request: Request, top_lines: int = None):
     mangler = _Mangler(request, no_content=top_lines == 0 or empty)
     mangler.headers(msg)
     if top_lines != 0 and not empty:
-        mangler.body(msg, 0)
+        mangler.body_at, mangler.top_lines = len(mangler.out), top_lines
+        try:
+            mangler.body(msg, 0)
+        except _Enough:
+            return _top(mangler, top_lines)
         last = next((piece for piece in reversed(mangler.out) if piece), b"\n")
         if not last.endswith(b"\n"):
             mangler.out.append(b"\n")      # what the wire encoder would add: LIST counts it
     if top_lines:
-        return _top(mangler.out, top_lines)
+        return _top(mangler, top_lines)
     return iter(mangler.out)

@@ -285,7 +285,7 @@ SWITCHES = DIRECTORIES + [
            "authenticate through PAM service SERVICE [no; SERVICE pop3]",
            bare="pop3", off=None, check=_service),
     Switch("--with-sendmail=PATH", "MAIL_COMMAND",
-           "program XTND XMIT hands mail to [probed: /usr/sbin/sendmail, /usr/lib/sendmail]",
+           "program XTND XMIT hands mail to [/usr/lib/sendmail; /usr/sbin/sendmail if only it is here]",
            off=None, check=_path),
     Switch("--with-timeout=SECS", "TIMEOUT",
            "idle timeout in seconds, Qpopper's POP_TIMEOUT (-T overrides) [120]",
@@ -427,12 +427,14 @@ def probe_spool_dir(log: Log) -> str:
 
 
 def probe_sendmail(log: Log) -> str:
-    for candidate in ("/usr/sbin/sendmail", "/usr/lib/sendmail"):
+    """The manual page's /usr/lib/sendmail, unless this host has only the
+    FHS's /usr/sbin/sendmail (Debian's MTAs need not make the old link)."""
+    for candidate in ("/usr/lib/sendmail", "/usr/sbin/sendmail"):
         found = os.access(candidate, os.X_OK)
         log("checking for %s... %s" % (candidate, "yes" if found else "no"))
         if found:
             return candidate
-    return "/usr/sbin/sendmail"
+    return "/usr/lib/sendmail"
 
 
 def probe_c(log: Log, header: str, library, include=()) -> bool:

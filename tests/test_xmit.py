@@ -64,12 +64,14 @@ def leftovers(session) -> list:
     return [p for p in os.listdir(session.settings.temp_drop_dir) if p.startswith(".xmit")]
 
 
-def held_files() -> list:
-    """This process's descriptors on an .xmit file."""
-    held = []
+def held_files(session) -> list:
+    """This process's descriptors on a file without a name in the temporary
+    drop's directory (O_TMPFILE's "#inode", or an unlinked .xmit file)."""
+    held, directory = [], session.settings.temp_drop_dir.rstrip("/") + "/"
     for fd in os.listdir("/proc/self/fd"):
         try:
-            if "/.xmit" in os.readlink("/proc/self/fd/" + fd):
+            link = os.readlink("/proc/self/fd/" + fd)
+            if link.startswith(directory) and link.endswith(" (deleted)"):
                 held.append("/proc/self/fd/" + fd)
         except FileNotFoundError:       # listdir's own
             pass
@@ -80,7 +82,7 @@ def test_the_message_is_unstuffed_and_sent_as_send_mail_t_i_oem(make_session, ma
     session, log = session_with(make_session, mailer)
     assert run(session, b"XTND XMIT\r\n") == [START]
     assert leftovers(session) == []             # unlinked as soon as it was made
-    held = held_files()
+    held = held_files(session)
     assert len(held) == 1 and os.readlink(held[0]).endswith(" (deleted)")
     info = os.stat(held[0])
     assert (info.st_mode & 0o777, info.st_uid, info.st_nlink) == (0o600, os.geteuid(), 0)
@@ -91,7 +93,7 @@ def test_the_message_is_unstuffed_and_sent_as_send_mail_t_i_oem(make_session, ma
     assert int((out / "uid").read_text()) == os.geteuid()
     assert xmit.ARGV == ("send-mail", "-t", "-i", "-oem")      # pop_xmit.c's execl
     assert leftovers(session) == [] and session.continuation is None
-    assert held_files() == []
+    assert held_files(session) == []
     assert 'Pop transmit from "alice" on "client.example"' in log.texts("debug")
     assert run(session, b"NOOP\r\n") == [b"+OK no big woop\r\n"]
 
@@ -167,7 +169,7 @@ def test_a_connection_cut_in_the_middle_sends_nothing(make_session, mailer, reas
     assert session.continuation is None
     assert not (mailer.parent / "stdin").exists()
     assert leftovers(session) == []
-    assert held_files() == []
+    assert held_files(session) == []
 
 
 def test_arguments_and_states(make_session, mailer):
@@ -276,3 +278,98 @@ def test_the_real_program_cut_in_the_middle_sends_nothing(mailhost, cut):
         conv.close()
     assert not (out / "stdin").exists()
     assert [p for p in os.listdir(str(mailhost.spool_dir)) if p.startswith(".xmit")] == []
+
+
+# --- the temporary file: no name, or none left ------------------------------------------
+
+def test_the_file_never_has_a_name_where_o_tmpfile_works(make_session, mailer, monkeypatch):
+    session, _ = session_with(make_session, mailer)
+    try:
+        os.close(os.open(session.settings.temp_drop_dir, xmit.TMPFILE | os.O_RDWR, 0o600))
+    except (OSError, ValueError):
+        pytest.skip("no O_TMPFILE here")
+    monkeypatch.setattr(xmit.tempfile, "mkstemp", lambda **kw: pytest.fail("a name was made"))
+    assert run(session, b"XTND XMIT\r\n") == [START]
+    held = held_files(session)
+    assert len(held) == 1 and "/#" in os.readlink(held[0])     # O_TMPFILE's
+    assert run(session, MESSAGE + b".\r\n") == [SENT]
+    assert (mailer.parent / "stdin").read_bytes() == UNSTUFFED
+
+
+def stale_files(directory: pathlib.Path, elsewhere: pathlib.Path) -> dict:
+    """What a kill -9 between mkstemp and unlink leaves, and names like it
+    that are not that; name: True if _remove_stale may remove it."""
+    (directory / ".xmitab_12xyz").write_bytes(b"a half-sent message")
+    (elsewhere / "target").write_bytes(b"not ours to remove")
+    os.symlink(str(elsewhere / "target"), str(directory / ".xmitsymlink1"))
+    (directory / ".xmithardlnk1").write_bytes(b"linked")
+    os.link(str(directory / ".xmithardlnk1"), str(elsewhere / "hard"))
+    (directory / ".xmit-notes").write_bytes(b"not mkstemp's name")
+    os.mkdir(str(directory / ".xmitadirname"))
+    names = {".xmitab_12xyz": True, ".xmitsymlink1": False, ".xmithardlnk1": False,
+             ".xmit-notes": False, ".xmitadirname": False}
+    if IS_ROOT:
+        (directory / ".xmitotheruid").write_bytes(b"another user's")
+        os.chown(str(directory / ".xmitotheruid"), TEST_UID, -1)
+        names[".xmitotheruid"] = False
+    return names
+
+
+@pytest.mark.parametrize("refusal", ["none", "EOPNOTSUPP"])
+def test_without_o_tmpfile_the_next_xmit_removes_what_a_kill_left(
+        make_session, mailer, monkeypatch, tmp_path, refusal):
+    import errno
+    if refusal == "none":
+        monkeypatch.setattr(xmit, "TMPFILE", 0)
+    else:
+        real_open = os.open
+
+        def refusing_open(path, flags, *args):
+            if xmit.TMPFILE and flags & xmit.TMPFILE == xmit.TMPFILE:
+                raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+            return real_open(path, flags, *args)
+        monkeypatch.setattr(xmit.os, "open", refusing_open)
+    session, _ = session_with(make_session, mailer)
+    directory, elsewhere = pathlib.Path(session.settings.temp_drop_dir), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    names = stale_files(directory, elsewhere)
+    assert run(session, b"XTND XMIT\r\n") == [START]
+    assert sorted(leftovers(session)) == sorted(n for n, removable in names.items()
+                                                if not removable)
+    assert (elsewhere / "target").read_bytes() == b"not ours to remove"
+    held = held_files(session)
+    assert len(held) == 1 and "/.xmit" in os.readlink(held[0])  # mkstemp's, unlinked
+    assert run(session, MESSAGE + b".\r\n") == [SENT]
+    assert (mailer.parent / "stdin").read_bytes() == UNSTUFFED
+
+
+def test_a_name_another_session_removed_first_is_no_error(make_session, mailer, monkeypatch):
+    # Two sessions of one user: the other one's _remove_stale may take the
+    # name between this one's mkstemp and its unlink.
+    monkeypatch.setattr(xmit, "TMPFILE", 0)
+    real_mkstemp = xmit.tempfile.mkstemp
+
+    def raced(**kw):
+        fd, path = real_mkstemp(**kw)
+        os.unlink(path)
+        return fd, path
+    monkeypatch.setattr(xmit.tempfile, "mkstemp", raced)
+    session, _ = session_with(make_session, mailer)
+    assert run(session, b"XTND XMIT\r\n" + MESSAGE + b".\r\n") == [START, SENT]
+
+
+@pytest.mark.parametrize("present,chosen", [
+    ((), "/usr/lib/sendmail"),
+    (("/usr/lib/sendmail", "/usr/sbin/sendmail"), "/usr/lib/sendmail"),
+    (("/usr/sbin/sendmail",), "/usr/sbin/sendmail"),     # Debian: only the FHS path
+])
+def test_the_default_mail_command_is_the_manual_pages(monkeypatch, present, chosen):
+    # popper-sco-manpage.txt: "XTND XMIT: Sends a mail message using
+    # /usr/lib/sendmail"; /usr/sbin/sendmail only where the build host lacks it.
+    sys.path.insert(0, str(HERE.parent))
+    try:
+        import configure
+    finally:
+        sys.path.remove(str(HERE.parent))
+    monkeypatch.setattr(configure.os, "access", lambda path, mode: path in present)
+    assert configure.probe_sendmail(lambda line: None) == chosen

@@ -5,12 +5,14 @@ recipients from the header, a lone dot is no end, errors by mail).
 After `+OK Start sending message.` the client's lines up to a lone "." are
 the message (Session.converse, the seam AUTH's exchange uses): ".." at the
 start of a line loses one dot, a line ends in LF, as pop_xmit_recv()
-writes it.  They go to a file made by mkstemp() (0600, as the user the
-session runs as) in the temporary drop's directory and unlinked at once:
-the mail command reads it through the descriptor, so whatever ends the
-session -- QUIT after it, EOF, a timeout or a hangup in the middle of the
-message, an error -- leaves no file behind, and a message that did not
-reach its "." is never sent.
+writes it.  They go to a file without a name (O_TMPFILE, 0600, as the user
+the session runs as) in the temporary drop's directory: the mail command
+reads it through the descriptor, so whatever ends the session -- QUIT
+after it, EOF, a timeout or a hangup in the middle of the message, an
+error, kill -9 -- leaves no file behind, and a message that did not reach
+its "." is never sent.  Where the kernel or the file system has no
+O_TMPFILE the file is mkstemp()'s, unlinked at once; a kill -9 between the
+two leaves it, and the user's next XMIT removes it (_remove_stale).
 
 A message over xmit-max-size octets, or with a line the session cannot
 take whole, is read to its "." and not sent (a clear -ERR).  The mail
@@ -18,8 +20,11 @@ command runs as the user (the session is the user by now), with the
 message on its stdin, for at most xmit-timeout seconds.
 """
 
+import errno
 import os
+import re
 import signal
+import stat
 import subprocess
 import tempfile
 
@@ -39,16 +44,68 @@ def rows(session):
 def start(session):
     directory = session.settings.temp_drop_dir
     try:
-        fd, path = tempfile.mkstemp(prefix=".xmit", dir=directory)
+        fd = temp_file(directory)
     except OSError as exc:
         return session.err(R.XMIT_NO_TEMP_FILE, path=os.path.join(directory, ".xmitXXXXXX"),
                            error=os.strerror(exc.errno), errno=exc.errno)
+    return session.converse(receive(session, fd))
+
+
+TMPFILE = getattr(os, "O_TMPFILE", 0)
+# O_TMPFILE refused for what the kernel or the file system lacks (EISDIR: a
+# kernel older than it opening the directory), not for a missing directory.
+NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+STALE = re.compile(r"\.xmit[a-z0-9_]{8}\Z")       # mkstemp's names with our prefix
+
+
+def temp_file(directory: str) -> int:
+    """A descriptor on a new file in directory that has no name."""
+    if TMPFILE:
+        try:
+            return os.open(directory, TMPFILE | os.O_RDWR, 0o600)
+        except OSError as exc:
+            if exc.errno not in NO_TMPFILE:
+                raise
+    _remove_stale(directory)
+    fd, path = tempfile.mkstemp(prefix=".xmit", dir=directory)
     try:
         os.unlink(path)         # from now on the descriptor is the only way to the file
+    except FileNotFoundError:
+        pass                    # another session's _remove_stale took the name
     except OSError:
         os.close(fd)
         raise
-    return session.converse(receive(session, fd))
+    return fd
+
+
+def _remove_stale(directory: str) -> None:
+    """Remove the .xmit files a kill -9 between mkstemp and unlink left:
+    this user's own regular files with one link, looked at without
+    following a symbolic link.  (One another session of the user is about
+    to unlink loses its name a moment early: its descriptor is unharmed.)"""
+    try:
+        names = [name for name in os.listdir(directory) if STALE.match(name)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            seen = os.lstat(path)
+            if not stat.S_ISREG(seen.st_mode):
+                continue        # (a device or a fifo is not even opened)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            continue            # a symbolic link, gone, or not the user's to read
+        try:
+            info = os.fstat(fd)
+            if (info.st_dev, info.st_ino) == (seen.st_dev, seen.st_ino) \
+                    and stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() \
+                    and info.st_nlink == 1:
+                os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def receive(session, fd: int):

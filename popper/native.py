@@ -14,6 +14,8 @@ them).  Each pure twin is chosen beside its own code, from these flags:
 
   scan(fd, ..., table)        pn_scan            popper/maildrop/scan.py
   wire_encode(data, state)    pn_wire_encode     popper/maildrop/wire.py
+  wire_reply(prefix, header, data, start, end, state, ending)
+                              pn_wire_encode     popper/maildrop/wire.py
   crypt(password, setting)    crypt_r            popper/auth/cryptpw.py
   crypt_gensalt()             crypt_gensalt_rn   popper/auth/unixdb.py
   getpwnam(name)              getpwnam_r         popper/auth/unixdb.py
@@ -102,15 +104,35 @@ class _WireBuffer:
 _wire_buffer = _WireBuffer()
 
 
-def wire_encode(data: bytes, state: int):
-    """pn_wire_encode: (wire bytes, new state)."""
-    need = 2 * len(data) + 2
+def _wire_room(need: int):
     if _wire_buffer.size < need:
         _wire_buffer.size = max(need, 1 << 20)
         _wire_buffer.buf = ffi.new("char[]", _wire_buffer.size)
+    return _wire_buffer.buf
+
+
+def wire_encode(data: bytes, state: int):
+    """pn_wire_encode: (wire bytes, new state)."""
+    buf = _wire_room(2 * len(data) + 2)
     st = ffi.new("int *", state)
-    n = lib.pn_wire_encode(data, len(data), _wire_buffer.buf, st)
-    return ffi.buffer(_wire_buffer.buf, n)[:], st[0]
+    n = lib.pn_wire_encode(data, len(data), buf, st)
+    return ffi.buffer(buf, n)[:], st[0]
+
+
+def wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int, state: int,
+               ending) -> bytes:
+    """prefix, header and data[start:end] through pn_wire_encode (the body
+    read in place, not sliced), then ending(the state after them), built
+    in the reusable buffer and copied out once (wire.py's wire_reply)."""
+    n = len(prefix)
+    buf = _wire_room(n + 2 * (len(header) + end - start) + 8)
+    ffi.memmove(buf, prefix, n)
+    st = ffi.new("int *", state)
+    n += lib.pn_wire_encode(header, len(header), buf + n, st)
+    n += lib.pn_wire_encode(ffi.from_buffer(data) + start, end - start, buf + n, st)
+    tail = ending(st[0])
+    ffi.memmove(buf + n, tail, len(tail))
+    return ffi.buffer(buf, n + len(tail))[:]
 
 
 def crypt(password: bytes, setting: bytes):

@@ -35,6 +35,7 @@ needs_native = pytest.mark.skipif(not native.BUILT, reason="the C extension is n
 TWINS = {
     "scan": (scan, "NATIVE"),
     "wire_encode": (wire, "NATIVE"),
+    "wire_reply": (wire, "NATIVE"),
     "crypt": (cryptpw, "NATIVE"),
     "crypt_gensalt": (unixdb, "NATIVE"),
     "getpwnam": (unixdb, "NATIVE"),
@@ -318,6 +319,28 @@ def test_both_wire_encoders_agree_on_hostile_chunks(state):
                 out, states[k] = twin(piece, states[k])
                 outs[k] += out
         assert outs[0] == outs[1] and states[0] == states[1]
+
+
+@needs_native
+@pytest.mark.twin
+def test_both_wire_replies_agree_and_are_the_encoder_s_bytes():
+    """wire_reply (RETR's one piece: +OK line, header, body read in place,
+    the "." line) is prefix + the encoder's bytes of header + body + the
+    ending, for both twins, on any cut of hostile bytes."""
+    rng = random.Random(7)
+    cases = [(b"", b"", b"", 0, 0), (b"+OK\r\n", b"X: y\n", b".\r\n.", 0, 4),
+             (b"+OK 1\r\n", b"A: b\r\n\n", b"\r\n", 1, 2)]
+    for _ in range(300):
+        data = b"".join(rng.choice(HOSTILE_CHUNKS)[:rng.randrange(200)] for _ in range(4))
+        start = rng.randrange(len(data) + 1)
+        header = rng.choice(HOSTILE_CHUNKS)[:rng.randrange(50)] + b"\n"
+        cases.append((b"+OK %d octets\r\n" % len(data), header, data, start,
+                      rng.randrange(start, len(data) + 1)))
+    for prefix, header, data, start, end in cases:
+        mail, state = wire.pure_wire_encode(header + data[start:end], wire.AT_LINE_START)
+        expected = prefix + mail + wire.ending(state)
+        assert wire.pure_wire_reply(prefix, header, data, start, end) == expected
+        assert wire.native_wire_reply(prefix, header, data, start, end) == expected
 
 
 # --- PAM -------------------------------------------------------------------------------

@@ -523,3 +523,10 @@ def test_a_retr_sent_whole_counts_only_once_the_client_speaks_again(make_session
         assert (ids[1] in data) == kept
         if kept:
             assert data.count(b"\nStatus: U\n") == 5
+
+
+@pytest.mark.parametrize("octets", [0, 7, 12345, 10 ** 12])
+def test_retr_s_fast_status_line_is_the_template_s(octets):
+    """RETR builds its +OK line directly (replies.retr_ok): the same bytes
+    as the template RETR's way."""
+    assert R.retr_ok(octets) == R.ok(R.RETR, octets=octets)

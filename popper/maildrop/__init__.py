@@ -26,11 +26,12 @@ class Maildrop:
                   dot-stuffing), flags (scan.SEEN, scan.UW_DATA, ...) and
                   uid.  Deleted messages stay in it: deletion is the
                   session's business until update().
-    message_chunks(msg, top_lines=None, stage=None)
+    message_chunks(msg, top_lines=None, stage=None, prefix=b"")
                   the wire bytes RETR (or TOP with top_lines body lines)
-                  sends for msg, as an iterator; stage: a filter of the
-                  mail bytes before the wire encoder (X-MANGLE's,
-                  render.message_chunks).
+                  sends for msg, after prefix (the +OK line: a small
+                  message goes out as one piece with it), as an iterator;
+                  stage: a filter of the mail bytes before the wire
+                  encoder (X-MANGLE's, render.message_chunks).
     message_octets(msg, stage)
                   the octets the stage's RETR would send (LIST X-MANGLE).
     header_lines(msg)
@@ -50,7 +51,7 @@ class Maildrop:
 
     messages = None
 
-    def message_chunks(self, msg, top_lines: int = None, stage=None):
+    def message_chunks(self, msg, top_lines: int = None, stage=None, prefix: bytes = b""):
         raise NotImplementedError
 
     def message_octets(self, msg, stage) -> int:

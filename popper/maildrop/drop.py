@@ -116,8 +116,8 @@ class Drop(Maildrop):
 
     # --- serving ----------------------------------------------------------------------
 
-    def message_chunks(self, msg, top_lines: int = None, stage=None):
-        return render.message_chunks(self.source_fd, msg, top_lines, stage)
+    def message_chunks(self, msg, top_lines: int = None, stage=None, prefix: bytes = b""):
+        return render.message_chunks(self.source_fd, msg, top_lines, stage, prefix)
 
     def message_octets(self, msg, stage) -> int:
         return render.mail_octets(stage(render.message_bytes(self.source_fd, msg)))

@@ -12,12 +12,10 @@ before dot-stuffing; tests hold the two together.
 import os
 
 from popper.maildrop.scan import Message
-from popper.maildrop.wire import AFTER_CR, AT_LINE_START, wire_encode
+from popper.maildrop.wire import AT_LINE_START, ending, wire_encode, wire_reply
 
 CHUNK = 256 * 1024          # bytes of body read and sent at a time
 HEADER_PIECE = 256 * 1024   # a header up to this size is handled in one piece
-
-TERMINATOR = b".\r\n"
 
 
 def read_range(fd: int, start: int, end: int, chunk: int = CHUNK):
@@ -91,9 +89,9 @@ def retr_header(blocks, uid: bytes) -> bytes:
     return b"".join(out)
 
 
-def _lines_end(data: bytes, lines: int) -> int:
-    """The offset just after the first `lines` lines of data (or its end)."""
-    i = -1
+def _lines_end(data: bytes, lines: int, start: int = 0) -> int:
+    """The offset just after the first `lines` lines of data[start:] (or its end)."""
+    i = start - 1
     for _ in range(lines):
         i = data.find(b"\n", i + 1)
         if i < 0:
@@ -118,13 +116,17 @@ def _top_end(fd: int, msg: Message, lines: int) -> int:
     return end
 
 
-def message_chunks(fd: int, msg: Message, top_lines: int = None, stage=None):
-    """The wire bytes of a message for RETR (top_lines None) or TOP, ending
-    with the terminating "." line.  A message up to CHUNK bytes is read
-    with one pread and encoded in one piece.  stage: a filter between the
+def message_chunks(fd: int, msg: Message, top_lines: int = None, stage=None,
+                   prefix: bytes = b""):
+    """The wire bytes of a message for RETR (top_lines None) or TOP, after
+    prefix (the +OK line) and ending with the terminating "." line.  A
+    message up to CHUNK bytes is read with one pread and sent as one piece,
+    status line and all (the transport writes it as it is, uncopied).  stage: a filter between the
     rendered message and the wire encoder (X-MANGLE's): it takes
     message_bytes() and gives the mail bytes to send (TOP's cut is its)."""
     if stage is not None:
+        if prefix:
+            yield prefix
         yield from wire_chunks(stage(message_bytes(fd, msg)))
         return
     size = msg.content_end - msg.header
@@ -133,13 +135,12 @@ def message_chunks(fd: int, msg: Message, top_lines: int = None, stage=None):
         if len(data) != size:
             raise OSError("the maildrop is shorter than its message table says")
         cut = msg.body - msg.header
-        body = data[cut:]
-        if top_lines is not None:         # the blank line is not counted by TOP
-            body = body[:_lines_end(body, top_lines + 1)]
-        out, state = wire_encode(retr_header([data[:cut]], msg.uid) + body,
-                                        AT_LINE_START)
-        yield out + _ending(state)
+        # The blank line is not counted by TOP.
+        end = size if top_lines is None else _lines_end(data, top_lines + 1, cut)
+        yield wire_reply(prefix, retr_header([data[:cut]], msg.uid), data, cut, end)
         return
+    if prefix:
+        yield prefix
     end = msg.content_end if top_lines is None else _top_end(fd, msg, top_lines)
     yield from wire_chunks(message_bytes(fd, msg, end))
 
@@ -161,20 +162,13 @@ def wire_chunks(pieces):
         if len(out) >= CHUNK:
             yield out
             out = b""
-    yield out + _ending(state)
+    yield out + ending(state)
 
 
 def mail_octets(pieces) -> int:
     """What the scanner would count for these mail bytes: a bare LF is two
     octets on the wire (the dot-stuffing is not counted)."""
     return sum(len(piece) + piece.count(b"\n") - piece.count(b"\r\n") for piece in pieces)
-
-
-def _ending(state: int) -> bytes:
-    """A line end if the message lacks one (its CR, if any, was sent), then '.'."""
-    if state & AT_LINE_START:
-        return TERMINATOR
-    return (b"\n" if state & AFTER_CR else b"\r\n") + TERMINATOR
 
 
 # --- writing a message back at QUIT ------------------------------------------------

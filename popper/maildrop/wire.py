@@ -12,6 +12,7 @@ from popper import native
 
 AT_LINE_START = 1
 AFTER_CR = 2
+TERMINATOR = b".\r\n"
 
 
 def pure_wire_encode(data: bytes, state: int):
@@ -32,6 +33,30 @@ def pure_wire_encode(data: bytes, state: int):
     return head + out, state
 
 
+def ending(state: int) -> bytes:
+    """A line end if the message lacks one (its CR, if any, was sent), then '.'."""
+    if state & AT_LINE_START:
+        return TERMINATOR
+    return (b"\n" if state & AFTER_CR else b"\r\n") + TERMINATOR
+
+
+def pure_wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int) -> bytes:
+    """A whole reply in one piece: prefix (the +OK line), header and then
+    data[start:end] (a message from the start of a line) as wire bytes, then
+    the terminating "." line."""
+    head, state = pure_wire_encode(header, AT_LINE_START)
+    body, state = pure_wire_encode(data[start:end], state)
+    return b"".join((prefix, head, body, ending(state)))
+
+
 native_wire_encode = native.wire_encode         # _native/wire.c
 
-wire_encode = native_wire_encode if native.NATIVE else pure_wire_encode
+
+def native_wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int) -> bytes:
+    return native.wire_reply(prefix, header, data, start, end, AT_LINE_START, ending)
+
+
+if native.NATIVE:
+    wire_encode, wire_reply = native_wire_encode, native_wire_reply
+else:
+    wire_encode, wire_reply = pure_wire_encode, pure_wire_reply

@@ -160,7 +160,8 @@ def _clean(value) -> str:
 
 def text(template: str, **fields) -> str:
     """Fill a template; field values are data, never a template."""
-    return template.format(**{k: _clean(v) for k, v in fields.items()})
+    return template.format(**{k: v if type(v) is int else _clean(v)     # a number is clean
+                              for k, v in fields.items()})
 
 
 def reply(status: str, template: str = "", **fields) -> bytes:
@@ -171,6 +172,11 @@ def reply(status: str, template: str = "", **fields) -> bytes:
 
 def ok(template: str = "", **fields) -> bytes:
     return reply(OK, template, **fields)
+
+
+def retr_ok(octets: int) -> bytes:
+    """ok(RETR, octets=octets), made as directly as RETR's every message asks."""
+    return b"+OK %d octets\r\n" % octets
 
 
 def err(template: str, **fields) -> bytes:

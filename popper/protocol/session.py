@@ -564,11 +564,8 @@ class Session:
             yield R.ok(R.TOP)
             yield from chunks
         else:
-            if top_lines is None:
-                yield R.ok(R.RETR, octets=msg.octets)
-            else:
-                yield R.ok(R.TOP)
-            yield from self.maildrop.message_chunks(msg, top_lines)
+            status = R.retr_ok(msg.octets) if top_lines is None else R.ok(R.TOP)
+            yield from self.maildrop.message_chunks(msg, top_lines, prefix=status)
         if top_lines is None:
             yield AfterSend(lambda: self.sent.append(i))
 

@@ -214,31 +214,34 @@ class Connection:
 
 class _Writer:
     """Gathers replies into writes of up to FLUSH_AT bytes, and runs each
-    AfterSend once everything before it has been written."""
+    AfterSend once everything before it has been written.  A reply that is
+    one piece (a RETR'd message with its +OK line) is written as it is,
+    not copied."""
 
     def __init__(self, send):
         self.send = send
-        self.buf = bytearray()
+        self.pieces = []
+        self.size = 0
         self.pending = []
 
     def add(self, data: bytes) -> None:
-        if self.buf and len(self.buf) + len(data) > FLUSH_AT:
+        if self.pieces and self.size + len(data) > FLUSH_AT:
             self.flush()
-        if len(data) >= FLUSH_AT:
-            self.send(data)
-        else:
-            self.buf += data
+        self.pieces.append(data)
+        self.size += len(data)
+        if self.size >= FLUSH_AT:
+            self.flush()
 
     def after_send(self, item: AfterSend) -> None:
-        if self.buf:
+        if self.pieces:
             self.pending.append(item.callback)
         else:
             item.callback()
 
     def flush(self) -> None:
-        if self.buf:
-            self.send(self.buf)
-            self.buf = bytearray()
+        if self.pieces:
+            pieces, self.pieces, self.size = self.pieces, [], 0
+            self.send(pieces[0] if len(pieces) == 1 else b"".join(pieces))
         callbacks, self.pending = self.pending, []
         for callback in callbacks:
             callback()

@@ -345,6 +345,38 @@ def test_a_multipart_without_a_boundary_is_invalid_formatting():
     assert mangled(message) == HEAD + PLAIN_TYPE + b"\n[invalid MIME formatting; part omitted]\n\n"
 
 
+
+def test_every_parameter_is_read_whole():
+    # mime.c keeps two of a part's known parameters (MimeTypeType's
+    # param[kParamMaxNum], kParamMaxNum 2: a third is written past the
+    # array) of at most 76 characters; the email package reads them all.
+    message = (HEAD + b'Content-Type: multipart/mixed; type="text/plain"; charset=us-ascii;\n'
+               b' boundary="' + b"b" * 90 + b'"\n\n'
+               b"--" + b"b" * 90 + b"\nContent-Type: text/plain; charset=us-ascii; format=flowed\n\n"
+               b"shown\n"
+               b"--" + b"b" * 90 + b'\nContent-Type: application/pdf; name="n.pdf"; x-a=1\n'
+               b"Content-Disposition: attachment;\n filename*0=\"the-name-in-two-\";"
+               b' filename*1="pieces-is-long.pdf"\n\n%PDF\n'
+               b"--" + b"b" * 90 + b"--\n")
+    assert mangled(message) == HEAD + PLAIN_TYPE + (
+        b"shown\n[the-name-in-two-pieces-is-long]\n[ pdf attachment omitted]\n\n")
+
+
+def test_other_message_types_are_passed_on_as_they_came():
+    # x-mangle.md 5: message/* other than rfc822, news, delivery-status and
+    # external-body pass through (MangleMapper's "pass it through"); the
+    # line end before a boundary is the boundary's (mime.c's savedNewline).
+    long_value = b"value that is quite long " + b"y" * 90
+    message = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\n\n'
+               b"--b\nContent-Type: text/plain\n\nintro\n"
+               b'--b\nContent-Type: message/partial; id="x@y"; number=2; total=3\n\n'
+               b"the middle  of a message\nwith\todd   spacing\n\nmore\n"
+               b"--b\nContent-Type: message/x-odd\n\nX-Header: " + long_value +
+               b"\nX-8bit: caf\xe9\n\nbody\n--b--\n")
+    assert mangled(message) == HEAD + PLAIN_TYPE + (
+        b"introthe middle  of a message\nwith\todd   spacing\n\nmore"
+        b"X-Header: " + long_value + b"\nX-8bit: caf\xe9\n\nbody\n")
+
 UTF8 = (b"From: a@example.com\nSubject: =?utf-8?B?Q2Fmw6kgbWVudQ==?=\nX-UIDL: uid-1\n"
         b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
         b"na\xc3\xafve caf\xc3\xa9: 5 \xe2\x82\xac\n")

@@ -20,10 +20,12 @@ better: docs/deviations.md.
 
 import codecs
 import email.errors
+import email.generator     # loaded now, as the feed parser's factory is
 import email.header
 import email.message         # the feed parser's factory, imported late by it
 import email.parser
 import html
+import io
 import re
 
 from popper.auth.gatekeeper import ascii_lower
@@ -630,8 +632,7 @@ class _Mangler:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         if subtype not in ("rfc822", "news") or inner is None:
-            data = part.as_bytes().split(b"\n\n", 1)
-            self.add(data[1] if len(data) > 1 else b"")     # passed on raw
+            self.add(_raw(payload))         # passed on as it came
             return
         if parent == "report":
             self.note("[Header of message follows:]")
@@ -675,6 +676,25 @@ class _Mangler:
         elif subtype == "enriched":
             text = enriched_to_plain(text)
         self.emit(text)
+
+
+def _raw(payload) -> bytes:
+    """A message/* body as it came: the parser's message written back
+    without folding its header lines again (maxheaderlen=0)."""
+    if not isinstance(payload, list):
+        return (payload or "").encode("ascii", "surrogateescape")
+    data = []
+    for inner in payload:
+        out = io.BytesIO()
+        email.generator.BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(inner)
+        written = out.getvalue()
+        if any(isinstance(defect, email.errors.MissingHeaderBodySeparatorDefect)
+               for defect in inner.defects):
+            # No blank line came after its header (a message/partial after the
+            # first has none at all): take out the one the generator wrote.
+            written = written[1:] if not inner.keys() else written.replace(b"\n\n", b"\n", 1)
+        data.append(written)
+    return b"".join(data)
 
 
 def _decoded(value: str) -> str:

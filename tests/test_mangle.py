@@ -287,6 +287,19 @@ def test_attachments_become_qpoppers_placeholders():
         b"\n[unknown attachment omitted]\n\n")
 
 
+
+def test_each_text_part_starts_a_line():
+    # mime.c: the line end before a boundary is the boundary's (savedNewline),
+    # so Qpopper sends "firstsecond"; a placeholder starts with its own.
+    message = (HEAD + b'Content-Type: multipart/mixed; boundary="m"\n\n'
+               b"--m\nContent-Type: text/plain\n\nfirst\n"
+               b"--m\nContent-Type: text/plain\n\nsecond\n"
+               b"--m\nContent-Type: image/png\n\nPNG\n"
+               b"--m\nContent-Type: text/enriched\n\n<bold>third</bold>\n--m--\n")
+    assert mangled(message) == HEAD + PLAIN_TYPE + (
+        b"first\nsecond\n[image attachment omitted]\n\nthird\n")
+    assert mangled(message, top=2) == HEAD + PLAIN_TYPE + b"first\nsecond\n"
+
 def test_placeholders_in_html_mode_are_html():
     out = mangled(ATTACHMENTS, "x-mangle(text=html)")
     assert b"<html><pre>\n[pdf attachment omitted]\n\n</pre></html>\n" in out
@@ -364,8 +377,8 @@ def test_every_parameter_is_read_whole():
 
 def test_other_message_types_are_passed_on_as_they_came():
     # x-mangle.md 5: message/* other than rfc822, news, delivery-status and
-    # external-body pass through (MangleMapper's "pass it through"); the
-    # line end before a boundary is the boundary's (mime.c's savedNewline).
+    # external-body pass through (MangleMapper's "pass it through"), each
+    # part starting a line.
     long_value = b"value that is quite long " + b"y" * 90
     message = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\n\n'
                b"--b\nContent-Type: text/plain\n\nintro\n"
@@ -374,7 +387,7 @@ def test_other_message_types_are_passed_on_as_they_came():
                b"--b\nContent-Type: message/x-odd\n\nX-Header: " + long_value +
                b"\nX-8bit: caf\xe9\n\nbody\n--b--\n")
     assert mangled(message) == HEAD + PLAIN_TYPE + (
-        b"introthe middle  of a message\nwith\todd   spacing\n\nmore"
+        b"intro\nthe middle  of a message\nwith\todd   spacing\n\nmore\n"
         b"X-Header: " + long_value + b"\nX-8bit: caf\xe9\n\nbody\n")
 
 UTF8 = (b"From: a@example.com\nSubject: =?utf-8?B?Q2Fmw6kgbWVudQ==?=\nX-UIDL: uid-1\n"
@@ -421,9 +434,9 @@ def test_top_stops_mangling_at_the_part_that_gives_its_last_line(monkeypatch):
     assert mangled(message, top=1) == HEAD + PLAIN_TYPE + b"one\n"
     assert mangled(message, top=2) == HEAD + PLAIN_TYPE + b"one\ntwo\n"
     assert converted == []          # the html part after them was never made
-    # The line end before a boundary is the boundary's (mime.c's savedNewline):
-    # the third line ends in the html part.
-    assert mangled(message, top=3) == HEAD + PLAIN_TYPE + b"one\ntwo\nthree<p>four</p>\n"
+    assert mangled(message, top=3) == HEAD + PLAIN_TYPE + b"one\ntwo\nthree\n"
+    assert converted == []
+    assert mangled(message, top=4) == HEAD + PLAIN_TYPE + b"one\ntwo\nthree\n<p>four</p>\n"
     assert converted == ["<p>four</p>"]
 
 # --- the session ----------------------------------------------------------------------

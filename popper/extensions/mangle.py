@@ -568,6 +568,14 @@ class _Mangler:
     def emit(self, text: str) -> None:
         self.add(text.encode(self.codec, "popper-mangle"))
 
+    def line_start(self) -> None:
+        """A part's text starts a line: the line end before a boundary is
+        the boundary's (mime.c's savedNewline), and Qpopper ran the last
+        line of one part into the first of the next."""
+        last = next((piece for piece in reversed(self.out) if piece), b"\n")
+        if not last.endswith(b"\n"):
+            self.add(b"\n")
+
     def note(self, text: str) -> None:
         """A placeholder line ("\\n[...]\\n\\n"), as html in text=html."""
         text = "\n" + text + "\n\n"
@@ -632,6 +640,7 @@ class _Mangler:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         if subtype not in ("rfc822", "news") or inner is None:
+            self.line_start()
             self.add(_raw(payload))         # passed on as it came
             return
         if parent == "report":
@@ -658,6 +667,7 @@ class _Mangler:
         if charset not in CHARSETS:
             charset = "us-ascii"           # charmangle.c: unknown is us-ascii
         want = self.request.text
+        self.line_start()
         if want != "html" and subtype not in ("html", "enriched") \
                 and charset == self.request.charset:
             self.add(data)              # nothing to convert: the bytes as they are
@@ -774,11 +784,9 @@ def mangled(pieces, request: Request, top_lines: int = None):
         mangler.body_at, mangler.top_lines = len(mangler.out), top_lines
         try:
             mangler.body(msg, 0)
+            mangler.line_start()        # what the wire encoder would add: LIST counts it
         except _Enough:
             return _top(mangler, top_lines)
-        last = next((piece for piece in reversed(mangler.out) if piece), b"\n")
-        if not last.endswith(b"\n"):
-            mangler.out.append(b"\n")      # what the wire encoder would add: LIST counts it
     if top_lines:
         return _top(mangler, top_lines)
     return iter(mangler.out)

@@ -22,13 +22,12 @@ as Qpopper's openlog() names it, and, under inetd, answered to the client
 with one -ERR line (inetd.UNAVAILABLE).
 """
 
-import getopt
 import os
 import stat
 import sys
 
 from popper import __version__, privsep, server
-from popper.auth import apop, unixdb
+from popper.auth import unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file
 from popper.transport import inetd, tls
@@ -138,15 +137,53 @@ def _address(word: str) -> str:
     return word
 
 
+def gnu_getopt(args: list, optstring: str):
+    """(options, the other words): the stdlib's getopt.gnu_getopt(args,
+    optstring, ["help"]) with its texts, which would load gettext and re
+    before the greeting (docs/architecture.md, "Start-up").  Options may
+    follow other words unless POSIXLY_CORRECT is set; "--" ends them."""
+    options, rest, args = [], [], list(args)
+    while args:
+        word = args.pop(0)
+        if word == "--":
+            rest += args
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if not name or not "help".startswith(name):
+                raise UsageError("option --%s not recognized" % name)
+            if eq:
+                raise UsageError("option --help must not have an argument")
+            options.append(("--help", ""))
+        elif word.startswith("-") and word != "-":
+            letters = word[1:]
+            while letters:
+                letter, letters = letters[0], letters[1:]
+                at = optstring.find(letter) if letter != ":" else -1
+                if at < 0:
+                    raise UsageError("option -%s not recognized" % letter)
+                value = ""
+                if optstring[at + 1:at + 2] == ":":
+                    if not letters:
+                        if not args:
+                            raise UsageError("option -%s requires argument" % letter)
+                        letters = args.pop(0)
+                    value, letters = letters, ""
+                options.append(("-" + letter, value))
+        elif os.environ.get("POSIXLY_CORRECT"):
+            rest += [word] + args
+            break
+        else:
+            rest.append(word)
+    return options, rest
+
+
 def parse(args: list, settings: Settings = None):
     """(Settings, listen address or None) from the arguments after argv[0].
     settings (new ones if None) is changed as the options are read, so that
     on an error it holds what came before (the log facility to log it at)."""
     settings = Settings() if settings is None else settings
-    try:
-        options, rest = getopt.gnu_getopt(args, OPTSTRING, ["help"])
-    except getopt.GetoptError as exc:
-        raise UsageError(str(exc)) from None
+    options, rest = gnu_getopt(args, OPTSTRING)
     for option, value in options:
         if option == "--help":
             raise HelpWanted()
@@ -260,8 +297,10 @@ def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
     problems = server.backend_problems(settings) + tls.warnings(settings)
-    if (settings.apop_db and not _apop_problems(settings)
-            and os.path.lexists(apop.names(settings.apop_db)["dir"])):   # none: no APOP users
+    if not settings.apop_db or _apop_problems(settings):
+        return problems
+    from popper.auth import apop
+    if os.path.lexists(apop.names(settings.apop_db)["dir"]):        # none: no APOP users
         why = apop.usable(settings.apop_db, unixdb.getpwnam(settings.popuid).uid)
         if why:
             problems.append("APOP cannot be used until it is fixed (the greeting carries no "
@@ -365,16 +404,22 @@ def main(argv: list = None) -> int:
         return refuse(prog, settings, ['Unable to open trace file "%s": %s (%d)'
                                        % (settings.tracefile, exc.strerror, exc.errno)],
                       prefix=False)
-    from popper.transport import standalone
     if address is None:
-        try:
-            listeners = standalone.inherited_listeners()
-        except OSError as exc:
-            return refuse(prog, settings, ["LISTEN_FDS: %s" % exc.strerror])
+        listeners = []
+        if os.environ.get("LISTEN_PID") == str(os.getpid()):    # sockets systemd handed over
+            from popper.transport import standalone
+            try:
+                listeners = standalone.inherited_listeners()
+            except OSError as exc:
+                return refuse(prog, settings, ["LISTEN_FDS: %s" % exc.strerror])
         if not listeners:
-            if standalone.stdin_is_listening():
+            if inetd.stdin_is_listening():
                 return refuse(prog, settings, [LISTENING_STDIN])
             return inetd.serve(settings, log, credentials)
+    # Standalone: what sessions need is loaded once, in the listener,
+    # before it listens; each session inherits it.
+    from popper.transport import standalone
+    server.load_session(settings)
     # The pid file is written before popper's own listener takes a
     # connection: whoever reaches the port finds this server's pid there.
     pid_file = None

@@ -8,6 +8,7 @@ It says what is there:
   BUILT, PAM_BUILT        the module is built
   NATIVE, PAM_NATIVE      ... and in use (POPPER_PUREPYTHON unset)
   HAS_CRYPT_GENSALT       the C library has crypt_gensalt_rn (an optional symbol)
+  HAS_PRCTL               prctl(2) is there (Linux)
 
 and binds the C functions with C's own types (bytes, ints, tuples of
 them).  Each pure twin is chosen beside its own code, from these flags:
@@ -25,6 +26,7 @@ them).  Each pure twin is chosen beside its own code, from these flags:
   pam_login(service, ...)     the PAM calls      popper/auth/libpam.py
   ndbm_fetch, ndbm_store,     pn_ndbm_*          popper/ndbm.py (its _NativeEngine)
   ndbm_delete, ndbm_page_keys, ndbm_hash
+  prctl(option, a2, a3, a4, a5)  popper_prctl  popper/privsep.py
 
 C would cut a string at a NUL, so every binding refuses one (ValueError);
 the twin modules refuse it first, the same way for both twins.
@@ -49,6 +51,7 @@ NATIVE = BUILT and not PURE
 PAM_BUILT = pam_lib is not None
 PAM_NATIVE = PAM_BUILT and not PURE
 HAS_CRYPT_GENSALT = BUILT and bool(lib.Popper_HAS_CRYPT_GENSALT)
+HAS_PRCTL = BUILT and bool(lib.Popper_HAS_PRCTL)
 
 
 def _c_string(value: bytes) -> bytes:
@@ -257,6 +260,11 @@ def ndbm_page_keys(pag_fd: int, big: bool, number: int):
 
 def ndbm_hash(key: bytes) -> int:
     return lib.pn_ndbm_hash(key, len(key))
+
+
+def prctl(option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+    """prctl(2) (through popper_prctl): its return value, -1 on an error."""
+    return lib.popper_prctl(option, arg2, arg3, arg4, arg5)
 
 
 # --- popper._cpam -------------------------------------------------------------------------

@@ -108,12 +108,14 @@ def _byte_steps():
     return tuple(table)
 
 
-_STEPS = _byte_steps()
+_STEPS = []        # _byte_steps(), made at the pure hash's first use (5 ms)
 
 
 def dcalchash(key: bytes) -> int:
     """ndbm's hash of a key, modulo 2**32."""
     hashl = state = 0
+    if not _STEPS:
+        _STEPS[:] = _byte_steps()
     steps = _STEPS
     for byte in key:
         state, gain = steps[state | byte]

@@ -85,7 +85,6 @@ session.
 """
 
 import errno
-import functools
 import gc
 import os
 import resource
@@ -96,12 +95,10 @@ import struct
 import sys
 import time
 
+from popper import native
 from popper.auth import Account, AuthError, unixdb
-from popper.auth.gatekeeper import log_refusal
 from popper.protocol import replies
-from popper.protocol.session import HANDED_OFF, Session
 from popper.settings import TLS_ALTERNATE_PORT
-from popper.transport.connection import Connection
 
 MAX_FRAME = 256 * 1024      # a PASS request, or what the login process read past it
 MAX_FIELD = 4096            # a user name or a password (Qpopper's line is 1023)
@@ -152,8 +149,8 @@ def preload() -> None:
     """What every login process needs, loaded once in a process that forks
     many (the standalone listener), not in each login process's way:
     with -l 2 the client waits for the handshake behind it."""
-    if os.geteuid() == 0:
-        _prctl()
+    if os.geteuid() == 0 and prctl is pure_prctl:
+        _libc_prctl()
 
 
 def _mail_group(spool_dir: str):
@@ -192,12 +189,10 @@ def _drop_to_login_user(uid: int, gid: int) -> None:
     """Become the login user, with nothing left of root: no capabilities
     (not even in the bounding set), no groups, no new privileges through
     exec, no child processes."""
-    prctl = _prctl()
-    if prctl is not None:
-        for cap in range(64):
-            if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                break           # past the last capability this kernel has
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    for cap in range(64):
+        if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break               # past the last capability this kernel has (or no prctl)
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     os.chdir("/")
     _set_identity(uid, gid, [gid])
     try:
@@ -206,18 +201,37 @@ def _drop_to_login_user(uid: int, gid: int) -> None:
         pass
 
 
-@functools.lru_cache(maxsize=1)
-def _prctl():
-    """prctl(2) through ctypes (None where there is none); loading ctypes
+def pure_prctl(option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+    """prctl(2) through ctypes; -1 where there is none.  Loading ctypes
     takes milliseconds, so the standalone listener does it once, before
     its first fork (preload)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (ImportError, OSError, AttributeError):
-        return None
+    call = _libc_prctl()
+    return -1 if call is None else call(option, arg2, arg3, arg4, arg5)
+
+
+_LIBC = []
+
+
+def _libc_prctl():
+    """The C library's prctl through ctypes (None where there is none), once."""
+    if not _LIBC:
+        call = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                call = ctypes.CDLL(None, use_errno=True).prctl
+            except (ImportError, OSError, AttributeError):
+                pass
+        _LIBC.append(call)
+    return _LIBC[0]
+
+
+def native_prctl(option: int, arg2: int, arg3: int, arg4: int, arg5: int) -> int:
+    """pure_prctl's twin: popper._cpopper's (-1 where there is none)."""
+    return native.prctl(option, arg2, arg3, arg4, arg5)
+
+
+prctl = native_prctl if native.NATIVE else pure_prctl
 
 
 # --- the channel ----------------------------------------------------------------
@@ -367,21 +381,9 @@ class AskRoot:
         raise AuthError(words[0], delay=False, logged=True, **fields)
 
 
-class LoginSession(Session):
-    """The session up to a login: a yes from the root part ends it."""
-
-    def login(self, account):
-        self.user = account.name
-        self.state = HANDED_OFF
-        return []
-
-    def close(self):
-        if self.state != HANDED_OFF:        # else the session goes on, in the root part
-            super().close()
-
-
 def _login_process(conn, channel: Channel, identity, settings, log, session, login_by, run,
                    tls=None, relay_end=None):
+    from popper.protocol.session import HANDED_OFF
     status, relaying = 1, None
     log.speak_for(os.getppid())
     try:
@@ -390,7 +392,7 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
             deadline = login_by + SLACK
             session.authenticator = AskRoot(channel, deadline)
             # With -l 2 the handshake comes first, then the greeting (run's).
-            greet = None if _implicit_tls(settings, tls) else []
+            greet = None if implicit_tls(settings, tls) else []
             ended_on = run(conn, session, settings, log, first=greet, login_by=login_by, tls=tls)
             if session.state == HANDED_OFF:
                 if getattr(ended_on, "tls", False):
@@ -427,7 +429,7 @@ def _mime_word(session) -> list:
 NO_MIME = b"no-mime"
 
 
-def _implicit_tls(settings, tls) -> bool:
+def implicit_tls(settings, tls) -> bool:
     """-l 2: TLS from the first byte, so the login process greets."""
     return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
 
@@ -435,7 +437,7 @@ def _implicit_tls(settings, tls) -> bool:
 # --- the root part --------------------------------------------------------------
 
 def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user,
-          apop_timestamp=None, tls=None):
+          apop_timestamp=None, tls=None, load_session=lambda: None):
     """The connection until the client has logged in, in a login process
     running as identity (uid, gid); then serve_user(account, unread,
     connection, over_tls, no_mime) as the user.  apop_timestamp: the greeting's
@@ -445,15 +447,20 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     After a login over TLS the login process stays, as the relay between
     the client's TLS and a socketpair the session is served over (made
     before the fork: it cannot fork then); without TLS the session is
-    served on the client's connection, the login process gone."""
+    served on the client's connection, the login process gone.
+    load_session() imports what the rest needs: called once the greeting
+    is out, before the fork."""
     login_by = time.monotonic() + settings.login_timeout
-    session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
-    # The greeting goes out first, so that the fork overlaps the client's
-    # round trip.  It is the only thing the root part writes to the client;
-    # with -l 2 it is the login process's, after the handshake.
-    if not _implicit_tls(settings, tls) and not _send(
-            conn.write_fd, session.greeting(), time.monotonic() + settings.timeout):
+    # The greeting goes out first, before the session's modules are loaded
+    # (docs/architecture.md, "Start-up"), so that loading them and the fork
+    # overlap the client's round trip.  It is the only thing the root part
+    # writes to the client; with -l 2 it is the login process's, after the
+    # handshake.
+    if not send_greeting(conn, settings, hostname, apop_timestamp, tls):
         return
+    load_session()
+    from popper.protocol.session import LoginSession
+    session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     session_end = relay_end = None
     if tls is not None:
@@ -502,11 +509,20 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     # The session keeps no handle on the client's connection: TLS is the relay's.
     _detach(conn)
     fd = session_end.fileno()
+    from popper.transport.connection import Connection
     try:
         serve_user(account, unread, Connection(fd, fd), True, no_mime)
     finally:
         session_end.close()
         _wait_for_relay(pid, log, settings)
+
+
+def send_greeting(conn, settings, hostname: str, apop_timestamp, tls) -> bool:
+    """The greeting, but with -l 2 (TLS from the first byte: it follows
+    the handshake); False when it cannot be written."""
+    return implicit_tls(settings, tls) or _send(
+        conn.write_fd, replies.greeting(settings, hostname, apop_timestamp),
+        time.monotonic() + settings.timeout)
 
 
 def _detach(conn) -> None:
@@ -613,6 +629,7 @@ def _check_logins(channel: Channel, deadline: float, settings, gatekeeper, clien
     relays TLS).  ChannelError
     when it ends.  An APOP digest is checked against the root part's
     timestamp (apop_timestamp), never one the login process names."""
+    from popper.auth.gatekeeper import log_refusal
     while True:
         request = channel.receive(deadline)
         if request[:1] == [b"END"]:

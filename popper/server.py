@@ -6,27 +6,49 @@ import os
 import socket
 import time
 
-from popper import __version__, bulldb, privsep
-from popper.logindelay import LoginDelay, delay_of
-from popper.auth.gatekeeper import Gatekeeper, admin
-from popper.auth import apop, pam, unix
-from popper.auth.userdb import UserDB
-from popper.bulletins import Bulletins
-from popper import maildrop
-from popper.maildrop import files
-from popper.protocol.session import Client, Session
-from popper.settings import SPOOL, USER, ConfigError, apply_text, spool_options_path
+from popper import __version__, privsep
+from popper.protocol import Client
 from popper.transport import connection
+
+# What a session needs beyond the greeting: imported by load_session()
+# once the greeting is out (docs/architecture.md, "Start-up").
+SESSION_MODULES = (
+    "traceback", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
+    "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
+    "popper.bulldb", "popper.maildrop", "popper.maildrop.files")
+
+
+def load_session(settings) -> None:
+    """Import what the rest of the session needs, and the back-end
+    settings names: as root, before the login process is forked (it then
+    has them all) and before the session becomes the user, who may not be
+    able to read the interpreter's files (its modules and codecs)."""
+    import importlib
+    for name in SESSION_MODULES:
+        importlib.import_module(name)
+    _backend(settings)
+
+
+def _backend(settings):
+    """The module of the back-end authenticator() picks."""
+    if settings.userdb:
+        from popper.auth import userdb as module
+    elif settings.pam_service:
+        from popper.auth import pam as module
+    else:
+        from popper.auth import unix as module
+    return module
 
 
 def authenticator(settings, log):
     """The user database if one is named, else PAM if a service is, else
     the Unix passwd and shadow databases (Qpopper's default)."""
+    module = _backend(settings)
     if settings.userdb:
-        return UserDB(settings.userdb, log)
+        return module.UserDB(settings.userdb, log)
     if settings.pam_service:
-        return pam.PamAuth(settings.pam_service, log)
-    return unix.UnixAuth(settings, log)
+        return module.PamAuth(settings.pam_service, log)
+    return module.UnixAuth(settings, log)
 
 
 def backend_problems(settings) -> list:
@@ -34,8 +56,8 @@ def backend_problems(settings) -> list:
     from logging users in (a user database that cannot be read is refused
     by cli.check)."""
     problem = (None if settings.userdb else
-               pam.service_problem(settings.pam_service) if settings.pam_service else
-               unix.shadow_problem())
+               _backend(settings).service_problem(settings.pam_service) if settings.pam_service
+               else _backend(settings).shadow_problem())
     return [problem] if problem else []
 
 
@@ -91,25 +113,35 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) ->
     hostname = local_hostname()
     timestamp = apop_timestamp(settings, hostname, log)
     identity = privsep.login_identity(settings)
-    if identity is None:
+    if identity is None:        # one process; the greeting first here too
+        login_by = time.monotonic() + settings.login_timeout
+        if not privsep.send_greeting(conn, settings, hostname, timestamp, tls):
+            return
+        load_session(settings)
+        from popper.auth.gatekeeper import Gatekeeper
+        from popper.protocol.session import Session
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log, hostname)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
                           client, hostname, timestamp)
-        run(conn, session, settings, log, login_by=time.monotonic() + settings.login_timeout,
-            tls=tls)
+        greeted = None if privsep.implicit_tls(settings, tls) else []
+        run(conn, session, settings, log, first=greeted, login_by=login_by, tls=tls)
         return
 
     def serve_user(account, unread: bytes, user_conn, over_tls: bool, no_mime: bool):
+        from popper.protocol.session import Session
         session = Session(settings, None, maildrop_opener(settings, log, hostname), log,
                           client, hostname)
         session.tls_active = over_tls
         session.no_mime = no_mime       # the name ended in -no-mime (privsep.py)
         run(user_conn, session, settings, log, first=[session.login(account)], pending=unread)
 
-    # The back-end is made after the fork: the login process holds no hash.
-    privsep.serve(conn, identity, settings, log, client, hostname,
-                  lambda: Gatekeeper(settings, authenticator(settings, log), log, hostname),
-                  run, serve_user, timestamp, tls)
+    def gatekeeper():
+        # Made after the fork: the login process holds no hash.
+        from popper.auth.gatekeeper import Gatekeeper
+        return Gatekeeper(settings, authenticator(settings, log), log, hostname)
+
+    privsep.serve(conn, identity, settings, log, client, hostname, gatekeeper, run, serve_user,
+                  timestamp, tls, lambda: load_session(settings))
 
 
 def apop_timestamp(settings, hostname: str, log):
@@ -118,6 +150,8 @@ def apop_timestamp(settings, hostname: str, log):
     greeting has a timestamp, and never fall back to USER/PASS); else None."""
     if not settings.apop_db:
         return None
+    from popper.auth import apop
+    from popper.auth.gatekeeper import admin
     try:
         why = apop.usable(settings.apop_db, admin(settings)[0])
     except apop.DBError as exc:
@@ -136,6 +170,10 @@ def maildrop_opener(settings, log, hostname: str):
     started before, as root, and let go once the maildrop is open; without
     it (nothing new, or -B and the database could not be opened) there are
     no bulletins."""
+    from popper import bulldb, maildrop
+    from popper.bulletins import Bulletins
+    from popper.logindelay import LoginDelay
+
     def open_maildrop(account):
         keeper = None
         if settings.bulldir and settings.bulldb is not None:
@@ -170,6 +208,8 @@ def read_options_files(settings, account, log) -> None:
     or others, the user's own file owned by the user, the spool's by root;
     never through a symbolic link.  A bad file or line is logged (Qpopper's
     texts) and the session goes on, with the lines before it applied."""
+    from popper.maildrop import files
+    from popper.settings import SPOOL, USER, ConfigError, apply_text, spool_options_path
     wanted = []
     if settings.user_options and account.home:
         wanted.append(("user", os.path.join(account.home, ".qpopper-options"), os.geteuid(),
@@ -202,6 +242,7 @@ def _keep_enforced_delay(settings, before, path: str, log) -> None:
     """announce-login-delay is anyone's to set (pop_config.c), but an
     enforced delay is the administrator's: the user's own file may make it
     longer, never shorter."""
+    from popper.logindelay import delay_of
     enforced = delay_of(settings, before)
     if enforced and delay_of(settings) < enforced:
         log.notice("%s: announce-login-delay %s ignored: the enforced login delay is %d seconds"

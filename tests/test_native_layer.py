@@ -23,7 +23,7 @@ import pytest
 
 import popper
 from conftest import ROOT
-from popper import native
+from popper import native, privsep
 from popper.auth import cryptpw, libpam, unixdb
 from popper.maildrop import scan, wire
 
@@ -43,6 +43,7 @@ TWINS = {
     "passwd_hashes": (unixdb, "NATIVE"),
     "shadow_hashes": (unixdb, "NATIVE"),
     "pam_login": (libpam, "PAM_NATIVE"),
+    "prctl": (privsep, "NATIVE"),
 }
 # ... and the ndbm calls, the C engine of popper/ndbm.py (its _NativeEngine).
 NDBM = {"ndbm_fetch", "ndbm_store", "ndbm_delete", "ndbm_page_keys", "ndbm_hash"}
@@ -135,7 +136,8 @@ def test_every_binding_has_its_twin_chosen_beside_it():
 @pytest.mark.parametrize("pure", ["", "1"])
 def test_popper_purepython_chooses_every_twin(pure):
     """In a fresh interpreter either way: every choice follows the flags."""
-    code = ("import popper.native as n; from popper.auth import cryptpw, libpam, unixdb; "
+    code = ("import popper.native as n; from popper import privsep; "
+            "from popper.auth import cryptpw, libpam, unixdb; "
             "from popper.maildrop import scan, wire; "
             "print(n.NATIVE, n.PAM_NATIVE, " + ", ".join(
                 "%s.%s is %s.native_%s" % (module.__name__.rpartition(".")[2], name,
@@ -379,3 +381,11 @@ def test_both_pam_logins_agree_for_a_service_with_no_file():
         assert codes[0] != 0
         reached += answers[0] != libpam.REFUSED
     assert reached == 8             # PAM answered (7 logins, the empty service), not the refusal
+
+
+@needs_native
+def test_the_prctl_twins_agree():
+    # PR_GET_NO_NEW_PRIVS (39) and an option no kernel has.
+    for option in (39, 12345):
+        assert privsep.native_prctl(option, 0, 0, 0, 0) == privsep.pure_prctl(option, 0, 0, 0, 0)
+    assert privsep.native_prctl(12345, 0, 0, 0, 0) == -1

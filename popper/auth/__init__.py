@@ -6,9 +6,6 @@ are the same for every back-end (the UID floor, the failure delay, the log
 lines); a back-end only checks the password.
 """
 
-import hmac
-
-
 class Account:
     """A user who may log in.  uid/gid None: serve as the running process.
     login_delay: the user's own LOGIN-DELAY (the user database's), or None."""
@@ -51,4 +48,5 @@ def passwd_account(user: str, need_password: bool = False):
 
 def same_hash(a: bytes, b: bytes) -> bool:
     """Compare two password hashes in constant time."""
+    import hmac         # here: a session's greeting needs none of hashlib
     return hmac.compare_digest(a, b)

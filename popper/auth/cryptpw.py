@@ -7,9 +7,6 @@ SHA-512/256, MD5, bcrypt, DES and bigDES).  A password or setting with a
 NUL, which C would cut short, hashes to None in both.
 """
 
-import ctypes
-import ctypes.util
-
 from popper import native
 
 # Big enough for every known struct crypt_data (glibc's is about 128 KiB,
@@ -20,8 +17,11 @@ _lib = None
 
 
 def _library():
+    """The crypt library, through ctypes: loaded here, for the pure twin only."""
     global _lib
     if _lib is None:
+        import ctypes
+        import ctypes.util
         for name in ("crypt", "c"):
             path = ctypes.util.find_library(name)
             if not path:
@@ -57,6 +57,7 @@ def _hashed(crypt_r, password: bytes, setting: bytes):
 
 
 def _ctypes_crypt(password: bytes, setting: bytes):
+    import ctypes
     lib = _library()
     if hasattr(lib, "crypt_r"):
         lib.crypt_r.restype = ctypes.c_char_p

@@ -9,8 +9,6 @@ beyond latin-1, is refused by both twins alike, before PAM sees it
 (PAM_AUTH_ERR).
 """
 
-from ctypes import c_char_p
-
 from popper import native
 from popper.auth.unixdb import c_name
 
@@ -30,6 +28,7 @@ def _refusing_nul(login):
 def _python_pam(service: str, user: str, password: bytes, rhost: str, tty: str):
     """(code, text): PAM_SUCCESS (0) when the password is right and the
     account may log in (pam_authenticate, pam_acct_mgmt, pam_setcred)."""
+    from ctypes import c_char_p         # the pure twin's, not the C binding's
     try:
         import pam
     except ImportError as exc:          # python-pam 2.0.x also needs six, undeclared

@@ -12,7 +12,6 @@ short ("alice\0junk" looked up as "alice"), or one that is not latin-1 is
 nobody's: None, in both twins.  The entries' text is latin-1 too.
 """
 
-import ctypes
 import errno
 import os
 import pwd
@@ -87,29 +86,31 @@ def pure_passwd_hashes(limit: int) -> list:
     return [os.fsencode(entry.pw_passwd) for entry in pwd.getpwall()[:max(limit, 0)]]
 
 
-class _Spwd(ctypes.Structure):
-    _fields_ = [("sp_namp", ctypes.c_char_p), ("sp_pwdp", ctypes.c_char_p),
-                ("sp_lstchg", ctypes.c_long), ("sp_min", ctypes.c_long),
-                ("sp_max", ctypes.c_long), ("sp_warn", ctypes.c_long),
-                ("sp_inact", ctypes.c_long), ("sp_expire", ctypes.c_long),
-                ("sp_flag", ctypes.c_ulong)]
-
-
-_libc = None
+_libc = _Spwd = None
 
 
 def _lib():
     """The process's own symbols (dlopen(NULL)), so that a preloaded
-    library (nss_wrapper) is seen as the C library's callers see it."""
-    global _libc
+    library (nss_wrapper) is seen as the C library's callers see it.
+    ctypes is loaded here, for the pure twins only."""
+    global _libc, _Spwd
     if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
+        import ctypes
+
+        class Spwd(ctypes.Structure):
+            _fields_ = [("sp_namp", ctypes.c_char_p), ("sp_pwdp", ctypes.c_char_p),
+                        ("sp_lstchg", ctypes.c_long), ("sp_min", ctypes.c_long),
+                        ("sp_max", ctypes.c_long), ("sp_warn", ctypes.c_long),
+                        ("sp_inact", ctypes.c_long), ("sp_expire", ctypes.c_long),
+                        ("sp_flag", ctypes.c_ulong)]
+        _Spwd, _libc = Spwd, ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
 def pure_getspnam(name: str):
     """The shadow entry of name, or None; OSError when it cannot be read
     (not root).  getspnam, not getspnam_r: nss_wrapper serves only it."""
+    import ctypes
     raw = c_name(name)
     lib = _lib()
     if raw is None or not hasattr(lib, "getspnam"):
@@ -135,6 +136,7 @@ def _shadow(name: bytes, *fields) -> Shadow:
 def pure_shadow_hashes(limit: int) -> list:
     """The password fields of the first limit shadow entries (setspent,
     getspent, endspent); [] where they cannot be read (not root)."""
+    import ctypes
     lib = _lib()
     if not all(hasattr(lib, name) for name in ("setspent", "getspent", "endspent")):
         return []
@@ -155,6 +157,7 @@ def pure_shadow_hashes(limit: int) -> list:
 def pure_crypt_gensalt() -> bytes:
     """A setting for the system's preferred hashing method (libxcrypt's
     crypt_gensalt: yescrypt on Debian 12), or SHA-512 where there is none."""
+    import ctypes
     from popper.auth.cryptpw import _library
     lib = _library()
     result = None

@@ -7,6 +7,7 @@ named fields; callers pass client or mail text only as field values, which
 str.format never interprets, and reply() strips the control characters.
 """
 
+from popper import __version__
 from popper.log import clean
 
 OK = "+OK"
@@ -168,6 +169,14 @@ def reply(status: str, template: str = "", **fields) -> bytes:
     """One reply line: +OK/-ERR, a space, the text, CRLF; at most MAX_LINE."""
     line = (status + " " + text(template, **fields)).encode("latin-1", "replace")
     return line[:MAX_LINE] + b"\r\n"
+
+
+def greeting(settings, hostname: str, apop_timestamp=None) -> bytes:
+    """The greeting line (with APOP's <pid.time@host> when there is one)."""
+    line = GREETING_SHY if settings.shy else text(GREETING, version=__version__, host=hostname)
+    if apop_timestamp:
+        line += "  " + apop_timestamp
+    return ok("{text}", text=line)
 
 
 def ok(template: str = "", **fields) -> bytes:

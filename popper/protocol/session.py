@@ -20,18 +20,18 @@ ones.  While it runs, every line (and TooLong) goes to it, not to the
 command tables.
 """
 
-import traceback
-
 from popper import __version__, extensions
-from popper.auth import AuthError, sasl
-from popper.auth.gatekeeper import ascii_lower as _lower, log_refusal, login_name, without_no_mime
-from popper.extensions import mangle
+from popper.auth import AuthError
 from popper.log import err_line, log_login_line
-from popper.maildrop import MaildropError
-from popper.maildrop.scan import SEEN, UW_DATA
+from popper.protocol import Client  # noqa: F401 (its old home)
 from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
 from popper.settings import TLS_STLS
+
+# SASL, the gatekeeper's rules, X-MANGLE, the maildrop and traceback are
+# imported where they are used: an inetd session loads them after its
+# greeting (server.load_session), before the fork and before becoming
+# the user (docs/architecture.md, "Start-up").
 
 AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
 # The login phase of a separated session (privsep.py) ends here: the root
@@ -77,19 +77,6 @@ START_TLS = "start-tls"
 SEES_RETRIEVED = ("quit", "last", "rset")
 
 
-class Client:
-    """The peer: its host name (the IP when unknown) and its IP."""
-
-    __slots__ = ("host", "ip")
-
-    def __init__(self, host: str, ip: str):
-        self.host, self.ip = host, ip
-
-    @property
-    def is_local(self) -> bool:
-        return self.ip.startswith("127.") or self.ip in ("::1", "::ffff:127.0.0.1")
-
-
 def _outputs(result):
     """A handler's result as outputs: a list is several."""
     if isinstance(result, list):
@@ -121,7 +108,24 @@ def _listing(status: bytes, indexes, values, line: bytes, first: int):
 
 def _stage(request, top_lines):
     """X-MANGLE's filter stage for the maildrop's message_chunks."""
+    from popper.extensions import mangle
     return lambda pieces: mangle.mangled(pieces, request, top_lines)
+
+
+def _lower(text: str) -> str:
+    from popper.auth.gatekeeper import ascii_lower
+    return ascii_lower(text)
+
+
+def _trace() -> str:
+    import traceback
+    return traceback.format_exc()
+
+
+def _maildrop_error():
+    """MaildropError, for an except clause: the maildrop is loaded by then."""
+    from popper.maildrop import MaildropError
+    return MaildropError
 
 
 class _MangledOctets:
@@ -139,7 +143,7 @@ class _MangledOctets:
             return maildrop.message_octets(maildrop.messages[i], self.stage)
         except Exception:
             self.session.log.error("internal error in %s: %s"
-                                   % ("X-MANGLE", traceback.format_exc()))
+                                   % ("X-MANGLE", _trace()))
             return maildrop.messages.octets[i]
 
 
@@ -196,11 +200,7 @@ class Session:
         return self.state in (DONE, HANDED_OFF)
 
     def greeting(self) -> bytes:
-        text = R.GREETING_SHY if self.settings.shy else R.text(
-            R.GREETING, version=__version__, host=self.hostname)
-        if self.apop_timestamp:
-            text += "  " + self.apop_timestamp
-        return R.ok("{text}", text=text)
+        return R.greeting(self.settings, self.hostname, self.apop_timestamp)
 
     def feed(self, data: bytes):
         """The outputs for the client's bytes, computed as they are taken."""
@@ -283,7 +283,7 @@ class Session:
         try:
             result = handler(*args)
         except Exception:
-            self.log.error("internal error in %s: %s" % (name, traceback.format_exc()))
+            self.log.error("internal error in %s: %s" % (name, _trace()))
             result = self.err(R.INTERNAL_ERROR)
         yield from _outputs(result)
 
@@ -306,7 +306,7 @@ class Session:
         except Exception:
             self.continuation = None
             self.log.error("internal error in %s: %s"
-                           % ("a continuation", traceback.format_exc()))
+                           % ("a continuation", _trace()))
             result = self.err(R.INTERNAL_ERROR)
         return list(_outputs(result))
 
@@ -338,6 +338,7 @@ class Session:
         a -no-mime suffix (pop_user.c: a name longer than 8 characters
         ending in exactly that), which turns X-MANGLE on for the session:
         USER, APOP and AUTH's authorization identity alike."""
+        from popper.auth.gatekeeper import login_name, without_no_mime
         name, self.no_mime = without_no_mime(login_name(self.settings, self.log, name))
         return name
 
@@ -375,6 +376,7 @@ class Session:
         logged as Qpopper logs it, unless the root part has (privsep.py)."""
         reply = R.err(exc.template, **exc.fields)
         if not exc.logged:
+            from popper.auth.gatekeeper import log_refusal
             log_refusal(self.log, self.user, self.client, exc, reply)
         if exc.delay and self.settings.auth_fail_delay > 0:
             return [Pause(self.settings.auth_fail_delay), reply]
@@ -398,6 +400,7 @@ class Session:
     def do_auth(self, mechanism: str = None, initial: str = None):
         """AUTH (RFC 5034): bare, the mechanisms (pop_auth.c's list); else
         the mechanism's exchange (auth/sasl.py), back to USER after it."""
+        from popper.auth import sasl
         mechanisms = sasl.available(self)
         if mechanism is None:
             return _multiline(R.ok(R.AUTH_MECHANISMS),
@@ -432,10 +435,11 @@ class Session:
         except Exception as exc:
             # The process may already be the user, half way: it serves no one else.
             self.state = DONE
-            if isinstance(exc, MaildropError):
+            if isinstance(exc, _maildrop_error()):
                 return self.err("{text}", text=exc.args[0])
-            self.log.error("login of %s failed: %s" % (self.user, traceback.format_exc()))
+            self.log.error("login of %s failed: %s" % (self.user, _trace()))
             return self.err(R.LOGIN_FAILED)
+        from popper.maildrop.scan import SEEN, UW_DATA
         messages = self.maildrop.messages
         self.seen_at_login = bytearray(1 if flags & SEEN else 0 for flags in messages.flags)
         self.first = 1 if len(messages) and messages.flags[0] & UW_DATA else 0
@@ -487,6 +491,7 @@ class Session:
         return R.ok(R.STAT, count=count, octets=octets)
 
     def do_list(self, arg: str = None, extra: str = None):
+        from popper.extensions import mangle
         octets = self.maildrop.messages.octets
         if arg is None:
             count, total = self.live_totals()
@@ -535,6 +540,7 @@ class Session:
         (pop_send.c takes a word whose lower-cased start is "mangle" or
         "x-mangle"; any other is ignored), -no-mime's without one, None
         for none; the -ERR bytes for a bad TEXT=."""
+        from popper.extensions import mangle
         if not mangle.asks_for_mangle(word):
             return mangle.PLAIN if self.no_mime else None
         return mangle.parse(word) or self.err(R.MANGLE_SYNTAX)
@@ -558,7 +564,7 @@ class Session:
                 chunks = list(self.maildrop.message_chunks(msg, top_lines,
                                                            _stage(request, top_lines)))
             except Exception:
-                self.log.error("internal error in %s: %s" % ("X-MANGLE", traceback.format_exc()))
+                self.log.error("internal error in %s: %s" % ("X-MANGLE", _trace()))
                 yield self.err(R.INTERNAL_ERROR)
                 return
             yield R.ok(R.TOP)
@@ -607,6 +613,7 @@ class Session:
     def capabilities(self) -> list:
         s = self.settings
         lines = ["TOP"]
+        from popper.auth import sasl
         mechanisms = sasl.available(self) if self.state != TRANSACTION else []
         if mechanisms:                  # only those that can complete: clients pick blindly
             lines.append("SASL " + " ".join(mechanisms))
@@ -635,7 +642,7 @@ class Session:
         if self.state == TRANSACTION:
             try:
                 self.update()
-            except MaildropError as exc:
+            except _maildrop_error() as exc:
                 reply = self.err("{text}", text=exc.args[0])
         self.state = DONE
         return [reply, AfterSend(self.close)]      # closing frees the temp drop's blocks
@@ -681,10 +688,10 @@ class Session:
             try:
                 self.update(abnormal=True)
             except Exception as exc:
-                if isinstance(exc, MaildropError):
+                if isinstance(exc, _maildrop_error()):
                     out.append(self.err("{text}", text=exc.args[0]))
                 else:
-                    self.log.error("update of %s failed: %s" % (self.user, traceback.format_exc()))
+                    self.log.error("update of %s failed: %s" % (self.user, _trace()))
                 failed = (R.ABORT_UPDATE_FAILED if self.settings.update_on_abort
                           else R.ABORT_RESTORE_FAILED)
                 out.append(self.err(failed, user=self.user))
@@ -700,3 +707,16 @@ class Session:
         if self.maildrop is not None:
             self.maildrop.close()
             self.maildrop = None
+
+
+class LoginSession(Session):
+    """The login process's session (privsep.py): a yes from the root part ends it."""
+
+    def login(self, account):
+        self.user = account.name
+        self.state = HANDED_OFF
+        return []
+
+    def close(self):
+        if self.state != HANDED_OFF:        # else the session goes on, in the root part
+            super().close()

@@ -36,7 +36,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 
 from popper.protocol.session import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF,
                                      START_TLS, AfterSend, Pause)
@@ -435,6 +434,7 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
             # so the connection is cut (it sees an error, never a cut-short
             # message) and the session ends as a hangup would.
             signals.waiting = False
+            import traceback        # loaded with the session's modules (server.load_session)
             log.error("session aborted: %s" % traceback.format_exc())
             session.end("hangup")
     finally:

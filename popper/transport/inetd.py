@@ -44,6 +44,20 @@ def has_client() -> bool:
             return False
 
 
+def stdin_is_listening() -> bool:
+    """Whether fd 0 is a listening socket rather than a connection: inetd's
+    `wait`, systemd's Accept=no with StandardInput=socket, or
+    `systemd-socket-activate --inetd` without -a."""
+    probe = stdin_socket()
+    if probe is None:
+        return False
+    with probe:
+        try:
+            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        except OSError:
+            return False
+
+
 def refuse() -> None:
     """Tell the client on fd 0 that there is no POP service, in one line,
     and end the connection (shutdown: whatever else holds the socket, the

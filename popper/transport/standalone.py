@@ -26,7 +26,7 @@ import traceback
 
 from popper import privsep, server
 from popper.protocol import replies as R
-from popper.transport.connection import Connection, socket_of, stdin_socket
+from popper.transport.connection import Connection, socket_of
 
 DEFAULT_PORT = 110
 SD_LISTEN_FDS_START = 3
@@ -91,20 +91,6 @@ def inherited_listeners():
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     return [socket_of(fd) for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)]
-
-
-def stdin_is_listening() -> bool:
-    """Whether fd 0 is a listening socket rather than a connection: inetd's
-    `wait`, systemd's Accept=no with StandardInput=socket, or
-    `systemd-socket-activate --inetd` without -a."""
-    probe = stdin_socket()
-    if probe is None:
-        return False
-    with probe:
-        try:
-            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        except OSError:
-            return False
 
 
 class PidFileError(Exception):

@@ -1,0 +1,55 @@
+"""Runs `python -m popper ARGS` and writes, to the file $IMPORT_PROBE names,
+which modules each of its processes has loaded at three moments: when the
+greeting is written (a first write to fd 1 starting "+OK"), when it takes
+a user's identity (setresuid to a uid other than 0), and when it ends.
+One line per moment: "start|greeting|become|end pid uid module,...";
+start is before popper is imported (what the interpreter's site loads
+is not popper's).
+
+tests/test_startup_imports.py reads it: nothing heavy before the greeting,
+nothing imported after becoming a user (who may not read the
+interpreter's files).  Only os, sys and runpy are loaded here."""
+
+import os
+import sys
+
+_out = os.open(os.environ["IMPORT_PROBE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+_write, _setresuid, _exit = os.write, os.setresuid, os._exit
+_greeted = []
+
+
+def _record(moment: str, uid: int = None) -> None:
+    uid = os.geteuid() if uid is None else uid
+    line = "%s %d %d %s\n" % (moment, os.getpid(), uid, ",".join(sorted(sys.modules)))
+    _write(_out, line.encode())
+
+
+def write(fd, data):
+    if fd == 1 and not _greeted and bytes(data[:3]) == b"+OK":
+        _greeted.append(True)
+        _record("greeting")
+    return _write(fd, data)
+
+
+def setresuid(ruid, euid, suid):
+    if euid != 0:
+        _record("become", euid)
+    return _setresuid(ruid, euid, suid)
+
+
+def exit_(status):
+    _record("end")
+    _exit(status)
+
+
+os.write, os.setresuid, os._exit = write, setresuid, exit_
+
+if __name__ == "__main__":
+    import runpy
+    sys.argv = ["popper"] + sys.argv[1:]
+    sys.path[0] = os.getcwd()           # as python -m popper has it
+    _record("start")
+    try:
+        runpy.run_module("popper", run_name="__main__")
+    finally:
+        _record("end")

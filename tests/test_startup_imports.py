@@ -1,0 +1,97 @@
+"""What an inetd session imports, and when (docs/architecture.md,
+"Start-up"): before the greeting only what the greeting needs -- none of
+the heavy modules below, and no pure twin's machinery (ctypes) on the
+native path -- and, as root, everything the session uses before it
+becomes the user: a session served as the user may not be able to read
+the interpreter's files, so a late import there would fail.  The moments
+are seen from inside the real program by tests/importprobe.py.  Timings
+are bench/startup.py's; this holds the module sets, which do not vary."""
+
+import os
+import sys
+
+import pytest
+
+from conftest import IS_ROOT, ROOT, corpus, start_inetd
+
+import popper.native
+
+PROBE = str(ROOT / "tests" / "importprobe.py")
+
+# Loaded by the session after its greeting (server.load_session), never before.
+AFTER_GREETING = {
+    "email", "email.message", "hashlib", "hmac", "_hashlib", "ssl", "getopt", "gettext", "re",
+    "traceback", "ctypes", "_ctypes", "ctypes.util", "subprocess", "tempfile", "shutil",
+    "popper.extensions.mangle", "popper.auth.sasl", "popper.auth.apop",
+    "popper.auth.gatekeeper", "popper.auth.cryptpw", "popper.auth.unix",
+    "popper.auth.userdb", "popper.auth.pam", "popper.ndbm", "popper.maildrop",
+    "popper.maildrop.scan", "popper.bulletins", "popper.bulldb", "popper.logindelay",
+    "popper.transport.standalone"}
+
+MAIL = (b"From a@example.com Mon Jan  1 00:00:00 2001\nFrom: a@example.com\nSubject: hi\n"
+        b"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n"
+        b"Content-Type: text/plain; charset=iso-8859-2\n\nAhoj\n--b\n"
+        b"Content-Type: image/jpeg; name=\"x.jpg\"\nContent-Transfer-Encoding: base64\n\n"
+        b"AAAA\n--b--\n\n")
+
+
+def probed(mailhost, tmp_path, commands, pure: bool):
+    """Run one inetd session through the probe: {(moment, uid): [modules]}
+    (a set per process), and the replies; a command ending in "..." has
+    a multi-line reply."""
+    out = tmp_path / "probe"
+    env = dict(os.environ, IMPORT_PROBE=str(out))
+    env.pop("POPPER_PUREPYTHON", None)
+    if pure:
+        env["POPPER_PUREPYTHON"] = "1"
+    conv = start_inetd([sys.executable, PROBE] + mailhost.command()[3:], env=env)
+    replies = [conv.greeting]
+    for line in commands:
+        replies.append(conv.cmd(line.rstrip(".")))
+        if line.endswith("...") and replies[-1].startswith(b"+OK"):
+            conv.multiline()
+    conv.close()
+    moments = {}
+    for line in out.read_text().splitlines():
+        moment, pid, uid, modules = line.split(" ", 3)
+        moments.setdefault((moment, int(uid)), []).append(set(modules.split(",")))
+    return moments, replies
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["native", "pure"])
+def test_the_greeting_imports_nothing_heavy(mailhost, tmp_path, pure):
+    if not pure and not popper.native.BUILT:
+        pytest.skip("the C extension is not built")
+    moments, replies = probed(mailhost, tmp_path, ["QUIT"], pure)
+    assert replies[0].startswith(b"+OK") and replies[1].startswith(b"+OK")
+    (at_start,) = [sets[0] for (moment, _), sets in moments.items() if moment == "start"]
+    (at_greeting,) = [sets[0] for (moment, _), sets in moments.items() if moment == "greeting"]
+    assert sorted((at_greeting - at_start) & AFTER_GREETING) == []
+    if not pure:        # the C twins in use: none of the pure twins' machinery at all
+        ends = set().union(*[s for (moment, _), sets in moments.items() for s in sets])
+        assert sorted((ends - at_start) & {"ctypes", "_ctypes", "ctypes.util"}) == []
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="becoming the user needs root")
+@pytest.mark.parametrize("pure", [False, True], ids=["native", "pure"])
+def test_nothing_is_imported_after_becoming_the_user(mailhost, tmp_path, pure):
+    """A session that uses every command group: what its processes have
+    when they become nobody (the login process) or the user is all they
+    ever load."""
+    mailhost.deliver(MAIL + corpus.mbox_bytes(list(corpus.messages(3, seed=7))))
+    commands = ["CAPA...", "USER alice", "PASS secret", "STAT", "LIST...", "UIDL...",
+                "LIST 1 x-mangle", "RETR 1 X-MANGLE(TEXT=PLAIN)...", "TOP 2 0...",
+                "XTND XLST subject 1...", "MDEF plain(x-mangle(text=plain))", "RETR 1 plain...",
+                "NOOP", "BOGUS", "LAST", "DELE 3", "RSET", "DELE 2", "QUIT"]
+    moments, replies = probed(mailhost, tmp_path, commands, pure)
+    assert replies[3].startswith(b"+OK alice has 4 visible messages"), replies
+    assert replies[-1].startswith(b"+OK Pop server at"), replies
+    failed = [(command, reply) for command, reply in zip(commands, replies[1:])
+              if not reply.startswith(b"+OK")]
+    assert failed == [("BOGUS", b'-ERR Unknown command: "bogus".')]
+    uids = {uid for moment, uid in moments if moment == "become"}
+    assert len(uids) == 2, moments.keys()            # nobody's login process, alice's session
+    for uid in uids:
+        (became,), (ended,) = moments[("become", uid)], moments[("end", uid)]
+        assert sorted(ended - became) == [], uid

@@ -1137,8 +1137,9 @@ def start_peers(args, host: MailHost, source: pathlib.Path, cscan) -> list:
                               "popa3d %s" % package_version("popa3d")))
         except (LookupError, SystemExit) as exc:
             note("no popa3d: %s" % exc)
-    if not shutil.which("dovecot"):
-        note("no Dovecot: not installed (bench/deps.sh installs Debian's dovecot-pop3d)")
+    if not shutil.which("dovecot") or not os.path.exists("/usr/lib/dovecot/pop3"):
+        # (Debian's popa3d package removes dovecot-pop3d: bench/deps.sh says why.)
+        note("no Dovecot: dovecot-pop3d is not installed (bench/deps.sh installs it)")
     else:
         from bench import tls                  # bench/tls.py's private Dovecot
         try:

@@ -175,12 +175,19 @@ def test_a_full_disk_during_the_update_loses_nothing(mailhost, mode):
             f.write(b"\0" * (free - (256 << 10)))
         reply = conv.cmd("QUIT")
         conv.close()
-        assert reply.startswith(b"-ERR Error updating primary drop.  Mail left in temporary "
-                                b"maildrop [No space left on device (28)]"), reply
+        if mode:
+            # Server mode rewrites the spool in place: its plan and the stage
+            # of the small gap DELE 3 leaves fit in what is left.
+            assert reply.startswith(b"+OK"), reply
+            msgs = msgs[:2] + msgs[3:]
+        else:
+            assert reply.startswith(b"-ERR Error updating primary drop.  Mail left in "
+                                    b"temporary maildrop [No space left on device (28)]"), reply
         os.unlink(filler)
-        # Room again: the next session finds all 150 (the deletion was not applied).
+        # Room again: the next session finds all 150 (the deletion was not applied),
+        # or in server mode the 149 kept.
         conv = start_inetd(mailhost.command(*mode))
-        assert conv.login().startswith(b"+OK alice has 150 visible messages")
+        assert conv.login().startswith(b"+OK alice has %d visible messages" % len(msgs))
         assert conv.cmd("QUIT").startswith(b"+OK")
         conv.close()
         kept = split_mbox(mailhost.spool().read_bytes())

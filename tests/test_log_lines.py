@@ -205,6 +205,11 @@ LINES = {
         "popper: tidying",
     "%s: could not empty the spool after a failed update: %s; the next login ":
         "popper: journal says",
+    "%s: could not undo the start of the update of %s: %s; the ":
+        "popper: the next login makes the update",
+    "%s: the update of %s failed (%s); trying again": "popper: trying again",
+    "%s: the update of %s is made, but writing it into the spool ":
+        "popper: writing it into the spool",
     "%s: the spool is as cached: using the cached message ": "popper: cache",
     "%s: %s cannot be served in place; normal mode for this session": "popper: in place",
     "%s: no cache for the next login: %s": "popper: cache",

@@ -17,8 +17,9 @@ from conftest import RecordingLog, corpus
 from helpers import mbox_problem, message_id, quarantine_files, split_mbox
 from mda import digest
 from popper.maildrop import files, open_maildrop, recovery
-from popper.maildrop.journal import (Append, Done, Journal, Move, Rewrite, Settled, Unreadable,
-                                     parse)
+from popper.maildrop.compact import Compacted
+from popper.maildrop.journal import (Append, Compact, Done, Journal, Move, Rewrite, Settled,
+                                     Unreadable, parse)
 from popper.settings import Settings
 
 MARKER = files.MARKER
@@ -27,10 +28,13 @@ MARKER = files.MARKER
 # --- the pure function ------------------------------------------------------------
 
 def facts(spool=1000, temp=500, marker=False, printed=True, head_ok=False, mail_from=None,
-          appended=None):
+          appended=None, plan_left=False):
     offsets = {0: 0}
     offsets.update(mail_from or {})
-    return recovery.Facts(spool, temp, marker, printed, head_ok, offsets, appended)
+    return recovery.Facts(spool, temp, marker, printed, head_ok, offsets, appended, plan_left)
+
+
+COMPACT = Compact(100, 600, 900, 900, b"From x", 400, 300, "f", "t")
 
 
 PLANS = {
@@ -77,6 +81,28 @@ PLANS = {
                             None, [], True),
     "done, spool short": (Done(1200, b"From x"), facts(marker=True, mail_from={1200: 1200}), 0,
                           [(0, 1000)], None, [], True),
+    # server mode's compaction: the temp drop holds its plan, never mail
+    "none, a compaction's plan left": (None, facts(plan_left=True), 0, [(0, 1000)], None, [],
+                                       False),
+    "compact, not begun": (COMPACT, facts(mail_from={900: 950}), 0, [(0, 900), (950, 1000)],
+                           None, [], False),
+    "compact, begun, plan gone": (COMPACT, facts(marker=True, mail_from={900: 900}), 0, [],
+                                  None, [(0, 1000)], True),
+    "compact, spool short": (COMPACT, facts(spool=800, mail_from={900: 900}), 0, [(0, 800)],
+                             None, [], True),
+    "compacted, not cut": (Compacted(600, 900, b"From x", "t"),
+                           facts(marker=True, mail_from={600: 600, 900: 930}), 0,
+                           [(0, 600), (930, 1000)], b"From x", [], False),
+    "compacted, cut, mail since": (Compacted(600, 900, b"From x", "t"),
+                                   facts(printed=False, head_ok=True,
+                                         mail_from={600: 600, 900: 900}), 0,
+                                   [(0, 600), (600, 1000)], None, [], False),
+    "compacted, grown": (Compacted(1200, 1200, b"From x", None),
+                         facts(spool=1300, head_ok=True, mail_from={1200: 1250}), 0,
+                         [(0, 1200), (1250, 1300)], None, [], False),
+    "compacted, spool changed": (Compacted(600, 900, b"From x", "t"),
+                                 facts(mail_from={600: 600, 900: 900}), 0, [(0, 1000)], None,
+                                 [], True),
     # bulletins (server mode): the temp drop holds them, never mail
     "append, whole": (Append(600, "f", 120, 7), facts(appended="whole"), 0, [(0, 1000)], None,
                       [], False),

@@ -5,8 +5,8 @@ Qpopper's way: the spool's mail moved into the temporary drop at login and
 written back at QUIT) or ServerDrop (servermode.py, -S: the spool served in
 place).  What they share is in drop.py; the journal that keeps the spool
 and the temporary drop consistent through a crash or an error is
-journal.py, and recovery.py reads it; move.py and rewrite.py are the two
-operations that change the files; scan.py, render.py and wire.py read
+journal.py, and recovery.py reads it; move.py, rewrite.py and compact.py
+(server mode's QUIT, in place) are the operations that change the files; scan.py, render.py and wire.py read
 mail; locking.py and tempdrop.py guard it.  docs/maildrop.md says what an
 administrator sees.
 """

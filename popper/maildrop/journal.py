@@ -41,6 +41,21 @@ fp is a fingerprint of a file's first bytes, files.fingerprint):
            zeros are overwritten with the temp drop's L bytes.  B is the
            highest bulletin number they bring.
 
+  compact  start=P total=L end=E bound=B head=H plan=N table=T fp=F tail=D
+           server-mode QUIT: the spool (E bytes, its mail and what came
+           during the session) is being compacted in place into L bytes,
+           from offset P on (its first P bytes stay as they are), by the
+           plan in the temp drop's first N bytes (F: their md5; T: where
+           its table of segments begins), compact.py; the progress is in
+           two slots after the plan, the last of which says when it is
+           all written.  The spool was extended to B bytes (zeros) first
+           if it grows; deliveries after a crash land beyond B.  Its
+           first bytes are the marker while it runs; H are the new
+           spool's.  D: md5 of the bytes after the new end, which the
+           compaction never writes ("-": none), so that mail delivered
+           after the spool was cut to L does not pass for them.  Once the
+           marker is there the update is made: recovery finishes it.
+
 `settled` may end in bull=B: the temp drop's T bytes include the bulletins
 up to number B (normal mode appends them after the spool's mail), which
 the user's record (~/.popbull, the bulletin database) may not say yet.
@@ -86,9 +101,11 @@ def _record(op: str, fields: str, optional: str = ""):
     names, extra = fields.split(), optional.split()
     base = collections.namedtuple(op.capitalize(), names + extra)
     base.__new__.__defaults__ = (0,) * len(extra) or None
-    writers = {"ranges": ranges_text, "head": bytes.hex, "fp": lambda fp: fp or "-"}
+    writers = {"ranges": ranges_text, "head": bytes.hex, "fp": lambda fp: fp or "-",
+               "tail": lambda fp: fp or "-"}
     readers = {"ranges": parse_ranges, "head": bytes.fromhex,
-               "fp": lambda text: None if text == "-" else text}
+               "fp": lambda text: None if text == "-" else text,
+               "tail": lambda text: None if text == "-" else text}
 
     def line(self) -> str:
         return " ".join([op] + ["%s=%s" % (name, writers.get(name, str)(value))
@@ -109,7 +126,8 @@ Settled = _record("settled", "t s fp", optional="bull")
 Rewrite = _record("rewrite", "tlen n fp bound")
 Done = _record("done", "total head")
 Append = _record("append", "s fp n bull")
-RECORDS = {kind.op: kind for kind in (Move, Settled, Rewrite, Done, Append)}
+Compact = _record("compact", "start total end bound head plan table fp tail")
+RECORDS = {kind.op: kind for kind in (Move, Settled, Rewrite, Done, Append, Compact)}
 
 
 class Unreadable(collections.namedtuple("Unreadable", "text")):

@@ -12,9 +12,9 @@ was delivered meanwhile.
 import errno
 import os
 
-from popper.maildrop import files, recovery
+from popper.maildrop import compact, files, recovery
 from popper.maildrop.drop import Drop, Unscannable
-from popper.maildrop.journal import Settled
+from popper.maildrop.journal import Compact, Settled
 from popper.maildrop.locking import SpoolLock
 from popper.maildrop.move import cut_back, move
 from popper.protocol import replies
@@ -43,6 +43,8 @@ class NormalDrop(Drop):
             elif files.size(self.temp_fd):
                 self.log.notice("%s: taking %d bytes left in %s by an earlier session first"
                                 % (self.user, files.size(self.temp_fd), self.temp_path))
+            if isinstance(record, Compact):
+                record = self._finish_compaction(spool_fd, lock, record)
             plan = recovery.plan(record, recovery.observe(record, spool_fd, self.temp_fd))
             if plan.warning:
                 self.log.critical("%s: %s: %s" % (self.user, self.spool_path, plan.warning))
@@ -62,6 +64,28 @@ class NormalDrop(Drop):
             if spool_fd is not None:
                 lock.release()
                 os.close(spool_fd)
+
+    def _finish_compaction(self, spool_fd: int, lock, record):
+        """A server-mode QUIT's compaction that stopped (compact.py): finish
+        it from its plan and progress, and return compact.Compacted for
+        recovery.plan(), which takes the mail delivered since.  One that had
+        not begun to change the spool (no marker), or whose plan is gone, is
+        left to recovery.plan() as it is."""
+        marker = os.pread(spool_fd, compact.HEAD, 0) == files.MARKER
+        try:
+            work = compact.load(spool_fd, self.temp_fd, self.journal, record, lock.refresh)
+        except compact.Unplannable as exc:
+            self.log.critical("%s: %s: %s" % (self.user, self.spool_path, exc))
+            return record
+        progress = compact.read_progress(self.temp_fd, record)
+        done = work.finished(progress)
+        if done:
+            return done
+        if not marker or files.size(spool_fd) < record.bound:
+            return record               # not begun (or changed by another program)
+        work.begin()
+        work.run(progress, cut=False)
+        return work.finished(compact.read_progress(self.temp_fd, record))
 
     def _login(self, spool_fd, lock, record, plan) -> bool:
         """With the spool locked (if there is one): move its mail in as the

@@ -20,8 +20,9 @@ that may be mail, even if a message then appears twice, and says why in
 import collections
 import os
 
-from popper.maildrop import files
-from popper.maildrop.journal import Append, Done, Move, Rewrite, Settled, Unreadable
+from popper.maildrop import compact, files
+from popper.maildrop.compact import Compacted
+from popper.maildrop.journal import Append, Compact, Done, Move, Rewrite, Settled, Unreadable
 
 
 class Plan(collections.namedtuple("Plan", "temp_len ranges head aside warning bulletins")):
@@ -34,17 +35,18 @@ class Plan(collections.namedtuple("Plan", "temp_len ranges head aside warning bu
 
 
 class Facts(collections.namedtuple(
-        "Facts", "spool_size temp_size marker printed head_ok mail_from appended")):
+        "Facts", "spool_size temp_size marker printed head_ok mail_from appended plan_left")):
     """spool_size, temp_size: the files' sizes.  marker: the spool starts
     with files.MARKER.  printed: the spool still starts with the bytes the
     record fingerprinted (True where it fingerprinted none).  head_ok: the
     spool starts with a done record's head.  mail_from: {offset: the first
     offset at or after it that is not a NUL} for 0 and the record's offsets.
-    appended: for an append record, how far the append went (appended())."""
+    appended: for an append record, how far the append went (appended()).
+    plan_left: the temp drop holds a compaction's plan (compact.MAGIC), not mail."""
     __slots__ = ()
 
 
-Facts.__new__.__defaults__ = (None,)
+Facts.__new__.__defaults__ = (None, False)
 
 
 def observe(record, spool_fd: int, temp_fd: int) -> Facts:
@@ -53,17 +55,24 @@ def observe(record, spool_fd: int, temp_fd: int) -> Facts:
     printed = {Move: "s", Settled: "s", Rewrite: "n", Append: "s"}.get(type(record))
     printed = (record.fp is None or files.starts_with(spool_fd, getattr(record, printed),
                                                       record.fp)) if printed else True
+    if isinstance(record, Compacted):   # not cut yet: the bytes after total are as they were
+        printed = record.tail == compact.tail(spool_fd, record.total, record.bound)
     offsets = {0}
     if isinstance(record, Rewrite):
         offsets |= {record.n, record.bound}
     elif isinstance(record, Done):
         offsets.add(record.total)
+    elif isinstance(record, Compacted):
+        offsets |= {record.total, record.bound}
+    elif isinstance(record, Compact):
+        offsets.add(record.end)
     elif isinstance(record, Append):
         offsets.add(record.s + record.n)
     return Facts(spool_size, files.size(temp_fd), first == files.MARKER, printed,
-                 isinstance(record, Done) and first == record.head[:len(first)],
+                 isinstance(record, (Done, Compacted)) and first == record.head[:len(first)],
                  {pos: files.first_mail_byte(spool_fd, pos, spool_size) for pos in offsets},
-                 appended(spool_fd, temp_fd, record) if isinstance(record, Append) else None)
+                 appended(spool_fd, temp_fd, record) if isinstance(record, Append) else None,
+                 os.pread(temp_fd, len(compact.MAGIC), 0) == compact.MAGIC)
 
 
 def appended(spool_fd: int, temp_fd: int, record) -> str:
@@ -91,6 +100,8 @@ def appended(spool_fd: int, temp_fd: int, record) -> str:
 def plan(record, f: Facts) -> Plan:
     """Where the mail is, after `record` (None: no journal)."""
     whole_spool = [(f.mail_from[0], f.spool_size)]
+    if record is None and f.plan_left:      # a compaction's plan no journal names: no mail
+        f = f._replace(temp_size=0)
     if record is None:
         if f.marker:
             return Plan(f.temp_size, [], aside=[(0, f.spool_size)],
@@ -117,6 +128,25 @@ def plan(record, f: Facts) -> Plan:
                                 "it was changed since")
         return Plan(0, [(0, record.total), (f.mail_from[record.total], f.spool_size)],
                     head=record.head if f.marker else None)
+    if isinstance(record, Compacted):       # the spool is right but may not be cut yet
+        if f.spool_size < record.total or not (f.marker or f.head_ok):
+            return Plan(0, whole_spool,
+                        warning="the spool is not the one the finished update wrote; "
+                                "it was changed since")
+        new = f.mail_from[record.bound] if f.printed else f.mail_from[record.total]
+        return Plan(0, [(0, record.total), (new, f.spool_size)],
+                    head=record.head if f.marker else None)
+    if isinstance(record, Compact):         # a compaction the login could not finish
+        # (the temp drop holds its plan, not mail)
+        if f.marker:                        # begun, but its plan is gone
+            return Plan(0, [], aside=[(0, f.spool_size)],
+                        warning="the plan of an interrupted compaction of the spool "
+                                "cannot be read")
+        if f.spool_size < record.end:
+            return Plan(0, whole_spool, warning="the spool is shorter than an interrupted "
+                                                "compaction found it; it was changed since")
+        return Plan(0, [(f.mail_from[0], record.end),     # not begun: as it was
+                        (f.mail_from[record.end], f.spool_size)])
     temp_len = record.tlen if isinstance(record, Rewrite) else record.t
     if temp_len > f.temp_size:
         return _keep_all(f, "the temporary drop is shorter than the journal says (%d bytes, "

@@ -46,17 +46,10 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
     temp drop); logs, and returns, a failure after the update is made."""
     temp_fd, messages = drop.temp_fd, drop.messages
     tlen, n = files.size(temp_fd), files.size(spool_fd)
-    # One format for the whole spool, the first message's (a temp drop and a
-    # spool in different formats would otherwise run together): mmdf is its
-    # separator line for MMDF, None for mbox.
     separator = drop.separator or MMDF_SEPARATOR
-    first_mmdf = (messages.flags[kept[0]] & MMDF_MESSAGE if kept else
-                  extras and os.pread(temp_fd, 1, extras[0][0]) == b"\x01")
-    mmdf = separator if first_mmdf else None
-    # New mail in the other format goes message by message (None: copied whole).
-    converted = [None if (os.pread(temp_fd, 1, a) == b"\x01") == bool(mmdf)
-                 else _messages(temp_fd, a, b) for a, b in extras]
-    grown = len(kept) + sum(len(mail) for mail in converted if mail is not None)
+    mmdf = _format(drop, temp_fd, kept, extras)
+    grown = len(kept) + sum(len(_messages(temp_fd, a, b) or ()) for a, b in extras
+                            if (os.pread(temp_fd, 1, a) == b"\x01") != bool(mmdf))
     bound = (sum(messages.end[i] - messages.start[i] for i in kept)
              + (GROWTH + len(separator)) * grown
              + sum(b - a for a, b in extras) + 2 * len(extras) + len(files.MARKER))
@@ -72,17 +65,16 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
         os.pwrite(spool_fd, files.MARKER, 0)
         out = _SpoolWriter(spool_fd, withhold=len(files.MARKER))
         window = _Window(temp_fd)
-        for count, i in enumerate(kept, 1):
-            _write_message(out, drop, messages[i], seen[i], headers, window, mmdf)
-            if count % drop.settings.lock_refresh == 0:
-                lock.refresh()
-        for (a, b), mail in zip(extras, converted):
-            if mail is None:
-                out.write(files.separation(out.last2, os.pread(temp_fd, 1, a)))
-                out.copy(temp_fd, a, b)
+        for count, (a, b, data) in enumerate(
+                output_pieces(drop, temp_fd, kept, seen, headers, extras, window), 1):
+            if data is not None:
+                out.write(data)
+            elif b - a <= SMALL_BODY:
+                out.write(window.read(a, b))
             else:
-                for msg in mail:
-                    _write_message(out, drop, msg, False, False, window, mmdf)
+                out.copy(temp_fd, a, b)
+            if count % (4 * drop.settings.lock_refresh) == 0:
+                lock.refresh()
         out.sync()
         drop.journal.write(Done(out.pos, out.head))
     except OSError as exc:                  # the journal still says "rewrite"
@@ -101,6 +93,56 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
     except OSError as exc:
         log.error("%s: the update of %s is made, but tidying after it failed: %s; the next "
                   "login finishes it" % (drop.user, drop.spool_path, exc))
+
+
+def output_pieces(drop, fd: int, kept, seen, headers: bool, extras, window=None):
+    """The new spool, piece by piece, from fd (the temp drop in normal mode,
+    the spool itself in server mode), where drop's messages and the
+    `extras` ranges (mail that came during the session) are: (a, b, data),
+    data None for fd's bytes [a, b) as they are, else the bytes that
+    replace them (a separator line, a rewritten header, a message's end;
+    a == b for bytes put between two pieces).  The write-back writes them
+    in order (rewrite.write_back, compact.py)."""
+    messages = drop.messages
+    window = window or _Window(fd)
+    mmdf = _format(drop, fd, kept, extras)
+    last = []                           # the last message's pieces
+    for i in kept:
+        last = list(_message_pieces(fd, drop, messages[i], seen[i], headers, window, mmdf))
+        for piece in last:
+            yield piece
+    for a, b in extras:
+        # New mail in the other format goes message by message, else whole.
+        mail = (None if (os.pread(fd, 1, a) == b"\x01") == bool(mmdf)
+                else _messages(fd, a, b))
+        if mail is None:
+            last = [(a, a, files.separation(_last2(fd, last), os.pread(fd, 1, a))), (a, b, None)]
+            for piece in last:
+                yield piece
+        else:
+            for msg in mail:
+                last = list(_message_pieces(fd, drop, msg, False, False, window, mmdf))
+                for piece in last:
+                    yield piece
+
+
+def _format(drop, fd: int, kept, extras):
+    """One format for the whole spool, the first message's (a temp drop and
+    a spool in different formats would otherwise run together): the MMDF
+    separator line for MMDF, None for mbox."""
+    first_mmdf = (drop.messages.flags[kept[0]] & MMDF_MESSAGE if kept else
+                  extras and os.pread(fd, 1, extras[0][0]) == b"\x01")
+    return (drop.separator or MMDF_SEPARATOR) if first_mmdf else None
+
+
+def _last2(fd: int, pieces) -> bytes:
+    """The last two bytes the pieces put out ("\n\n" for none)."""
+    out = b""
+    for a, b, data in reversed(pieces):
+        out = (data if data is not None else os.pread(fd, min(b - a, 2), b - min(b - a, 2))) + out
+        if len(out) >= 2:
+            break
+    return (b"\n\n" + out)[-2:]
 
 
 def _messages(fd: int, start: int, end: int):
@@ -211,44 +253,40 @@ class _Window:
         return self.data[start - self.base:end - self.base]
 
 
-def _write_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
-                   window: _Window, mmdf) -> None:
-    """One kept message into the spool, as MMDF (mmdf: the separator) or
-    mbox (mmdf None): its
-    separator line, its header (rewritten unless headers is off or it is
-    UW-IMAP's folder data), its body, what ends it.  A small one is sliced
-    out of a window read a megabyte at a time and written as one piece."""
+def _message_pieces(fd: int, drop, msg, seen: bool, headers: bool, window: _Window, mmdf):
+    """One kept message's pieces (output_pieces), as MMDF (mmdf: the
+    separator) or mbox (mmdf None): its separator line, its header
+    (rewritten unless headers is off or it is UW-IMAP's folder data), its
+    body, what ends it.  A piece that comes out as it was is (a, b, None)."""
     headers = headers and not msg.flags & UW_DATA
-    if msg.end - msg.start > SMALL_BODY:
-        _write_large_message(out, drop, msg, seen, headers, mmdf)
-        return
-    a, data = msg.start, window.read(msg.start, msg.end)
-    head, eol = _separator_line(data[:msg.header - a], msg, mmdf)
-    header = data[msg.header - a:msg.body - a]
-    if headers:
-        header = render.rewritten_header([header], msg.uid, seen, eol,
-                                         drop.settings.update_status_headers)
-    body = data[msg.body - a:msg.content_end - a]
-    last = (body or header or head)[-1:]
-    out.write(b"".join((head, header, body,
-                        _ending(last, eol, msg, data[msg.content_end - a:], mmdf))))
-
-
-def _write_large_message(out: _SpoolWriter, drop, msg, seen: bool, headers: bool,
-                         mmdf) -> None:
-    fd = drop.temp_fd
-    head, eol = _separator_line(os.pread(fd, msg.header - msg.start, msg.start), msg, mmdf)
-    out.write(head)
-    if headers:
-        out.write(render.rewritten_header(render.header_blocks(fd, msg.header, msg.body),
-                                          msg.uid, seen, eol,
-                                          drop.settings.update_status_headers))
+    small = msg.end - msg.start <= SMALL_BODY
+    if small:
+        window.read(msg.start, msg.end)     # the whole message in the window
+        original = window.read
     else:
-        out.copy(fd, msg.header, msg.body)
-    out.copy(fd, msg.body, msg.content_end)
-    tail = (os.pread(fd, msg.end - msg.content_end, msg.content_end)
-            if msg.flags & MMDF_MESSAGE else b"")
-    out.write(_ending(out.last2[-1:], eol, msg, tail, mmdf))
+        original = lambda a, b: os.pread(fd, b - a, a)  # noqa: E731
+    line = original(msg.start, msg.header)
+    head, eol = _separator_line(line, msg, mmdf)
+    yield msg.start, msg.header, None if head == line else head
+    last = head[-1:]
+    if headers:
+        old = original(msg.header, msg.body) if small or msg.body - msg.header <= SMALL_BODY \
+            else None
+        header = render.rewritten_header([old] if old is not None else
+                                         render.header_blocks(fd, msg.header, msg.body),
+                                         msg.uid, seen, eol,
+                                         drop.settings.update_status_headers)
+        yield msg.header, msg.body, None if header == old else header
+        last = header[-1:] or last
+    else:
+        yield msg.header, msg.body, None
+        last = original(msg.body - 1, msg.body) if msg.body > msg.header else last
+    yield msg.body, msg.content_end, None
+    if msg.content_end > msg.body:
+        last = original(msg.content_end - 1, msg.content_end)
+    tail = original(msg.content_end, msg.end)
+    ending = _ending(last, eol, msg, tail, mmdf)
+    yield msg.content_end, msg.end, None if ending == tail else ending
 
 
 def _separator_line(line: bytes, msg, mmdf):

@@ -5,17 +5,18 @@ At login the spool is scanned where it is, or its message table taken from
 the cache (cache.py) when the spool is as it was cached, and the locks are
 let go at once; the temporary drop stays empty as the session lock.  A
 session that changes nothing leaves the spool as it was (and caches its
-table).  One that changes something moves the spool into the temporary
-drop at QUIT and rewrites it as normal mode does (drop.Drop._write_back),
-then, after the client has its reply, scans and caches the new spool.
+table).  One that changes something has its spool compacted in place at
+QUIT, from the first changed message on (compact.py), then, after the
+client has its reply, scans and caches the new spool.
 open_maildrop() chooses normal mode instead when an earlier session left
 work behind (a journal, or mail in the temp drop).
 """
 
 import os
 
-from popper.maildrop import MaildropError, cache, files
+from popper.maildrop import MaildropError, cache, compact, files
 from popper.maildrop.drop import Drop, Unscannable
+from popper.maildrop.rewrite import Unfinished, output_pieces
 from popper.maildrop.journal import Append
 from popper.maildrop.locking import SpoolLock
 from popper.maildrop.scan import HAS_UIDL, SEEN, UW_DATA
@@ -147,8 +148,51 @@ class ServerDrop(Drop):
                        self.settings.locking) as lock:
             if not self._spool_unchanged():
                 raise MaildropError(replies.SPOOL_CHANGED)
-            self._write_back(self.spool_fd, lock, kept, seen, headers, None)
+            self._compact(lock, kept, seen, headers)
         self.cache_after_close = True
+
+    def _compact(self, lock, kept, seen, headers: bool) -> None:
+        """With the spool locked: rewrite it in place from the first changed
+        message (compact.py).  Raises Unfinished if the spool is left as it
+        was; once the compaction has begun the update is made, by this QUIT
+        or, if it cannot finish it, by the next login (logged)."""
+        spool_fd = self.spool_fd
+        end = files.size(spool_fd)
+        extras = [(self.scanned_end, end)] if end > self.scanned_end else []
+        first = os.pread(spool_fd, compact.HEAD, 0)
+        try:
+            work = compact.start(spool_fd, self.temp_fd, self.journal,
+                                 output_pieces(self, spool_fd, kept, seen, headers, extras),
+                                 lock.refresh)
+        except OSError as exc:              # the spool is untouched, and no journal
+            try:                            # names what the temp drop may hold
+                os.ftruncate(self.temp_fd, 0)
+            except OSError:
+                pass
+            raise Unfinished(exc) from None
+        try:
+            work.begin()
+        except OSError as exc:
+            try:
+                compact.undo(work, first)
+            except OSError as again:
+                self.log.error("%s: could not undo the start of the update of %s: %s; the "
+                               "next login makes the update" % (self.user, self.spool_path,
+                                                                again))
+            raise Unfinished(exc) from None
+        try:
+            try:
+                work.run()
+            except OSError as exc:          # once more, from what is on the disk
+                self.log.error("%s: the update of %s failed (%s); trying again"
+                               % (self.user, self.spool_path, exc))
+                work.run(compact.read_progress(self.temp_fd, work.record))
+            self.journal.remove()           # first: a plan no journal names is no mail
+            self.finish()
+        except OSError as exc:
+            self.log.error("%s: the update of %s is made, but writing it into the spool "
+                           "failed: %s; the next login finishes it"
+                           % (self.user, self.spool_path, exc))
 
     def restore(self) -> None:
         self.finish()                       # the spool was never changed

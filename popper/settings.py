@@ -43,7 +43,7 @@ class Settings:
         self.spool_dir = compiled.SPOOL_DIR
         self.temp_dir = compiled.TEMP_DIR            # None: the spool directory
         self.server_mode = compiled.SERVER_MODE
-        self.fast_update = False
+        self.fast_update = False            # -F: accepted; server mode's QUIT is always in place
         self.bulldir = compiled.BULLDIR
         self.bulldb = compiled.BULLDB
         self.bulldb_long = compiled.BULLDB_LONG      # the C long of its values
@@ -135,7 +135,6 @@ class Settings:
         """What these settings ask for that this popper does not have yet."""
         missing = []
         for wanted, what in (
-                (self.fast_update, "-F: fast update (a server-mode feature)"),
                 (self.bulldb_nonfatal and self.bulldb is None, "-B: the bulletin database"),
                 (self.kerberos or self.kerberos_service, "-k / -K: Kerberos support"),
                 (self.drac_host, "-D: DRAC"),

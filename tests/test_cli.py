@@ -55,7 +55,6 @@ def test_bad_command_lines_print_usage_and_exit_1(args, message):
 @pytest.mark.parametrize("args,message", [
     (["-k"], "popper: -k / -K: Kerberos support is not built"),
     (["-K", "pop"], "popper: -k / -K: Kerberos support is not built"),
-    (["-F"], "popper: -F: fast update (a server-mode feature) is not built"),
     (["-B"], "popper: -B: the bulletin database is not built"),
     (["-l", "1"], "popper: cannot use the TLS certificate /etc/mail/certs/identity.crt: "
                   "no such file or directory"),                 # nothing names one

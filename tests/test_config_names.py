@@ -62,7 +62,6 @@ HARMLESS_FOR = {"log-facility": "mail", "mail-lock-check": "10", "bulldb-max-tri
 NOT_BUILT = [
     ("set bulldb-nonfatal", "-B: the bulletin database is not built"),
     ("set drac-host = localhost", "-D: DRAC is not built"),
-    ("set fast-update", "-F: fast update (a server-mode feature) is not built"),
     ("set kerberos", "-k / -K: Kerberos support is not built"),
     ('set kerberos-service = "rcmd"', "-k / -K: Kerberos support is not built"),
     ("set group-server-mode = popserv",
@@ -112,7 +111,7 @@ def test_a_feature_not_built_is_refused_with_the_not_built_text(line, refusal):
     assert settings_of(line).not_built() == [refusal]
 
 
-@pytest.mark.parametrize("line", ["reset fast-update", "set kerberos = 0", "set hash-spool = 0",
+@pytest.mark.parametrize("line", ["set fast-update", "reset fast-update", "set kerberos = 0", "set hash-spool = 0",
                                   "set tls-support = none", "set tls-support = default",
                                   "reset user-options", "set spool-options = false",
                                   "set tls-server-cert-file = /etc/ssl/popper.pem",

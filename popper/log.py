@@ -21,7 +21,7 @@ write().  Control characters are replaced with "?".
 
 import errno
 import os
-import socket
+import _socket as socket     # not socket.py: enum, selectors, collections
 import stat
 import sys
 import time

@@ -89,8 +89,6 @@ import gc
 import os
 import resource
 import select
-import signal
-import socket
 import struct
 import sys
 import time
@@ -241,7 +239,7 @@ class ChannelError(Exception):
 
 
 class Channel:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock):
         self.sock = sock
         self.sock.setblocking(False)
 
@@ -459,6 +457,8 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     if not send_greeting(conn, settings, hostname, apop_timestamp, tls):
         return
     load_session()
+    import signal
+    import socket
     from popper.protocol.session import LoginSession
     session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -688,6 +688,7 @@ def _reap(pid: int, log, channel: Channel) -> None:
     channel.close()
     if not _exited(pid, deadline):
         log.error("the login process %d did not exit; killed" % pid)
+        import signal
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError as exc:

@@ -1,9 +1,8 @@
 """Putting a session together: the authenticator, the maildrop opener, the
 client's name.  The transports call serve() for each connection."""
 
-import functools
+import _socket as socket    # not socket.py before the greeting (docs/architecture.md)
 import os
-import socket
 import time
 
 from popper import __version__, privsep
@@ -13,7 +12,7 @@ from popper.transport import connection
 # What a session needs beyond the greeting: imported by load_session()
 # once the greeting is out (docs/architecture.md, "Start-up").
 SESSION_MODULES = (
-    "traceback", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
+    "socket", "signal", "traceback", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
     "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
     "popper.bulldb", "popper.maildrop", "popper.maildrop.files")
 
@@ -69,7 +68,7 @@ def client_for(ip: str, settings, log) -> Client:
     if not settings.reverse_lookup:
         return Client(ip, ip)
     try:
-        name = socket.gethostbyaddr(ip)[0]
+        name = socket.gethostbyaddr(_ascii(ip))[0]
     except (OSError, UnicodeError) as exc:
         # pop_init.c: hstrerror(h_errno) and h_errno, which herror carries.
         code = exc.errno if isinstance(exc, OSError) and exc.errno is not None else 0
@@ -77,7 +76,7 @@ def client_for(ip: str, settings, log) -> Client:
                   % (__version__, ip, getattr(exc, "strerror", None) or exc, code))
         return Client(ip, ip)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(name, None)}
+        addresses = {info[4][0] for info in socket.getaddrinfo(_ascii(name), None)}
     except (OSError, UnicodeError):
         log.notice('Client at "%s" resolves to an unknown host name "%s"' % (ip, name))
         return Client(ip, ip)
@@ -87,14 +86,32 @@ def client_for(ip: str, settings, log) -> Client:
     return Client(name, ip)
 
 
-@functools.lru_cache(maxsize=1)
+def _ascii(host: str):
+    """host as bytes when it is ASCII: the resolver functions encode a str
+    with the idna codec, which loads re, stringprep and unicodedata
+    before the greeting."""
+    try:
+        return host.encode("ascii")
+    except UnicodeEncodeError:
+        return host
+
+
 def local_hostname() -> str:
     """This host's name as Qpopper takes it: gethostname(), or the
-    resolver's canonical name for it when that has no domain."""
+    resolver's canonical name for it when that has no domain; found once."""
+    if not _HOSTNAME:
+        _HOSTNAME.append(_hostname())
+    return _HOSTNAME[0]
+
+
+_HOSTNAME = []
+
+
+def _hostname() -> str:
     name = socket.gethostname()
     if "." not in name:
         try:
-            canonical = socket.getaddrinfo(name, None, 0, socket.SOCK_STREAM, 0,
+            canonical = socket.getaddrinfo(_ascii(name), None, 0, socket.SOCK_STREAM, 0,
                                            socket.AI_CANONNAME)[0][3]
         except (OSError, IndexError, UnicodeError):
             canonical = ""
@@ -261,7 +278,7 @@ def no_delay(fd: int) -> None:
     reply), so Nagle's algorithm could only hold back a reply's last piece
     until the client's delayed ACK, 40 ms on Linux."""
     try:
-        sock = connection.socket_of(os.dup(fd))
+        sock = connection.probe_of(os.dup(fd))
     except OSError:
         return
     try:
@@ -276,7 +293,7 @@ def no_delay(fd: int) -> None:
 def peer_of(fd: int) -> str:
     """The IP of the peer on a socket fd; "0.0.0.0" when fd is not a socket."""
     try:
-        sock = connection.socket_of(os.dup(fd))
+        sock = connection.probe_of(os.dup(fd))
     except OSError:
         return "0.0.0.0"
     try:

@@ -15,7 +15,6 @@ popper does with each name):
 """
 
 import os
-from collections import namedtuple
 
 from popper.log import LOG_LOGIN_TEMPLATE, log_login_line
 
@@ -172,11 +171,15 @@ NOT_IN_OPTIONS_FILES = ("config-file", "tracefile", "debug", "log-facility", "lo
 QUOTES = ("\"", "'", "`")
 
 
-class Option(namedtuple("Option", "attr convert kind restricted")):
+class Option:
     """A config name: the Settings attribute it sets (None: config-file,
     which reads another file), how a value becomes the setting (for a
-    Boolean: from True or False), its value type and who may set it."""
-    __slots__ = ()
+    Boolean: from True or False), its value type and who may set it.
+    (Not a namedtuple: collections would be loaded before the greeting.)"""
+    __slots__ = ("attr", "convert", "kind", "restricted")
+
+    def __init__(self, attr, convert, kind, restricted):
+        self.attr, self.convert, self.kind, self.restricted = attr, convert, kind, restricted
 
 
 class Expected(ValueError):

@@ -1,6 +1,6 @@
-"""Runs `python -m popper ARGS` and writes, to the file $IMPORT_PROBE names,
-which modules each of its processes has loaded at three moments: when the
-greeting is written (a first write to fd 1 starting "+OK"), when it takes
+"""Runs popper ARGS (as the launcher does) and writes, to the file that
+$IMPORT_PROBE names, which modules each of its processes has loaded at
+three moments: when the greeting is written (a first write to fd 1 starting "+OK"), when it takes
 a user's identity (setresuid to a uid other than 0), and when it ends.
 One line per moment: "start|greeting|become|end pid uid module,...";
 start is before popper is imported (what the interpreter's site loads
@@ -8,7 +8,7 @@ is not popper's).
 
 tests/test_startup_imports.py reads it: nothing heavy before the greeting,
 nothing imported after becoming a user (who may not read the
-interpreter's files).  Only os, sys and runpy are loaded here."""
+interpreter's files).  Only os and sys are loaded here."""
 
 import os
 import sys
@@ -45,11 +45,13 @@ def exit_(status):
 os.write, os.setresuid, os._exit = write, setresuid, exit_
 
 if __name__ == "__main__":
-    import runpy
+    # As the installed launcher starts it (packaging/launcher.py), on the
+    # popper python -m popper would find.
     sys.argv = ["popper"] + sys.argv[1:]
-    sys.path[0] = os.getcwd()           # as python -m popper has it
+    sys.path[0] = os.getcwd()
     _record("start")
     try:
-        runpy.run_module("popper", run_name="__main__")
+        from popper.cli import main
+        sys.exit(main())
     finally:
         _record("end")

@@ -20,8 +20,6 @@ install() is called by every Session; an extension whose setting is off
 adds no rows, so its command is unknown, as in a Qpopper built without it.
 """
 
-import importlib
-
 # The extension modules, in the order their rows are added (a later one
 # may not replace an earlier one's row: install() refuses that).
 MODULES = ("xlst", "xmit", "euidl", "mdef")
@@ -34,6 +32,7 @@ class Subcommands(dict):
 def _modules():
     # Imported when the first session starts: they import the session's
     # state names, and the session imports this package.
+    import importlib
     return [(name, importlib.import_module("popper.extensions." + name)) for name in MODULES]
 
 

@@ -32,8 +32,7 @@ O_NONBLOCK on the file, EAGAIN is taken as "not ready yet".
 
 import os
 import select
-import signal
-import socket
+import _socket
 import sys
 import time
 
@@ -44,39 +43,52 @@ from popper.settings import TLS_ALTERNATE_PORT
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
-DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 
 LOGGED_OUT = (AUTHORIZATION, AUTHORIZATION_PASS)     # the states login-timeout bounds
 
 
-def socket_of(fd: int) -> socket.socket:
+def socket_of(fd: int):
     """A socket object on fd, with the socket's own family, as
     socket.socket(fileno=fd) gives from Python 3.7 on.  Python 3.6 takes
     AF_INET unless told, and then reads only the first half of an IPv6
     address (the peer ::1 came out as "::%<junk>"): there the family is read off
     the socket's own address, got through an AF_UNIX object, whose address
     buffer is the largest.  OSError if fd is not a socket (fd stays open)."""
+    import socket       # loaded with the session's modules (server.load_session)
     if sys.version_info >= (3, 7):
         return socket.socket(fileno=fd)
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    return socket.socket(_family(fd), socket.SOCK_STREAM, 0, fd)
+
+
+def probe_of(fd: int):
+    """socket_of's light twin for the probes made before the greeting: an
+    _socket.socket (socket.py loads enum, selectors and collections), with
+    no context manager: close() it."""
+    if sys.version_info >= (3, 7):
+        return _socket.socket(fileno=fd)
+    return _socket.socket(_family(fd), _socket.SOCK_STREAM, 0, fd)
+
+
+def _family(fd: int) -> int:
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
     try:
         name = probe.getsockname()
     finally:
         probe.detach()
-    family = {2: socket.AF_INET, 4: socket.AF_INET6}.get(
-        len(name) if isinstance(name, tuple) else 0, socket.AF_UNIX)
-    return socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    return {2: _socket.AF_INET, 4: _socket.AF_INET6}.get(
+        len(name) if isinstance(name, tuple) else 0, _socket.AF_UNIX)
 
 
-def stdin_socket():
-    """A socket object on a copy of fd 0 (closing it leaves fd 0 alone), or
-    None if fd 0 is no socket."""
+def stdin_probe():
+    """A probe_of a copy of fd 0 (closing it leaves fd 0 alone), or None
+    if fd 0 is no socket."""
     try:
         fd = os.dup(0)
     except OSError:
         return None
     try:
-        return socket_of(fd)
+        return probe_of(fd)
     except OSError:
         os.close(fd)
         return None
@@ -115,6 +127,7 @@ class _Signals:
             raise Hangup()
 
     def install(self):
+        import signal
         for sig in (signal.SIGHUP, signal.SIGTERM):
             signal.signal(sig, self.handler)
 
@@ -208,7 +221,7 @@ class Connection:
             if n:
                 view = view[n:]
             elif not self.wait_writable(timeout):
-                raise socket.timeout("write timed out")
+                raise _socket.timeout("write timed out")
 
 
 class _Writer:
@@ -317,7 +330,7 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                 write_all(data)
             else:
                 connection.send(data)
-        except (ConnectionError, socket.timeout) as exc:
+        except (ConnectionError, _socket.timeout) as exc:
             raise Hangup() from exc
         finally:
             signals.waiting = False

@@ -10,10 +10,11 @@ BSD inetd and xinetd make the connection: the client read it instead of a
 greeting."""
 
 import os
-import socket
+
+import _socket as socket    # not socket.py (docs/architecture.md, "Start-up")
 
 from popper import server
-from popper.transport.connection import Connection, stdin_socket
+from popper.transport.connection import Connection, stdin_probe
 
 # The same line the installed launcher sends when popper cannot even be
 # imported (packaging/launcher.py): no detail, which is for the log.
@@ -31,43 +32,46 @@ def serve(settings, log, tls=None) -> int:
 def has_client() -> bool:
     """Whether fd 0 is a client's connection (inetd mode): a stream socket
     with a peer, not a listening one and not a terminal, pipe or file."""
-    probe = stdin_socket()
+    probe = stdin_probe()
     if probe is None:
         return False
-    with probe:
-        try:
-            if probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
-                return False
-            probe.getpeername()
-            return True
-        except OSError:
+    try:
+        if probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
             return False
+        probe.getpeername()
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def stdin_is_listening() -> bool:
     """Whether fd 0 is a listening socket rather than a connection: inetd's
     `wait`, systemd's Accept=no with StandardInput=socket, or
     `systemd-socket-activate --inetd` without -a."""
-    probe = stdin_socket()
+    probe = stdin_probe()
     if probe is None:
         return False
-    with probe:
-        try:
-            return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        except OSError:
-            return False
+    try:
+        return bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def refuse() -> None:
     """Tell the client on fd 0 that there is no POP service, in one line,
     and end the connection (shutdown: whatever else holds the socket, the
     client sees the end at once).  Never waits, never raises."""
-    probe = stdin_socket()
+    probe = stdin_probe()
     if probe is None:
         return
-    with probe:
-        try:
-            probe.send(UNAVAILABLE, socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0))
-            probe.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    try:
+        probe.send(UNAVAILABLE, socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0))
+        probe.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        probe.close()

@@ -33,7 +33,6 @@ STLS (CVE-2011-0411's class), and only what the client sends after the
 
 import os
 import select
-import socket
 import sys
 import time
 
@@ -348,6 +347,7 @@ def start(raw, context, deadline: float) -> Stream:
 def relay_pair():
     """(the session's end, the relay's end) of the socketpair a session
     after a login over TLS is served through, with large buffers."""
+    import socket
     pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     for sock in pair:
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -381,6 +381,7 @@ def relay(stream: Stream, session, write_timeout) -> None:
     deadline (-T, login-timeout, write-timeout), and the session's end
     (or death) closes its socket, which ends the relay; a deadline here
     would cut the reply to a long QUIT."""
+    import socket
     session.setblocking(False)
     to_client, to_session = memoryview(b""), memoryview(b"")
     client_open, session_open = True, True

@@ -210,7 +210,40 @@ def getmail(port: int, outdir: pathlib.Path, work: pathlib.Path, read_all=True,
         "delivered_to = false\nreceived = false\nverbose = 2\n"
         % (port, user, password, file_mda(outdir),
            "true" if read_all else "false"))
-    return run([binary, "--rcfile", str(rc), "--getmaildir", str(work)], work)
+    return run(getmail_interpreter() + ["-c", _GETMAIL_REAPS_ITS_CHILD, binary,
+                                        "--rcfile", str(rc), "--getmaildir", str(work)], work)
+
+
+# getmail6 before 6.19 (Debian 12 has 6.18.11) sets its SIGCHLD handler
+# after fork(): an MDA that exits before it is set is never reaped, and
+# getmail waits out its timeout (getmail6/getmail6#52, #226, #245).  Under
+# load about one run in twenty hung so.  getmail runs here with that wait
+# done as upstream now does it, by waiting for the child itself; everything
+# else is getmail's own code.
+_GETMAIL_REAPS_ITS_CHILD = r"""
+import os, runpy, sys
+from getmailcore import baseclasses
+from getmailcore.exceptions import getmailOperationError
+
+def _wait_for_child(self, childpid):
+    pid, status = os.waitpid(childpid, 0)
+    if os.WIFSIGNALED(status):
+        raise getmailOperationError('child pid %d killed by signal %d'
+                                    % (pid, os.WTERMSIG(status)))
+    return os.WEXITSTATUS(status)
+
+baseclasses.ForkingBase._prepare_child = lambda self: None
+baseclasses.ForkingBase._wait_for_child = _wait_for_child
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def getmail_interpreter() -> list:
+    """The #! line of getmail's program: its own interpreter."""
+    with open(need("getmail"), "rb") as f:
+        first = f.readline()
+    return first[2:].decode().split() if first.startswith(b"#!") else ["python3"]
 
 
 def getmail_oldmail_uids(work: pathlib.Path) -> set:
@@ -265,10 +298,7 @@ def getmail_flatten(messages: list) -> list:
     (Return-Path moved first, long headers refolded), so the expected bytes
     are computed by getmail's own Message class, run by getmail's own
     interpreter.  (delivered_to and received are off in the rc file.)"""
-    getmail_path = need("getmail")
-    with open(getmail_path, "rb") as f:
-        first = f.readline()
-    interpreter = first[2:].decode().split() if first.startswith(b"#!") else ["python3"]
+    interpreter = getmail_interpreter()
     payload = b"".join(b"%d\n" % len(m) + m for m in messages)
     result = subprocess.run(interpreter + ["-c", _GETMAIL_FLATTEN], input=payload,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=CLIENT_TIMEOUT)

@@ -49,10 +49,12 @@ import os
 
 from popper.maildrop import files
 from popper.maildrop.journal import Compact
+from popper.maildrop.rewrite import SMALL_BODY, _Window
 
 SPOOL, PLAN = 0, 1          # where a segment's bytes are read
 PIECE = 4 << 20             # most bytes a spool segment covers: batches end between them
-STAGE = 16 << 20            # fewest bytes a stage takes (unless the end comes first)
+STAGE = 16 << 20            # most bytes a stage takes beyond what the writes need
+MIN_BATCH = 4 << 20         # a direct batch writes this much at least (or a 16th, if less)
 SLOT = 512                  # a progress slot's size; the two follow the plan
 MAGIC = b"\0popper compaction plan\n"     # a plan's first bytes: no mail starts so
 HEAD = len(files.MARKER)
@@ -161,6 +163,9 @@ def batches(segments, start: int, total: int, k: int = 0, stage=None):
     run the same batches.  stage: (sa, sb) staged already for segment k."""
     need, n = needs(segments), len(segments)
     ends = [seg.end for seg in segments]
+    # The fewest bytes a direct batch writes: a 16th of the new spool's
+    # changed part, at most MIN_BATCH (so a few more than log2 batches).
+    least = min(MIN_BATCH, max(HEAD, (total - start) // 16))
     while k < n:
         while k < n and segments[k].in_place:
             k += 1
@@ -179,14 +184,17 @@ def batches(segments, start: int, total: int, k: int = 0, stage=None):
         j = k
         while j < n and (segments[j].in_place or limit is None or ends[j] <= limit):
             j += 1
-        if j > k:
+        if j > k and (limit is None or
+                      ends[j - 1] - segments[k].dest >= min(least, total - segments[k].dest)):
             yield "write", k, j, 0, 0
             k = j
             continue
-        # Segment k would overwrite bytes not yet on the disk: stage from
-        # need[k] until what the staged segments write stays below what the
-        # next one reads, and until that one can be written directly (or
-        # STAGE bytes are staged: a small gap stays small).
+        # Segment k would overwrite bytes not yet on the disk, or the gap is
+        # so small that the batch would be (each costs two fdatasyncs):
+        # stage from need[k] until what the staged segments write stays
+        # below what the next one reads, and until the next batch can be
+        # written directly and is not small (or STAGE bytes are staged: a
+        # small gap stays small).
         sa, j = need[k], k
         while True:
             j += 1
@@ -195,7 +203,8 @@ def batches(segments, start: int, total: int, k: int = 0, stage=None):
             if j == n:
                 break
             staged_to = segments[j].a
-            if ends[j - 1] <= staged_to and (staged_to - sa >= STAGE or ends[j] <= staged_to):
+            if staged_to > sa and ends[j - 1] <= staged_to and (staged_to - sa >= STAGE or (
+                    ends[j] <= staged_to and staged_to - ends[j - 1] >= least)):
                 break
         sb = max(seg.b for seg in segments[k:j] if seg.src == SPOOL)
         yield "stage", k, j, sa, sb
@@ -211,6 +220,35 @@ def first_bytes(segments, literal: bytes, spool_fd: int, start: int, first: byte
         want = min(seg.b, seg.a + HEAD - len(out))
         out += literal[seg.a:want] if seg.src == PLAN else os.pread(spool_fd, want - seg.a, seg.a)
     return out[:HEAD]
+
+
+class _Out:
+    """Bytes gathered for consecutive destinations of the spool, written a
+    few MB at a time; never into the marker's place (the first HEAD bytes)."""
+
+    LIMIT = 4 << 20
+
+    def __init__(self, fd: int):
+        self.fd, self.pos, self.buf = fd, None, bytearray()
+
+    def at(self, dest: int) -> None:
+        if self.pos is None:
+            self.pos = dest
+
+    def add(self, data) -> None:
+        self.buf += data
+        if len(self.buf) >= self.LIMIT:
+            self.flush(self.pos + len(self.buf))
+
+    def flush(self, then) -> None:
+        """Write what is gathered; `then` is where the next bytes go (None:
+        wherever the next segment says)."""
+        data, pos = memoryview(self.buf), self.pos
+        if data and pos < HEAD:
+            data, pos = data[HEAD - pos:], HEAD
+        if data:
+            files.write_at(self.fd, data, pos)
+        self.buf, self.pos = bytearray(), then
 
 
 # --- the plan in the temporary drop ---------------------------------------------------
@@ -299,8 +337,7 @@ class Compaction:
                 os.fdatasync(self.temp_fd)
                 self._progress(Progress(seq, k, segments[k].dest, sa, sb, self.stage_at))
             else:
-                for seg in segments[k:j]:
-                    self._write(seg, sa, sb)
+                self._write(segments[k:j], sa, sb)
                 os.fdatasync(self.spool_fd)
                 w = segments[j].dest if j < len(segments) else record.total
                 self._progress(Progress(seq, j, w, 0, 0, 0))
@@ -313,21 +350,34 @@ class Compaction:
         return Compacted(self.record.total, self.record.bound, self.record.head,
                          self.record.tail)
 
-    def _write(self, seg: Segment, sa: int, sb: int) -> None:
-        if seg.in_place:
-            return
-        a, b, dest = seg.a, seg.b, seg.dest
-        if dest < HEAD:                 # the marker's place: the head goes there at the end
-            a, dest = a + HEAD - dest, HEAD
-            if a >= b:
-                return
-        if seg.src == PLAN:
-            files.write_at(self.spool_fd, self.literal[a:b], dest)
-        elif sa <= a and b <= sb:
-            files.copy_range(self.temp_fd, self.spool_fd, self.stage_at + a - sa,
-                             self.stage_at + b - sa, dest)
-        else:
-            files.copy_range(self.spool_fd, self.spool_fd, a, b, dest)
+    def _write(self, segments, sa: int, sb: int) -> None:
+        """A batch's segments (their destinations follow one another), the
+        small ones gathered into one buffer and written a few MB at a time,
+        the large ones copied in the kernel.  Nothing a batch reads is
+        written by it, so its reads may run ahead (_Window)."""
+        out = _Out(self.spool_fd)
+        spool, stage = _Window(self.spool_fd), _Window(self.temp_fd)
+        for seg in segments:
+            a, b = seg.a, seg.b
+            if seg.in_place:
+                out.flush(None)
+                continue
+            out.at(seg.dest)
+            if seg.src == PLAN:
+                out.add(self.literal[a:b])
+                continue
+            staged = sa <= a and b <= sb
+            fd, window = (self.temp_fd, stage) if staged else (self.spool_fd, spool)
+            if staged:
+                a, b = self.stage_at + a - sa, self.stage_at + b - sa
+            if b - a > SMALL_BODY:
+                out.flush(seg.end)
+                if seg.dest < HEAD:     # the marker's place: the head goes there at the end
+                    a += HEAD - seg.dest
+                files.copy_range(fd, self.spool_fd, a, b, max(seg.dest, HEAD))
+            else:
+                out.add(window.read(a, b))
+        out.flush(None)
 
     def _progress(self, p: Progress) -> None:
         files.write_at(self.temp_fd, _slot_bytes(p, self.record.fp),

@@ -352,13 +352,7 @@ class Server:
         """SIGTERM to the server (and, when --popper is a wrapper that
         forks, to the popper it started); SIGKILL after a minute."""
         terminate(sorted(self.initial))
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            code = self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            code = self.process.wait()
+        code = end_process(self.process, 60)
         self.log.close()
         return code
 
@@ -401,6 +395,18 @@ def terminate(pids) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def end_process(process: subprocess.Popen, wait: float = 30):
+    """SIGTERM to a server the harness started (unless it has ended), then
+    its exit status; SIGKILL if it is not gone within `wait` seconds."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(wait)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        return process.wait()
 
 
 def proc_stat(pid: int):
@@ -946,13 +952,7 @@ class Inetd:
         deadline = time.monotonic() + 10
         while any(start_time(pid) is not None for pid in sessions) and time.monotonic() < deadline:
             time.sleep(0.01)
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait()
+        end_process(self.process)
         self.log.close()
 
 

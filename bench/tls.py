@@ -34,7 +34,6 @@ import importlib.util
 import os
 import pathlib
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -189,13 +188,7 @@ class Dovecot:
         restore_file(corpus_path, self.spool)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.process.wait()
+        harness.end_process(self.process)
 
 
 def pwd_name(uid: int) -> str:

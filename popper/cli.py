@@ -431,7 +431,7 @@ def main(argv: list = None) -> int:
     try:
         if address is not None:
             try:
-                listeners = [standalone.listen(*standalone.parse_address(address))]
+                listeners = [standalone.bind(*standalone.parse_address(address))]
             except standalone.AddressError as exc:
                 return refuse(prog, settings, [exc.args[0]])
         return standalone.serve(listeners, settings, log, pid_file, credentials)

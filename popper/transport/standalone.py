@@ -61,7 +61,10 @@ def parse_address(text: str):
     return host, int(port) if port else DEFAULT_PORT
 
 
-def listen(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port; serve() makes it listen once its
+    signal handlers are set (a SIGHUP or SIGTERM sent as soon as the port
+    answers must find them)."""
     family = socket.AF_INET6 if ":" in host or (not host and socket.has_ipv6) else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,9 +77,6 @@ def listen(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise AddressError("%s:%d in use" % (host, port)) from None
         raise AddressError("%s:%d: %s" % (host, port, exc.strerror)) from None
-    # A burst of connections waits in the queue rather than being dropped (its
-    # clients would try again only a second later): the loop drains it fast.
-    sock.listen(max(128, socket.SOMAXCONN))
     return sock
 
 
@@ -299,6 +299,18 @@ def _refuse(conn, reply: bytes) -> None:
         conn.close()
 
 
+def _listening(sock) -> bool:
+    """Does sock listen already?  (Where SO_ACCEPTCONN is unknown: no, and
+    listen() on a listening socket only sets its queue's length.)"""
+    option = getattr(socket, "SO_ACCEPTCONN", None)
+    if option is None:
+        return False
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, option))
+    except OSError:
+        return False
+
+
 def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     """Accept connections until SIGTERM or SIGINT; one child process per
     session, within the limits.  tls: the tls.Credentials (None: no TLS)."""
@@ -376,6 +388,11 @@ def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     signal.signal(signal.SIGCHLD, on_chld)
     signal.set_wakeup_fd(wake_w)
     for sock in listeners:
+        if not _listening(sock):        # (LISTEN_FDS hands them over listening)
+            # A burst of connections waits in the queue rather than being
+            # dropped (its clients would try again only a second later): the
+            # loop drains it fast.
+            sock.listen(max(128, socket.SOMAXCONN))
         sock.setblocking(False)
         name = sock.getsockname()
         log.notice("listening on %s port %d" % name[:2] if isinstance(name, tuple)

@@ -314,12 +314,7 @@ def session(target: Target, context, count: int, args) -> dict:
         cpu1 = server_cpu(mine)
         by_process = {key: cpu1[key] - cpu0.get(key, 0.0) for key in cpu1}
         client = time.process_time() - client0
-        pop.ok(b"QUIT\r\n")
-        try:
-            while pop.sock.recv(65536):
-                pass
-        except OSError:
-            pass
+        harness.timed_quit(pop)         # QUIT, then the server's close
     finally:
         pop.close()
     return {"seconds": elapsed, "octets": octets, "mismatches": mismatches,

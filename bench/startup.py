@@ -13,9 +13,9 @@ greeting, the +OK of a USER/PASS login, and the end after QUIT, and the
 CPU time of the session's processes together.
 
 --greeting: spawn -> greeting, alternating in one run: the bare
-interpreter (`python -c` writing one line, plain, -S and -Es, the
+interpreter (`python -c` writing one line, plain, -S, -Es and -ES, the
 launcher's flags), popper in inetd mode through the installed launcher
-(packaging/launcher.py, #!python -Es) with the C extension and with the
+(packaging/launcher.py, #!python -ES) with the C extension and with the
 pure twins (POPPER_PUREPYTHON=1), and connect -> greeting of a standalone
 popper (which forks a ready process).
 
@@ -110,11 +110,12 @@ def medians(times: dict) -> dict:
 
 
 def launcher(base: pathlib.Path, python: str, source: pathlib.Path) -> str:
-    """The installed program's launcher (#!python -Es), on the source tree."""
+    """The launcher make install writes (#!python -ES, naming python's
+    site directories), on the source tree."""
     sys.path.insert(0, str(ROOT / "packaging"))
     import launcher as made
     path = base / "popper"
-    path.write_text(made.launcher(python, str(source)))
+    path.write_text(made.launcher(python, str(source), site=made.site_dirs(python)))
     os.chmod(path, 0o755)
     return str(path)
 
@@ -165,7 +166,7 @@ def wait_for_port(port: int, process) -> None:
 
 
 def standalone(program: str, python: str, config, port: int, env: dict):
-    process = subprocess.Popen([python, "-Es", program, "-f", str(config),
+    process = subprocess.Popen([program, "-f", str(config),
                                 "127.0.0.1:%d" % port], env=env, cwd="/")
     wait_for_port(port, process)
     return process
@@ -187,6 +188,7 @@ def greeting(args, base: pathlib.Path, configs: dict) -> None:
         "bare python -c": ([python, "-c", write], env),
         "bare python -S -c": ([python, "-S", "-c", write], env),
         "bare python -Es -c": ([python, "-Es", "-c", write], env),
+        "bare python -ES -c": ([python, "-ES", "-c", write], env),
         "popper inetd, native": ([program, "-f", config], env),
         "popper inetd, pure": ([program, "-f", config], pure),
     }
@@ -206,10 +208,10 @@ def greeting(args, base: pathlib.Path, configs: dict) -> None:
     print("%s, median of %d runs, alternating" % (python, args.runs))
     for name, value in result.items():
         print("  %-32s %7.2f ms" % (name, value))
-    bare = result["bare python -Es -c"]
-    print("  %-32s %+7.2f ms (native), %+.2f ms (pure); target <= +5" % (
-        "popper inetd - bare -Es", result["popper inetd, native"] - bare,
-        result["popper inetd, pure"] - bare))
+    for bare in ("bare python -c", "bare python -ES -c"):
+        print("  %-32s %+7.2f ms (native), %+.2f ms (pure); target <= +5" % (
+            "popper inetd - " + bare[5:], result["popper inetd, native"] - result[bare],
+            result["popper inetd, pure"] - result[bare]))
 
 
 def client(port: int, user: bytes, start: threading.Event, results: list) -> None:

@@ -34,12 +34,14 @@ import py_compile
 import re
 import runpy
 import stat
+import subprocess
 import sys
 import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-launcher = runpy.run_path(os.path.join(HERE, "launcher.py"))["launcher"]
+_launcher = runpy.run_path(os.path.join(HERE, "launcher.py"))
+launcher, site_dirs = _launcher["launcher"], _launcher["site_dirs"]
 MODULES = runpy.run_path(os.path.join(ROOT, "_native", "modules.py"))["MODULES"]   # compiled
 
 # The programs: the name in SBINDIR and the module whose main() it runs.
@@ -164,9 +166,10 @@ def plan(settings: dict, root: str = ROOT, ext_suffix: str = None) -> list:
         is_source = name.endswith(".py")
         items.append(Item(path, _read(os.path.join(root, name)), 0o644 if is_source else 0o755,
                           compile_to=_byte_code(path) if is_source else None))
+    site = _site_dirs(settings["PYTHON"])
     for program, module in PROGRAMS:
         text = launcher(settings["PYTHON"], lib, settings["LOG_FACILITY"], module,
-                        installed_in=settings["SBINDIR"])
+                        installed_in=settings["SBINDIR"], site=site)
         items.append(Item(os.path.join(settings["SBINDIR"], program), text.encode(), 0o755))
     docs = os.path.join(root, "docs")
     for name in sorted(os.listdir(docs)):
@@ -181,6 +184,15 @@ def plan(settings: dict, root: str = ROOT, ext_suffix: str = None) -> list:
                           substitute(text, settings).encode("utf-8"), 0o644,
                           config=directory == "SYSCONFDIR"))
     return items
+
+
+def _site_dirs(python: str):
+    """The site directories the launchers name (they run without site.py),
+    or None (with site.py) when the interpreter cannot be asked."""
+    try:
+        return site_dirs(python)
+    except (OSError, ValueError, SyntaxError, subprocess.SubprocessError):
+        return None
 
 
 def _byte_code(path: str) -> str:

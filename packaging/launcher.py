@@ -7,15 +7,27 @@ PYTHONPATH, the user's site directory nor the interpreter's install scheme
 variables, -s the user's site-packages, and the library directory comes
 first on sys.path; a library without the package is a broken install,
 never a reason to run another popper found further along sys.path.
+
+Where the install can ask the interpreter (make install), the launcher
+also names the directories site.py would add to sys.path (site_dirs(), for
+cffi's backend and python-pam) and runs with -S instead: no site.py, so no
+.pth file of another package runs code in a root daemon at every
+connection, and inetd's start-up does not pay for it (on this project's
+Debian host's pyenv python3 a .pth imports ~60 modules: 34 ms -> 10 ms).
+The SVR4 package cannot run its target's interpreter when it is built: its
+/etc/popper keeps -Es and site.py.
 """
 
 TEMPLATE = """\
-#!{python} -Es
+#!{python} {flags}
 # popper's launcher, written by packaging/launcher.py.  It runs {module}
 # from {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
 import sys
-from importlib.machinery import PathFinder
-libdir = {libdir!r}{beside}
+try:    # importlib.machinery's PathFinder, without importlib's imports
+    from _frozen_importlib_external import PathFinder
+except ImportError:
+    from importlib.machinery import PathFinder
+libdir = {libdir!r}{site}{beside}
 sys.path.insert(0, libdir)
 try:
     # Only the library's own popper: never one found further on sys.path.
@@ -56,13 +68,33 @@ if PathFinder.find_spec({package!r}, [libdir]) is None:
         libdir = staged"""
 
 
+# What site.py would have added, named instead (the launcher runs -S).
+SITE = """
+sys.path.extend({site_dirs!r})"""
+
+
+def site_dirs(python: str) -> list:
+    """The directories site.py adds to python's sys.path (site-packages,
+    Debian's dist-packages, the path lines of .pth files) without the
+    user's: sys.path under -Es less sys.path under -ES, asked of python."""
+    import subprocess
+    show = "import sys; print(repr(sys.path[1:]))"
+    with_site, without = (
+        eval(subprocess.run([python, flags, "-c", show], stdout=subprocess.PIPE, check=True,
+                            stdin=subprocess.DEVNULL, universal_newlines=True, timeout=60).stdout)
+        for flags in ("-Es", "-ES"))
+    return [path for path in with_site if path not in without]
+
+
 def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
-             module: str = "popper.cli", installed_in: str = None) -> str:
+             module: str = "popper.cli", installed_in: str = None, site: list = None) -> str:
     """The launcher's text for the interpreter python (an absolute path),
     the directory libdir that holds the popper package, the syslog
     facility a failure to start is logged at, the module whose main()
-    is the program (popper.cli for popper), and the directory the launcher
-    is installed in (for BESIDE; None: libdir only)."""
+    is the program (popper.cli for popper), the directory the launcher
+    is installed in (for BESIDE; None: libdir only), and the directories
+    site.py would add (site_dirs(python): the launcher runs without site.py;
+    None: with it)."""
     if not python.startswith("/") or not libdir.startswith("/"):
         raise ValueError("the launcher needs absolute paths, not %r and %r" % (python, libdir))
     if any(c.isspace() for c in python):
@@ -79,8 +111,12 @@ def launcher(python: str, libdir: str, facility: str = "LOG_LOCAL1",
             raise ValueError("the launcher needs an absolute path, not %r" % installed_in)
         import os
         beside = BESIDE.format(package=package, relative=os.path.relpath(libdir, installed_in))
-    return TEMPLATE.format(python=python, libdir=libdir, facility=facility, module=module,
-                           package=package, beside=beside)
+    if site is not None and not all(isinstance(d, str) and d.startswith("/") for d in site):
+        raise ValueError("site directories must be absolute paths: %r" % (site,))
+    return TEMPLATE.format(python=python, flags="-Es" if site is None else "-ES",
+                           libdir=libdir, facility=facility, module=module, package=package,
+                           site="" if site is None else SITE.format(site_dirs=list(site)),
+                           beside=beside)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ import sys
 from popper import __version__, privsep, server
 from popper.auth import unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
-from popper.settings import ConfigError, Settings, facility, load_config_file
-from popper.transport import inetd, tls
+from popper.settings import ConfigError, Settings, facility, load_config_file, tls_configured
+from popper.transport import inetd
 
 OPTSTRING = "ab:BcCdD:e:f:FkK:l:L:Mp:RsSt:T:uUvy:"
 
@@ -239,7 +239,7 @@ def check(settings: Settings) -> list:
         problems.append(str(exc))
     if settings.clear_text_password == 1 and not settings.apop_db:
         problems.append(P1_WITHOUT_APOP)
-    if settings.clear_text_password == 4 and not tls.configured(settings):
+    if settings.clear_text_password == 4 and not tls_configured(settings):
         problems.append(P4_WITHOUT_TLS)
     if settings.apop_db:
         problems += _apop_problems(settings)
@@ -296,7 +296,10 @@ def _not_a_directory(path, option: str):
 def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
-    problems = server.backend_problems(settings) + tls.warnings(settings)
+    problems = server.backend_problems(settings)
+    if tls_configured(settings):
+        from popper.transport import tls
+        problems += tls.warnings(settings)
     if not settings.apop_db or _apop_problems(settings):
         return problems
     from popper.auth import apop
@@ -388,7 +391,8 @@ def main(argv: list = None) -> int:
     if problems:
         return refuse(prog, settings, problems)
     credentials = None
-    if tls.configured(settings):
+    if tls_configured(settings):
+        from popper.transport import tls
         try:        # as root: the key is root's to read; before any fork
             credentials = tls.Credentials(settings)
         except tls.TLSConfigError as exc:

@@ -607,6 +607,12 @@ def _checked(user: str) -> str:
     return user
 
 
+def tls_configured(settings: Settings) -> bool:
+    """Whether TLS is asked for (STLS or the alternate port); tls.py,
+    with everything TLS needs, is imported only then."""
+    return settings.tls_mode != TLS_NONE
+
+
 def temp_drop_path(settings: Settings, user: str) -> str:
     return os.path.join(settings.temp_drop_dir, settings.temp_name % _checked(user))
 

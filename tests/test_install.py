@@ -39,7 +39,8 @@ def _load(name: str, path: pathlib.Path):
 
 configure = _load("popper_configure", ROOT / "configure.py")
 install = _load("popper_install", ROOT / "packaging" / "install.py")
-launcher = _load("popper_launcher", ROOT / "packaging" / "launcher.py").launcher
+_launcher = _load("popper_launcher", ROOT / "packaging" / "launcher.py")
+launcher, site_dirs = _launcher.launcher, _launcher.site_dirs
 
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 MAIL = list(corpus.messages(5, seed=110))
@@ -318,10 +319,12 @@ def test_every_linux_file_is_installed_with_the_paths_filled_in(source):
     assert by_path["/etc/pop/popper.conf"] == by_path["/etc/pop/popper.conf.sample"]
     assert by_path["/opt/pop/sbin/popper"] == launcher(sys.executable, "/opt/pop/lib/popper",
                                                        "LOG_LOCAL1", "popper.cli",
-                                                       installed_in="/opt/pop/sbin")
+                                                       installed_in="/opt/pop/sbin",
+                                                       site=site_dirs(sys.executable))
     assert by_path["/opt/pop/sbin/popauth"] == launcher(sys.executable, "/opt/pop/lib/popper",
                                                         "LOG_LOCAL1", "popper.popauth",
-                                                        installed_in="/opt/pop/sbin")
+                                                        installed_in="/opt/pop/sbin",
+                                                        site=site_dirs(sys.executable))
     pam = install.plan(dict(settings, PAM_SERVICE="pop3"), str(source))
     assert "/etc/pop/pam.d/pop3" in {item.path for item in pam}
     none = install.plan(fake_settings("/opt/pop", "--without-systemdsystemunitdir"),
@@ -525,7 +528,7 @@ def test_make_install_destdir_gives_a_runnable_popper(tree, tmp_path, mailhost, 
     out = tree.make("install", "DESTDIR=%s" % destdir)
     assert "installed under %s:" % destdir in out
     program = destdir / "usr/local/sbin/popper"
-    assert program.read_text().startswith("#!%s -Es\n" % settings["PYTHON"])
+    assert program.read_text().startswith("#!%s -ES\n" % settings["PYTHON"])
     # Where it is staged, as well: it finds the library beside itself.
     shown = run([str(program), "-v"], tmp_path).stdout
     assert shown.startswith("popper"), shown

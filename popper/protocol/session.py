@@ -24,6 +24,8 @@ from popper import __version__, extensions
 from popper.auth import AuthError
 from popper.log import err_line, log_login_line
 from popper.protocol import Client  # noqa: F401 (its old home)
+from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, DONE, FLUSH,  # noqa: F401
+                             HANDED_OFF, START_TLS, TRANSACTION, AfterSend, Pause)
 from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
 from popper.settings import TLS_STLS
@@ -33,45 +35,7 @@ from popper.settings import TLS_STLS
 # greeting (server.load_session), before the fork and before becoming
 # the user (docs/architecture.md, "Start-up").
 
-AUTHORIZATION, AUTHORIZATION_PASS, TRANSACTION, DONE = "auth1", "auth2", "trans", "done"
-# The login phase of a separated session (privsep.py) ends here: the root
-# part serves the rest, starting with the bytes in Session.unread.
-HANDED_OFF = "handed-off"
-
 MAX_WORDS = 5           # pop_parse: a command and 4 arguments (MAXPARMCOUNT, popper.h)
-
-
-class Pause:
-    """Wait this many seconds before sending what follows."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def __repr__(self):
-        return "Pause(%r)" % self.seconds
-
-
-class AfterSend:
-    """In a reply stream: call me once everything before me has been sent
-    (a RETR'd message is then sent whole; it counts as retrieved once the
-    client's next command shows the client is still there)."""
-
-    __slots__ = ("callback",)
-
-    def __init__(self, callback):
-        self.callback = callback
-
-
-# Yielded before a command that looks at what was retrieved (QUIT, LAST,
-# RSET): send everything first, so that pending AfterSends have run and
-# the messages they mark count as received.
-FLUSH = "flush"
-
-# Yielded after STLS's +OK: the transport sends everything, does the TLS
-# handshake, then calls Session.tls_started() (or ends the session).
-START_TLS = "start-tls"
 
 # Commands that need FLUSH before them in the TRANSACTION state.
 SEES_RETRIEVED = ("quit", "last", "rset")

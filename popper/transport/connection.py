@@ -36,8 +36,8 @@ import _socket
 import sys
 import time
 
-from popper.protocol.session import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF,
-                                     START_TLS, AfterSend, Pause)
+from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF, START_TLS,
+                             AfterSend, Pause)
 from popper.settings import TLS_ALTERNATE_PORT
 
 FLUSH_AT = 256 * 1024

@@ -36,7 +36,7 @@ import select
 import sys
 import time
 
-from popper.settings import TLS_NONE
+from popper.settings import tls_configured as configured
 
 DEFAULT_IDENTITY = "/etc/mail/certs/identity.crt"     # Qpopper's popper.c
 READ_SIZE = 64 * 1024
@@ -52,10 +52,6 @@ class TLSConfigError(Exception):
 
 class HandshakeFailed(Exception):
     """The client's TLS handshake failed; args[0] is the reason."""
-
-
-def configured(settings) -> bool:
-    return settings.tls_mode != TLS_NONE
 
 
 def certificate_file(settings) -> str:

@@ -13,7 +13,8 @@ import popper
 from conftest import ROOT, run_inetd
 
 # By path: packaging/ is no Python package (it would hide PyPA's "packaging").
-launcher = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))["launcher"]
+_made = runpy.run_path(str(ROOT / "packaging" / "launcher.py"))
+launcher, site_dirs = _made["launcher"], _made["site_dirs"]
 
 # The library the tests import popper from: the checkout, or what tox installed
 # (a checkout that tox built from has no popper/_settings.py).
@@ -75,6 +76,42 @@ def test_a_staged_launcher_finds_the_library_beside_itself(tmp_path):
                             universal_newlines=True, timeout=60)
     assert result.returncode == 1
     assert "(library /opt/pop/lib)" in result.stderr
+
+
+def test_the_installed_launcher_names_the_site_directories_and_runs_no_site_py(tmp_path):
+    """make install's launcher: -ES and the site directories by name, so a
+    .pth file there runs nothing, while what lies there still imports."""
+    site = tmp_path / "site"
+    site.mkdir()
+    ran = tmp_path / "the .pth ran"
+    (site / "zz-other-package.pth").write_text("import os; open(%r, 'w').close()\n" % str(ran))
+    (site / "probe_dependency.py").write_text("WHERE = 'site'\n")
+    lib = tmp_path / "lib" / "probe"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    (lib / "cli.py").write_text("import sys\nimport probe_dependency\n"
+                                "def main():\n"
+                                "    print(probe_dependency.WHERE, sys.flags.no_site)\n"
+                                "    return 0\n")
+    dirs = site_dirs(sys.executable)
+    assert dirs and all(os.path.isabs(d) for d in dirs)
+    without_site = subprocess.run([sys.executable, "-ES", "-c", "import sys; print(sys.path)"],
+                                  stdout=subprocess.PIPE, universal_newlines=True,
+                                  check=True).stdout
+    assert not set(dirs) & set(eval(without_site))
+    program = tmp_path / "probe-launcher"
+    text = launcher(sys.executable, str(lib.parent), module="probe.cli", site=dirs + [str(site)])
+    assert text.startswith("#!%s -ES\n" % sys.executable)
+    program.write_text(text)
+    program.chmod(0o755)
+    result = subprocess.run([str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "site 1\n", "")
+    assert not ran.exists()
+    # Without the directories named (the SVR4 package): -Es, site.py runs.
+    assert launcher(sys.executable, "/lib").startswith("#!%s -Es\n" % sys.executable)
+    with pytest.raises(ValueError):
+        launcher(sys.executable, "/lib", site=["relative/dir"])
 
 
 @pytest.mark.parametrize("python, libdir", [("python3", "/lib"), ("/usr/bin/py thon", "/lib"),

@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 
-from popper import __version__, privsep, server
+from popper import __version__, server
 from popper.auth import unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file, tls_configured
@@ -234,7 +234,7 @@ def check(settings: Settings) -> list:
     """Start-up refusals: what these settings ask for that cannot work."""
     problems = settings.not_built()
     try:
-        privsep.login_identity(settings)
+        server.login_identity(settings)
     except LookupError as exc:
         problems.append(str(exc))
     if settings.clear_text_password == 1 and not settings.apop_db:

@@ -96,7 +96,6 @@ import time
 from popper import native
 from popper.auth import Account, AuthError, unixdb
 from popper.protocol import replies
-from popper.settings import TLS_ALTERNATE_PORT
 
 MAX_FRAME = 256 * 1024      # a PASS request, or what the login process read past it
 MAX_FIELD = 4096            # a user name or a password (Qpopper's line is 1023)
@@ -163,21 +162,6 @@ def _mail_group(spool_dir: str):
 
 
 # --- the login process's identity -----------------------------------------------
-
-def login_identity(settings):
-    """(uid, gid) the login process runs as, or None when sessions are not
-    separated (popper is not root, or login-user is off).  LookupError if
-    login-user is not an account, or is root."""
-    if os.geteuid() != 0 or not settings.login_user:
-        return None
-    entry = unixdb.getpwnam(settings.login_user)
-    if entry is None:
-        raise LookupError("login-user %s: no such user" % settings.login_user)
-    if entry.uid == 0 or entry.gid == 0:
-        raise LookupError("login-user %s: must not be root (uid %d, gid %d)"
-                          % (settings.login_user, entry.uid, entry.gid))
-    return entry.uid, entry.gid
-
 
 # Linux's prctl(2) options.
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
@@ -390,6 +374,7 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
             deadline = login_by + SLACK
             session.authenticator = AskRoot(channel, deadline)
             # With -l 2 the handshake comes first, then the greeting (run's).
+            from popper.server import implicit_tls
             greet = None if implicit_tls(settings, tls) else []
             ended_on = run(conn, session, settings, log, first=greet, login_by=login_by, tls=tls)
             if session.state == HANDED_OFF:
@@ -427,15 +412,10 @@ def _mime_word(session) -> list:
 NO_MIME = b"no-mime"
 
 
-def implicit_tls(settings, tls) -> bool:
-    """-l 2: TLS from the first byte, so the login process greets."""
-    return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
-
-
 # --- the root part --------------------------------------------------------------
 
 def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run, serve_user,
-          apop_timestamp=None, tls=None, load_session=lambda: None):
+          login_by, apop_timestamp=None, tls=None):
     """The connection until the client has logged in, in a login process
     running as identity (uid, gid); then serve_user(account, unread,
     connection, over_tls, no_mime) as the user.  apop_timestamp: the greeting's
@@ -446,17 +426,9 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     the client's TLS and a socketpair the session is served over (made
     before the fork: it cannot fork then); without TLS the session is
     served on the client's connection, the login process gone.
-    load_session() imports what the rest needs: called once the greeting
-    is out, before the fork."""
-    login_by = time.monotonic() + settings.login_timeout
-    # The greeting goes out first, before the session's modules are loaded
-    # (docs/architecture.md, "Start-up"), so that loading them and the fork
-    # overlap the client's round trip.  It is the only thing the root part
-    # writes to the client; with -l 2 it is the login process's, after the
-    # handshake.
-    if not send_greeting(conn, settings, hostname, apop_timestamp, tls):
-        return
-    load_session()
+    Called once server.serve has sent the greeting (with -l 2 the login
+    process greets, after the handshake) and loaded the session's modules;
+    login_by: the monotonic deadline of the login."""
     import signal
     import socket
     from popper.protocol.session import LoginSession
@@ -517,14 +489,6 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
         _wait_for_relay(pid, log, settings)
 
 
-def send_greeting(conn, settings, hostname: str, apop_timestamp, tls) -> bool:
-    """The greeting, but with -l 2 (TLS from the first byte: it follows
-    the handshake); False when it cannot be written."""
-    return implicit_tls(settings, tls) or _send(
-        conn.write_fd, replies.greeting(settings, hostname, apop_timestamp),
-        time.monotonic() + settings.timeout)
-
-
 def _detach(conn) -> None:
     """Point the connection's fds at /dev/null (they stay valid fds)."""
     conn.release()
@@ -572,22 +536,6 @@ def _pass_on(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except OSError:
         pass            # gone already: its end is on the way
-
-
-def _send(fd: int, data: bytes, deadline: float) -> bool:
-    """Write data to the client by the deadline; False if it cannot be."""
-    view = memoryview(data)
-    while view:
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                return False
-            view = view[os.write(fd, view):]
-        except InterruptedError:
-            continue
-        except OSError:
-            return False
-    return True
 
 
 # A request: its name, and how many fields follow.

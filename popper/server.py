@@ -5,8 +5,12 @@ import _socket as socket    # not socket.py before the greeting (docs/architectu
 import os
 import time
 
-from popper import __version__, privsep
-from popper.protocol import Client
+import select
+
+from popper import __version__
+from popper.auth import unixdb
+from popper.protocol import Client, replies
+from popper.settings import TLS_ALTERNATE_PORT
 from popper.transport import connection
 
 # What a session needs beyond the greeting: imported by load_session()
@@ -14,7 +18,7 @@ from popper.transport import connection
 SESSION_MODULES = (
     "socket", "signal", "traceback", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
     "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
-    "popper.bulldb", "popper.maildrop", "popper.maildrop.files")
+    "popper.bulldb", "popper.maildrop", "popper.maildrop.files", "popper.privsep")
 
 
 def load_session(settings) -> None:
@@ -129,18 +133,22 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) ->
     log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
     hostname = local_hostname()
     timestamp = apop_timestamp(settings, hostname, log)
-    identity = privsep.login_identity(settings)
-    if identity is None:        # one process; the greeting first here too
-        login_by = time.monotonic() + settings.login_timeout
-        if not privsep.send_greeting(conn, settings, hostname, timestamp, tls):
-            return
-        load_session(settings)
+    identity = login_identity(settings)
+    login_by = time.monotonic() + settings.login_timeout
+    # The greeting goes out first, before the session's modules are loaded
+    # (docs/architecture.md, "Start-up"), so that loading them and the fork
+    # overlap the client's round trip.  With -l 2 it follows the handshake:
+    # the login process's (or run's, in one process).
+    if not send_greeting(conn, settings, hostname, timestamp, tls):
+        return
+    load_session(settings)
+    if identity is None:        # one process
         from popper.auth.gatekeeper import Gatekeeper
         from popper.protocol.session import Session
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log, hostname)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
                           client, hostname, timestamp)
-        greeted = None if privsep.implicit_tls(settings, tls) else []
+        greeted = None if implicit_tls(settings, tls) else []
         run(conn, session, settings, log, first=greeted, login_by=login_by, tls=tls)
         return
 
@@ -157,8 +165,56 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) ->
         from popper.auth.gatekeeper import Gatekeeper
         return Gatekeeper(settings, authenticator(settings, log), log, hostname)
 
+    from popper import privsep
     privsep.serve(conn, identity, settings, log, client, hostname, gatekeeper, run, serve_user,
-                  timestamp, tls, lambda: load_session(settings))
+                  login_by, timestamp, tls)
+
+
+# --- the greeting: what comes before it is paid by every inetd connection ---
+
+def login_identity(settings):
+    """(uid, gid) the login process runs as, or None when sessions are not
+    separated (popper is not root, or login-user is off).  LookupError if
+    login-user is not an account, or is root."""
+    if os.geteuid() != 0 or not settings.login_user:
+        return None
+    entry = unixdb.getpwnam(settings.login_user)
+    if entry is None:
+        raise LookupError("login-user %s: no such user" % settings.login_user)
+    if entry.uid == 0 or entry.gid == 0:
+        raise LookupError("login-user %s: must not be root (uid %d, gid %d)"
+                          % (settings.login_user, entry.uid, entry.gid))
+    return entry.uid, entry.gid
+
+
+def implicit_tls(settings, tls) -> bool:
+    """-l 2: TLS from the first byte, so the login process greets."""
+    return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
+
+
+def send_greeting(conn, settings, hostname: str, apop_timestamp, tls) -> bool:
+    """The greeting, but with -l 2 (TLS from the first byte: it follows
+    the handshake); False when it cannot be written."""
+    return implicit_tls(settings, tls) or _send(
+        conn.write_fd, replies.greeting(settings, hostname, apop_timestamp),
+        time.monotonic() + settings.timeout)
+
+
+def _send(fd: int, data: bytes, deadline: float) -> bool:
+    """Write data to the client by the deadline; False if it cannot be."""
+    view = memoryview(data)
+    while view:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                return False
+            view = view[os.write(fd, view):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return False
+    return True
+
 
 
 def apop_timestamp(settings, hostname: str, log):
@@ -196,6 +252,7 @@ def maildrop_opener(settings, log, hostname: str):
         if settings.bulldir and settings.bulldb is not None:
             keeper = bulldb.start(settings, account.name, log)
         try:
+            from popper import privsep
             try:
                 privsep.become(account, settings.spool_dir)
             except privsep.CannotServe as exc:

@@ -27,7 +27,7 @@ AFTER_GREETING = {
     "popper.auth.userdb", "popper.auth.pam", "popper.ndbm", "popper.maildrop",
     "popper.maildrop.scan", "popper.bulletins", "popper.bulldb", "popper.logindelay",
     "popper.transport.standalone", "popper.transport.tls", "popper.protocol.session",
-    "popper.protocol.lines", "popper.extensions", "importlib", "warnings",
+    "popper.protocol.lines", "popper.extensions", "popper.privsep", "importlib", "warnings",
     # socket.py and signal.py (enum, selectors, collections), the idna codec (re, unicodedata)
     "socket", "signal", "enum", "selectors", "collections", "functools", "encodings.idna",
     "unicodedata"}

@@ -131,6 +131,24 @@ def test_deleting_every_second_message_takes_a_batch_per_doubling():
     assert out == expected_output(alternate(64, size), spool)
 
 
+def test_a_message_ending_just_past_the_limit_does_not_make_a_stage():
+    """Messages of varied sizes, every second deleted: once the first stage
+    is written the gap is big enough, and each batch is written directly
+    (a batch judged by what it writes, not by the room it has, was staged
+    again and again when a message ended just past the limit)."""
+    import random
+    rnd = random.Random(5)
+    sizes = [rnd.randint(1000, 30000) for _ in range(10000)]
+    offsets = [0]
+    for n in sizes:
+        offsets.append(offsets[-1] + n)
+    pieces = [(offsets[i], offsets[i + 1], None) for i in range(1, len(sizes), 2)]
+    segments, literal, start, total = compact.plan(pieces, b"F" * H)
+    kinds = [kind for kind, *_ in compact.batches(segments, start, total)]
+    assert kinds[:2] == ["stage", "write"] and set(kinds[2:]) == {"write"}
+    assert len(kinds) <= 10
+
+
 def test_a_small_gap_is_staged():
     size = 1000
     spool = os.urandom(size * 200)

@@ -184,8 +184,11 @@ def batches(segments, start: int, total: int, k: int = 0, stage=None):
         j = k
         while j < n and (segments[j].in_place or limit is None or ends[j] <= limit):
             j += 1
+        # Direct if segment k fits and the room below `limit` is not small
+        # (the stage below stops by the same measure: a message that ends
+        # just past the limit must not make the batch a stage again).
         if j > k and (limit is None or
-                      ends[j - 1] - segments[k].dest >= min(least, total - segments[k].dest)):
+                      limit - segments[k].dest >= min(least, total - segments[k].dest)):
             yield "write", k, j, 0, 0
             k = j
             continue

@@ -226,32 +226,35 @@ def first_bytes(segments, literal: bytes, spool_fd: int, start: int, first: byte
 
 
 class _Out:
-    """Bytes gathered for consecutive destinations of the spool, written a
-    few MB at a time; never into the marker's place (the first HEAD bytes)."""
+    """Bytes gathered for consecutive destinations of the spool (views into
+    what was read, not copied), written a few MB at a time; never into the
+    marker's place (the first HEAD bytes)."""
 
     LIMIT = 4 << 20
 
     def __init__(self, fd: int):
-        self.fd, self.pos, self.buf = fd, None, bytearray()
+        self.fd, self.pos, self.pieces, self.size = fd, None, [], 0
 
     def at(self, dest: int) -> None:
         if self.pos is None:
             self.pos = dest
 
     def add(self, data) -> None:
-        self.buf += data
-        if len(self.buf) >= self.LIMIT:
-            self.flush(self.pos + len(self.buf))
+        self.pieces.append(data)
+        self.size += len(data)
+        if self.size >= self.LIMIT:
+            self.flush(self.pos + self.size)
 
     def flush(self, then) -> None:
         """Write what is gathered; `then` is where the next bytes go (None:
         wherever the next segment says)."""
-        data, pos = memoryview(self.buf), self.pos
-        if data and pos < HEAD:
-            data, pos = data[HEAD - pos:], HEAD
-        if data:
-            files.write_at(self.fd, data, pos)
-        self.buf, self.pos = bytearray(), then
+        pieces, pos = self.pieces, self.pos
+        if pieces and pos < HEAD:
+            data = b"".join(pieces)
+            pieces, pos = [memoryview(data)[HEAD - pos:]], HEAD
+        if pieces:
+            files.write_pieces(self.fd, pieces, pos)
+        self.pieces, self.size, self.pos = [], 0, then
 
 
 # --- the plan in the temporary drop ---------------------------------------------------
@@ -360,6 +363,7 @@ class Compaction:
         written by it, so its reads may run ahead (_Window)."""
         out = _Out(self.spool_fd)
         spool, stage = _Window(self.spool_fd), _Window(self.temp_fd)
+        literal = memoryview(self.literal)
         for seg in segments:
             a, b = seg.a, seg.b
             if seg.in_place:
@@ -367,7 +371,7 @@ class Compaction:
                 continue
             out.at(seg.dest)
             if seg.src == PLAN:
-                out.add(self.literal[a:b])
+                out.add(literal[a:b])
                 continue
             staged = sa <= a and b <= sb
             fd, window = (self.temp_fd, stage) if staged else (self.spool_fd, spool)
@@ -379,7 +383,7 @@ class Compaction:
                     a += HEAD - seg.dest
                 files.copy_range(fd, self.spool_fd, a, b, max(seg.dest, HEAD))
             else:
-                out.add(window.read(a, b))
+                out.add(window.view(a, b))
         out.flush(None)
 
     def _progress(self, p: Progress) -> None:

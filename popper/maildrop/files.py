@@ -18,6 +18,7 @@ except ImportError:         # a Python built without threads (SCO): work runs in
 
 COPY_CHUNK = 1 << 20
 MARKER = b"\0popper-rewrite\0"    # the spool's first bytes while popper rewrites it
+IOV_MAX = 1024              # pieces a pwritev takes (Linux's UIO_MAXIOV)
 PRINT = 4096                # bytes at each end of a range that identify it
 DAMAGED = "%s.damaged.%s.%d%s"    # beside the temp drop: what popper set aside
 
@@ -183,6 +184,25 @@ def write_at(fd: int, data: bytes, pos: int) -> None:
     while view:
         n = os.pwrite(fd, view, pos)
         view, pos = view[n:], pos + n
+
+
+def write_pieces(fd: int, pieces, pos: int) -> int:
+    """All of the pieces (bytes or views), one after the other, at pos, in
+    as few system calls as the kernel takes; returns the end."""
+    if not hasattr(os, "pwritev"):                  # Python 3.6
+        data = b"".join(pieces)
+        write_at(fd, data, pos)
+        return pos + len(data)
+    pieces, i = [p for p in pieces if len(p)], 0
+    while i < len(pieces):
+        n = os.pwritev(fd, pieces[i:i + IOV_MAX], pos)
+        pos += n
+        while i < len(pieces) and n >= len(pieces[i]):
+            n -= len(pieces[i])
+            i += 1
+        if n:                                   # the kernel took part of piece i
+            pieces[i] = memoryview(pieces[i])[n:]
+    return pos
 
 
 def separation(last2: bytes, next_byte: bytes) -> bytes:

@@ -70,7 +70,7 @@ def write_back(drop, spool_fd: int, kept, seen, headers: bool, extras, lock, log
             if data is not None:
                 out.write(data)
             elif b - a <= SMALL_BODY:
-                out.write(window.read(a, b))
+                out.write(window.view(a, b))
             else:
                 out.copy(temp_fd, a, b)
             if count % (4 * drop.settings.lock_refresh) == 0:
@@ -183,7 +183,7 @@ class _SpoolWriter:
     SYNC_EVERY = 8 << 20
 
     def __init__(self, fd: int, withhold: int = 0):
-        self.fd, self.pos, self.buf = fd, 0, bytearray()
+        self.fd, self.pos, self.buf, self.size = fd, 0, [], 0
         self.withhold = withhold
         self.head = b""
         self.last2 = b"\n\n"            # the last two bytes written
@@ -204,16 +204,18 @@ class _SpoolWriter:
         os.fsync(self.fd)
 
     def write(self, data) -> None:
+        """Add data (bytes, or a view that stays valid until the next flush)."""
         if data:
-            self.buf += data
+            self.buf.append(data)
+            self.size += len(data)
             self.last2 = (self.last2 + bytes(data[-2:]))[-2:]
-            if len(self.buf) >= files.COPY_CHUNK:
+            if self.size >= files.COPY_CHUNK:
                 self.flush()
 
     def copy(self, src: int, start: int, end: int) -> None:
         if end <= start:
             return
-        if end - start <= SMALL_BODY or self.pos + len(self.buf) < self.withhold:
+        if end - start <= SMALL_BODY or self.pos + self.size < self.withhold:
             data = os.pread(src, end - start, start)
             if len(data) != end - start:
                 raise OSError(errno.EIO, "the temporary drop shrank")
@@ -225,16 +227,13 @@ class _SpoolWriter:
             self._sync_behind()
 
     def flush(self) -> None:
-        data = memoryview(self.buf)
-        if self.pos < self.withhold:
+        pieces, self.buf, self.size = self.buf, [], 0
+        if self.pos < self.withhold and pieces:
+            data = b"".join(pieces)
             keep = min(self.withhold - self.pos, len(data))
-            self.head += data[:keep].tobytes()
-            data, self.pos = data[keep:], self.pos + keep
-        while data:
-            n = os.pwrite(self.fd, data, self.pos)
-            self.pos += n
-            data = data[n:]
-        self.buf = bytearray()
+            self.head += data[:keep]
+            pieces, self.pos = [data[keep:]], self.pos + keep
+        self.pos = files.write_pieces(self.fd, pieces, self.pos)
         self._sync_behind()
 
 
@@ -242,15 +241,25 @@ class _Window:
     """Reads a file forwards a megabyte at a time, for slicing small pieces."""
 
     def __init__(self, fd: int):
-        self.fd, self.base, self.data = fd, 0, b""
+        self.fd, self.base, self.data, self.mem = fd, 0, b"", memoryview(b"")
 
-    def read(self, start: int, end: int) -> bytes:
+    def hold(self, start: int, end: int) -> None:
+        """[start, end) in the window."""
         if not (self.base <= start and end <= self.base + len(self.data)):
             self.base = start
             self.data = os.pread(self.fd, max(end - start, files.COPY_CHUNK), start)
             if len(self.data) < end - start:
                 raise OSError(errno.EIO, "the temporary drop shrank")
+            self.mem = memoryview(self.data)
+
+    def read(self, start: int, end: int) -> bytes:
+        self.hold(start, end)
         return self.data[start - self.base:end - self.base]
+
+    def view(self, start: int, end: int) -> memoryview:
+        """[start, end) not copied (for writing it elsewhere)."""
+        self.hold(start, end)
+        return self.mem[start - self.base:end - self.base]
 
 
 def _message_pieces(fd: int, drop, msg, seen: bool, headers: bool, window: _Window, mmdf):
@@ -261,7 +270,7 @@ def _message_pieces(fd: int, drop, msg, seen: bool, headers: bool, window: _Wind
     headers = headers and not msg.flags & UW_DATA
     small = msg.end - msg.start <= SMALL_BODY
     if small:
-        window.read(msg.start, msg.end)     # the whole message in the window
+        window.hold(msg.start, msg.end)     # the whole message in the window
         original = window.read
     else:
         original = lambda a, b: os.pread(fd, b - a, a)  # noqa: E731

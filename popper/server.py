@@ -27,7 +27,8 @@ def load_session(settings) -> None:
     has them all) and before the session becomes the user, who may not be
     able to read the interpreter's files (its modules and codecs)."""
     import importlib
-    for name in SESSION_MODULES:
+    from popper import extensions
+    for name in SESSION_MODULES + tuple(extensions.names()):
         importlib.import_module(name)
     _backend(settings)
 

@@ -1,8 +1,9 @@
 """Runs popper ARGS (as the launcher does) and writes, to the file that
 $IMPORT_PROBE names, which modules each of its processes has loaded at
 three moments: when the greeting is written (a first write to fd 1 starting "+OK"), when it takes
-a user's identity (setresuid to a uid other than 0), and when it ends.
-One line per moment: "start|greeting|become|end pid uid module,...";
+a user's identity (setresuid to a uid other than 0), and when it ends;
+and a forked process at its start (fork).
+One line per moment: "start|greeting|fork|become|end pid uid module,...";
 start is before popper is imported (what the interpreter's site loads
 is not popper's).
 
@@ -14,7 +15,7 @@ import os
 import sys
 
 _out = os.open(os.environ["IMPORT_PROBE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-_write, _setresuid, _exit = os.write, os.setresuid, os._exit
+_write, _setresuid, _exit, _fork = os.write, os.setresuid, os._exit, os.fork
 _greeted = []
 
 
@@ -42,7 +43,14 @@ def exit_(status):
     _exit(status)
 
 
-os.write, os.setresuid, os._exit = write, setresuid, exit_
+def fork():
+    pid = _fork()
+    if pid == 0:
+        _record("fork")
+    return pid
+
+
+os.write, os.setresuid, os._exit, os.fork = write, setresuid, exit_, fork
 
 if __name__ == "__main__":
     # As the installed launcher starts it (packaging/launcher.py), on the

@@ -8,11 +8,14 @@ are seen from inside the real program by tests/importprobe.py.  Timings
 are bench/startup.py's; this holds the module sets, which do not vary."""
 
 import os
+import signal
+import socket
+import subprocess
 import sys
 
 import pytest
 
-from conftest import IS_ROOT, ROOT, corpus, start_inetd
+from conftest import IS_ROOT, ROOT, Conversation, corpus, free_port, start_inetd, wait_for_port
 
 import popper.native
 
@@ -99,3 +102,42 @@ def test_nothing_is_imported_after_becoming_the_user(mailhost, tmp_path, pure):
     for uid in uids:
         (became,), (ended,) = moments[("become", uid)], moments[("end", uid)]
         assert sorted(ended - became) == [], uid
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="a login process exists only as root")
+def test_a_standalone_session_imports_nothing_the_listener_had_not(mailhost, tmp_path):
+    """The standalone listener loads what every session needs once, before
+    it listens: a session process (and its login process) forked from it
+    imports nothing, whatever the session does -- each import there is paid
+    again by every connection."""
+    mailhost.deliver(MAIL + corpus.mbox_bytes(list(corpus.messages(3, seed=7))))
+    out = tmp_path / "probe"
+    env = dict(os.environ, IMPORT_PROBE=str(out))
+    env.pop("POPPER_PUREPYTHON", None)
+    port = free_port()
+    listener = subprocess.Popen([sys.executable, PROBE] + mailhost.command()[3:]
+                                + ["127.0.0.1:%d" % port], env=env, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, listener)
+        conv = Conversation(socket.create_connection(("127.0.0.1", port)))
+        commands = ["CAPA...", "USER alice", "PASS secret", "LIST 1 x-mangle",
+                    "RETR 1 X-MANGLE(TEXT=PLAIN)...", "XTND XLST subject 1...",
+                    "MDEF plain(x-mangle(text=plain))", "UIDL...", "DELE 2", "QUIT"]
+        for line in commands:
+            reply = conv.cmd(line.rstrip("."))
+            assert reply.startswith(b"+OK"), (line, reply)
+            if line.endswith("..."):
+                conv.multiline()
+        conv.close()
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        listener.communicate(timeout=30)
+    records = {}
+    for line in out.read_text().splitlines():
+        moment, pid, _, modules = line.split(" ", 3)
+        records.setdefault(int(pid), {})[moment] = set(modules.split(","))
+    forked = {pid: moments for pid, moments in records.items() if "fork" in moments}
+    assert len(forked) >= 4, records.keys()     # the probe's session and ours, each with its login process
+    for pid, moments in forked.items():
+        assert sorted(moments["end"] - moments["fork"]) == [], pid

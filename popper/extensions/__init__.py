@@ -30,10 +30,16 @@ class Subcommands(dict):
 
 
 def _modules():
-    # Imported when the first session starts: they import the session's
-    # state names, and the session imports this package.
+    # Imported by server.load_session() (names()), else when the first
+    # session starts: they import the session's state names, and the
+    # session imports this package.
     import importlib
-    return [(name, importlib.import_module("popper.extensions." + name)) for name in MODULES]
+    return [(name, importlib.import_module(module)) for name, module in zip(MODULES, names())]
+
+
+def names() -> list:
+    """The extension modules' full names."""
+    return ["popper.extensions." + name for name in MODULES]
 
 
 def install(session) -> None:

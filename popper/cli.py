@@ -27,7 +27,6 @@ import stat
 import sys
 
 from popper import __version__, server
-from popper.auth import unixdb
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file, tls_configured
 from popper.transport import inetd
@@ -266,6 +265,7 @@ def check(settings: Settings) -> list:
 def _apop_problems(settings: Settings) -> list:
     """The POP administrator must be a user, and not login-user (whose
     login process would then have pop.auth's owner's rights)."""
+    from popper.auth import unixdb
     entry = unixdb.getpwnam(settings.popuid)
     if entry is None:
         return ["the POP administrator %s (set popuid, configure.py --with-popuid) is not a "
@@ -304,6 +304,7 @@ def warnings(settings: Settings) -> list:
         return problems
     from popper.auth import apop
     if os.path.lexists(apop.names(settings.apop_db)["dir"]):        # none: no APOP users
+        from popper.auth import unixdb
         why = apop.usable(settings.apop_db, unixdb.getpwnam(settings.popuid).uid)
         if why:
             problems.append("APOP cannot be used until it is fixed (the greeting carries no "

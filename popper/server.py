@@ -8,7 +8,6 @@ import time
 import select
 
 from popper import __version__
-from popper.auth import unixdb
 from popper.protocol import Client, replies
 from popper.settings import TLS_ALTERNATE_PORT
 from popper.transport import connection
@@ -179,13 +178,18 @@ def login_identity(settings):
     login-user is not an account, or is root."""
     if os.geteuid() != 0 or not settings.login_user:
         return None
-    entry = unixdb.getpwnam(settings.login_user)
-    if entry is None:
-        raise LookupError("login-user %s: no such user" % settings.login_user)
-    if entry.uid == 0 or entry.gid == 0:
+    # The stdlib's pwd, unixdb's pure twin: asked before the greeting, this
+    # lookup of the administrator's setting does not wait for cffi's backend
+    # and the C extension (about 1.5 ms), which load with the session.
+    import pwd
+    try:        # the name's latin-1 bytes, as unixdb gives them to the C library
+        entry = pwd.getpwnam(os.fsdecode(settings.login_user.encode("latin-1")))
+    except (KeyError, ValueError, UnicodeError):
+        raise LookupError("login-user %s: no such user" % settings.login_user) from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise LookupError("login-user %s: must not be root (uid %d, gid %d)"
-                          % (settings.login_user, entry.uid, entry.gid))
-    return entry.uid, entry.gid
+                          % (settings.login_user, entry.pw_uid, entry.pw_gid))
+    return entry.pw_uid, entry.pw_gid
 
 
 def implicit_tls(settings, tls) -> bool:

@@ -31,6 +31,8 @@ AFTER_GREETING = {
     "popper.maildrop.scan", "popper.bulletins", "popper.bulldb", "popper.logindelay",
     "popper.transport.standalone", "popper.transport.tls", "popper.protocol.session",
     "popper.protocol.lines", "popper.extensions", "popper.privsep", "importlib", "warnings",
+    # cffi's backend and the C extension: the session's (server.login_identity asks pwd)
+    "_cffi_backend", "popper.native", "popper._cpopper", "popper._cpam", "popper.auth.unixdb",
     # socket.py and signal.py (enum, selectors, collections), the idna codec (re, unicodedata)
     "socket", "signal", "enum", "selectors", "collections", "functools", "encodings.idna",
     "unicodedata"}

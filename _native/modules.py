@@ -75,9 +75,10 @@ class Module:
 
 MODULES = (
     # The C core: the scanner, the wire encoder, crypt, the account databases, ndbm files,
-    # prctl.
-    Module("popper._cpopper", "NATIVE", ("scan", "wire", "crypt", "accounts", "ndbm", "process"),
-           sources=("scanner.c", "wire.c", "md5.c", "ndbm.c"), libraries=("crypt",),
+    # prctl, the QUIT's message edits.
+    Module("popper._cpopper", "NATIVE", ("scan", "wire", "crypt", "accounts", "ndbm", "process",
+                                         "rewrite"),
+           sources=("scanner.c", "wire.c", "md5.c", "ndbm.c", "rewrite.c"), libraries=("crypt",),
            probe=("crypt.h", "crypt")),
     # PAM, apart so that the C core needs no libpam (python-pam stands in).
     Module("popper._cpam", "NATIVE_PAM", ("pam",), libraries=("pam",),

@@ -63,6 +63,17 @@ void pn_encode_uid(const unsigned char digest[16], char out[20]);
 
 size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
 
+/* --- a kept message's edits at QUIT (twin: popper/maildrop/rewrite.py; rewrite.c) --- */
+
+#define PN_EDITS_OTHER_FORMAT 1     /* into a spool of the other format: the caller's case */
+#define PN_EDITS_NO_ROOM      2     /* out is too small, or the offsets are out of order */
+
+size_t pn_message_edits_room(size_t len, size_t uid_len, size_t mmdf_len);
+int pn_message_edits(const char *msg, size_t len, size_t header, size_t body,
+                     size_t content_end, int flags, const char *uid, size_t uid_len,
+                     int seen, int headers, int add_status, const char *mmdf,
+                     size_t mmdf_len, char *out, size_t room, long *lens);
+
 /* --- classic ndbm files (twin: popper/ndbm.py; ndbm.c) --- */
 
 #define PN_NDBM_PBLKSIZ  1024       /* a .pag page */

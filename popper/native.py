@@ -17,6 +17,7 @@ them).  Each pure twin is chosen beside its own code, from these flags:
   wire_encode(data, state)    pn_wire_encode     popper/maildrop/wire.py
   wire_reply(prefix, header, data, start, end, state, ending)
                               pn_wire_encode     popper/maildrop/wire.py
+  message_edits(data, at, ...)  pn_message_edits popper/maildrop/rewrite.py
   crypt(password, setting)    crypt_r            popper/auth/cryptpw.py
   crypt_gensalt()             crypt_gensalt_rn   popper/auth/unixdb.py
   getpwnam(name)              getpwnam_r         popper/auth/unixdb.py
@@ -136,6 +137,48 @@ def wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int, 
     tail = ending(st[0])
     ffi.memmove(buf + n, tail, len(tail))
     return ffi.buffer(buf, n + len(tail))[:]
+
+
+class _EditsBuffer:
+    """A reusable output buffer for pn_message_edits."""
+    size = 0
+    buf = None
+    lens = None
+
+
+_edits_buffer = _EditsBuffer()
+
+
+def message_edits(data: bytes, at: int, length: int, header: int, body: int,
+                  content_end: int, flags: int, uid: bytes, seen: bool, headers: bool,
+                  add_status: bool, mmdf):
+    """pn_message_edits on data[at:at + length], read in place: (separator
+    line, header, ending), None for each that stays as it is; None for a
+    message going into a spool of the other format (rewrite.py's twin)."""
+    mmdf = mmdf or b""
+    need = lib.pn_message_edits_room(length, len(uid), len(mmdf))
+    b = _edits_buffer
+    if b.size < need:
+        b.size = max(need, 1 << 18)
+        b.buf = ffi.new("char[]", b.size)
+        b.lens = ffi.new("long[3]")
+    if at < 0 or length < 0 or at + length > len(data):
+        raise ValueError("the message is not in the data")
+    rc = lib.pn_message_edits(ffi.from_buffer(data) + at, length, header, body, content_end,
+                              flags, uid, len(uid), int(bool(seen)), int(bool(headers)),
+                              int(bool(add_status)), mmdf, len(mmdf), b.buf, b.size, b.lens)
+    if rc == lib.PN_EDITS_OTHER_FORMAT:
+        return None
+    if rc:
+        raise ValueError("the message's offsets are out of order")
+    out, pos = [], 0
+    for n in b.lens:
+        if n < 0:
+            out.append(None)
+        else:
+            out.append(ffi.buffer(b.buf + pos, n)[:])
+            pos += n
+    return tuple(out)
 
 
 def crypt(password: bytes, setting: bytes):

@@ -25,6 +25,7 @@ import errno
 import os
 import time
 
+from popper import native
 from popper.maildrop import files, render
 from popper.maildrop.journal import Done, Rewrite
 from popper.maildrop.scan import MMDF_MESSAGE, UW_DATA, NotAMailbox, scan
@@ -267,24 +268,33 @@ def _message_pieces(fd: int, drop, msg, seen: bool, headers: bool, window: _Wind
     separator) or mbox (mmdf None): its separator line, its header
     (rewritten unless headers is off or it is UW-IMAP's folder data), its
     body, what ends it.  A piece that comes out as it was is (a, b, None)."""
-    headers = headers and not msg.flags & UW_DATA
-    small = msg.end - msg.start <= SMALL_BODY
-    if small:
+    add_status = drop.settings.update_status_headers
+    if msg.end - msg.start <= SMALL_BODY:
         window.hold(msg.start, msg.end)     # the whole message in the window
+        start = msg.start
+        edits = message_edits(window.data, start - window.base, msg.end - start,
+                              msg.header - start, msg.body - start, msg.content_end - start,
+                              msg.flags, msg.uid, seen, headers, add_status, mmdf)
+        if edits is not None:
+            line, header, ending = edits
+            yield start, msg.header, line
+            yield msg.header, msg.body, header
+            yield msg.body, msg.content_end, None
+            yield msg.content_end, msg.end, ending
+            return
         original = window.read
     else:
         original = lambda a, b: os.pread(fd, b - a, a)  # noqa: E731
+    headers = headers and not msg.flags & UW_DATA
     line = original(msg.start, msg.header)
-    head, eol = _separator_line(line, msg, mmdf)
+    head, eol = _separator_line(line, msg.flags, mmdf)
     yield msg.start, msg.header, None if head == line else head
     last = head[-1:]
     if headers:
-        old = original(msg.header, msg.body) if small or msg.body - msg.header <= SMALL_BODY \
-            else None
+        old = original(msg.header, msg.body) if msg.body - msg.header <= SMALL_BODY else None
         header = render.rewritten_header([old] if old is not None else
                                          render.header_blocks(fd, msg.header, msg.body),
-                                         msg.uid, seen, eol,
-                                         drop.settings.update_status_headers)
+                                         msg.uid, seen, eol, add_status)
         yield msg.header, msg.body, None if header == old else header
         last = header[-1:] or last
     else:
@@ -294,28 +304,65 @@ def _message_pieces(fd: int, drop, msg, seen: bool, headers: bool, window: _Wind
     if msg.content_end > msg.body:
         last = original(msg.content_end - 1, msg.content_end)
     tail = original(msg.content_end, msg.end)
-    ending = _ending(last, eol, msg, tail, mmdf)
+    ending = _ending(last, eol, msg.flags, tail, mmdf)
     yield msg.content_end, msg.end, None if ending == tail else ending
 
 
-def _separator_line(line: bytes, msg, mmdf):
+def pure_message_edits(data: bytes, at: int, length: int, header: int, body: int,
+                       content_end: int, flags: int, uid: bytes, seen: bool, headers: bool,
+                       add_status: bool, mmdf):
+    """A kept message's edits, for one that lies whole in data from `at`
+    (header, body, content_end relative to its start): (separator line,
+    header, ending), None for each that stays as it is (_message_pieces'
+    rules); None for a message going into a spool of the other format.
+    The twin of _native/rewrite.c (native.message_edits)."""
+    if not (0 <= at and 0 <= length and at + length <= len(data)):
+        raise ValueError("the message is not in the data")
+    if bool(flags & MMDF_MESSAGE) != bool(mmdf):
+        return None
+    if not 0 <= header <= body <= content_end <= length:
+        raise ValueError("the message's offsets are out of order")
+    headers = headers and not flags & UW_DATA
+    line = data[at:at + header]
+    head, eol = _separator_line(line, flags, mmdf)
+    last = b"\n"
+    new = None
+    if headers:
+        old = data[at + header:at + body]
+        new = render.rewritten_header([old], uid, seen, eol, add_status)
+        last = new[-1:]
+        new = None if new == old else new
+    elif body > header:
+        last = data[at + body - 1:at + body]
+    if content_end > body:
+        last = data[at + content_end - 1:at + content_end]
+    tail = data[at + content_end:at + length]
+    ending = _ending(last, eol, flags, tail, mmdf)
+    return None if head == line else head, new, None if ending == tail else ending
+
+
+def _separator_line(line: bytes, flags: int, mmdf):
     """A message's separator line as written back, and the line end its
     spool uses: a separator cut off by the end of the file gets one.  A
     message going into a spool of the other format gets that format's
     (an mbox From line of MAILER-DAEMON and the time now, for MMDF mail)."""
-    if bool(msg.flags & MMDF_MESSAGE) != bool(mmdf):
+    if bool(flags & MMDF_MESSAGE) != bool(mmdf):
         line = mmdf or b"From MAILER-DAEMON %s\n" % time.asctime().encode()
     if line.endswith(b"\r\n"):
         return line, b"\r\n"
     return (line if line.endswith(b"\n") else line + b"\n"), b"\n"
 
 
-def _ending(last: bytes, eol: bytes, msg, tail: bytes, mmdf) -> bytes:
+def _ending(last: bytes, eol: bytes, flags: int, tail: bytes, mmdf) -> bytes:
     """What ends a message in the spool: an LF if it lacks one (the fewest
     bytes added; the client gets a CRLF either way), then the blank line
     (mbox) or its trailer (MMDF: the one it had, and what followed it, or
     the separator where it was missing)."""
     fix = b"" if last == b"\n" else b"\n"
     if mmdf:
-        return fix + (tail if msg.flags & MMDF_MESSAGE and tail.startswith(mmdf) else mmdf)
+        return fix + (tail if flags & MMDF_MESSAGE and tail.startswith(mmdf) else mmdf)
     return fix + eol
+
+
+native_message_edits = native.message_edits         # _native/rewrite.c
+message_edits = native_message_edits if native.NATIVE else pure_message_edits

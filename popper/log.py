@@ -57,6 +57,46 @@ GONE = (errno.ECONNREFUSED, errno.ENOTCONN, errno.EPIPE, errno.ECONNRESET, errno
         errno.EBADF)
 
 
+def trace() -> str:
+    """The exception being handled, as traceback.format_exc() writes it
+    but for the source lines: the traceback module (with linecache,
+    tokenize, textwrap) would be ~4 ms more of every inetd connection's
+    imports, and a session that is the user may not read the sources."""
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return "NoneType: None\n"
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    parts = []
+    for exc in reversed(chain):
+        if parts:
+            parts.append("\nThe above exception was the direct cause of the following "
+                         "exception:\n\n" if exc.__cause__ is not None else
+                         "\nDuring handling of the above exception, another exception "
+                         "occurred:\n\n")
+        tb = exc.__traceback__
+        if tb is not None:
+            parts.append("Traceback (most recent call last):\n")
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            parts.append('  File "%s", line %s, in %s\n' % (code.co_filename, tb.tb_lineno,
+                                                          code.co_name))
+            tb = tb.tb_next
+        name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__"):
+            name = "%s.%s" % (module, name)
+        try:
+            text = str(exc)
+        except Exception:
+            text = "<exception str() failed>"
+        parts.append("%s: %s\n" % (name, text) if text else "%s\n" % name)
+    return "".join(parts)
+
+
 def clean(message: str) -> str:
     """Client or mail text made safe for one line: unprintables become "?"."""
     return "".join(c if c.isprintable() or c == " " else "?" for c in message)

@@ -15,7 +15,7 @@ from popper.transport import connection
 # What a session needs beyond the greeting: imported by load_session()
 # once the greeting is out (docs/architecture.md, "Start-up").
 SESSION_MODULES = (
-    "socket", "signal", "traceback", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
+    "socket", "signal", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
     "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
     "popper.bulldb", "popper.maildrop", "popper.maildrop.files", "popper.privsep")
 

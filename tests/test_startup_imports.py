@@ -104,6 +104,11 @@ def test_nothing_is_imported_after_becoming_the_user(mailhost, tmp_path, pure):
     for uid in uids:
         (became,), (ended,) = moments[("become", uid)], moments[("end", uid)]
         assert sorted(ended - became) == [], uid
+    # Nor what this session has no use for: OpenSSL's hashes (digests.py
+    # computes MD5 and HMAC; SCRAM's PBKDF2 loads hashlib when it runs) and
+    # the traceback module (log.trace).
+    ends = set().union(*[s for (moment, _), sets in moments.items() if moment == "end" for s in sets])
+    assert sorted(ends & {"_hashlib", "hashlib", "hmac", "traceback"}) == []
 
 
 @pytest.mark.root

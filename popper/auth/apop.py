@@ -29,12 +29,10 @@ committed one before it makes its own.
 
 import errno
 import fcntl
-import hashlib
-import hmac
 import os
 import time
 
-from popper import ndbm
+from popper import digests, ndbm
 from popper.maildrop.files import unfit
 
 LOCK_WAIT = 10          # seconds a reader or a change waits for the lock
@@ -84,12 +82,12 @@ def key(user: str) -> bytes:
 
 def digest(timestamp: str, secret: bytes) -> str:
     """The digest a client sends: lower-case hex MD5 of timestamp + secret."""
-    return hashlib.md5(timestamp.encode("latin-1") + secret).hexdigest()
+    return digests.md5(timestamp.encode("latin-1") + secret).hexdigest()
 
 
 def same_digest(given: str, expected: str) -> bool:
     """Compared in constant time, case-sensitively, as Qpopper's strcmp."""
-    return hmac.compare_digest(given.encode("latin-1"), expected.encode("latin-1"))
+    return digests.compare_digest(given.encode("latin-1"), expected.encode("latin-1"))
 
 
 def timestamp(hostname: str) -> str:

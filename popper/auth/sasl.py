@@ -33,11 +33,10 @@ are taken as their bytes (the same for ASCII ones).
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
 import time
 
+from popper import digests
 from popper.auth import AuthError
 from popper.protocol import replies as R
 from popper.protocol.lines import TooLong
@@ -206,7 +205,7 @@ def cram_challenge(hostname: str) -> str:
 
 def cram_digest(challenge: str, secret: bytes) -> str:
     """The lower-case hex HMAC-MD5 of the challenge, keyed with the secret."""
-    return hmac.new(secret, challenge.encode("latin-1"), hashlib.md5).hexdigest()
+    return digests.hmac(secret, challenge.encode("latin-1"), digests.md5).hex()
 
 
 def _saslname(value: str):
@@ -233,7 +232,7 @@ def scram_names(message: bytes):
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
+    return digests.hmac(key, data, digests.sha256)
 
 
 class Scram:
@@ -269,17 +268,18 @@ class Scram:
             proof = base64.b64decode(proof.encode("latin-1"), validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("a proof that is not base64") from None
-        if len(proof) != hashlib.sha256().digest_size:
+        if len(proof) != digests.sha256().digest_size:
             raise ValueError("a proof of %d bytes" % len(proof))
         message = ("%s,%s,%s" % (self.client_first_bare, self.server_first,
                                  without_proof)).encode("latin-1")
 
         def right(secret: bytes) -> bool:
+            import hashlib      # OpenSSL's PBKDF2: as root, in the exchange (digests.py)
             salted = hashlib.pbkdf2_hmac("sha256", secret, self.salt, SCRAM_ITERATIONS)
-            stored_key = hashlib.sha256(_hmac(salted, b"Client Key")).digest()
+            stored_key = digests.sha256(_hmac(salted, b"Client Key")).digest()
             signature = _hmac(stored_key, message)
             client_key = bytes(a ^ b for a, b in zip(proof, signature))
-            if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+            if not digests.compare_digest(digests.sha256(client_key).digest(), stored_key):
                 return False
             self.server_signature = _hmac(_hmac(salted, b"Server Key"), message)
             return True

@@ -44,9 +44,9 @@ done).
 """
 
 import collections
-import hashlib
 import os
 
+from popper import digests
 from popper.maildrop import files
 from popper.maildrop.journal import Compact
 from popper.maildrop.rewrite import SMALL_BODY, _Window
@@ -276,12 +276,12 @@ def decode(data: bytes, table: int):
 
 
 def digest(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
+    return digests.md5(data).hexdigest()
 
 
 def _slot_bytes(p: Progress, fp: str) -> bytes:
     line = "%d %d %d %d %d %d" % p
-    check = hashlib.md5(("%s %s" % (fp, line)).encode("ascii")).hexdigest()
+    check = digests.md5(("%s %s" % (fp, line)).encode("ascii")).hexdigest()
     return ("%s %s\n" % (line, check)).encode("ascii")
 
 

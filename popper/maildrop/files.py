@@ -3,11 +3,11 @@ ranges between files, telling a file's content again, setting aside what
 cannot be read, and running work beside the session."""
 
 import errno
-import hashlib
 import os
 import stat
 import time
 
+from popper import digests
 from popper.maildrop import MaildropError, render
 from popper.protocol import replies
 
@@ -218,7 +218,7 @@ def fingerprint(fd: int, length: int) -> str:
     """Identifies a file's first `length` bytes cheaply: their number and
     the PRINT bytes at each end.  Mail delivered after the file was emptied
     cannot match it (it would have to repeat those bytes at those offsets)."""
-    md5 = hashlib.md5(b"%d:" % length)
+    md5 = digests.md5(b"%d:" % length)
     md5.update(os.pread(fd, min(PRINT, length), 0))
     md5.update(os.pread(fd, min(PRINT, length), max(length - PRINT, 0)))
     return md5.hexdigest()

@@ -25,12 +25,11 @@ The rules (Qpopper's, docs/deviations.md says where we differ):
   the separator, a salt, and the Received:/Date:/Message-Id:/Subject: lines.
 """
 
-import hashlib
 import os
 import struct
 from array import array
 
-from popper import native
+from popper import digests, native
 
 WINDOW = 1 << 20            # bytes read per pread
 LINE_WINDOW = 1 << 16       # a header line is looked at whole up to this length
@@ -121,7 +120,7 @@ class MessageTable:
             if uid in seen:
                 k = next_k.get(uid, 1)
                 while True:
-                    new = encode_uid(hashlib.md5(uid + b"/%d" % k).digest())
+                    new = encode_uid(digests.md5(uid + b"/%d" % k).digest())
                     k += 1
                     if new not in taken:
                         break
@@ -459,7 +458,7 @@ def _after_trailer(reader: _Reader, separator: bytes, trailer: int) -> int:
 
 def _make_uid(reader: _Reader, msg: Message, sepline: bytes, counter: int,
               salted: bool, old_style: bool) -> bytes:
-    md5 = hashlib.md5(sepline)
+    md5 = digests.md5(sepline)
     if salted and not old_style:
         md5.update(struct.pack("l", counter))
     pos = msg.header

@@ -30,7 +30,7 @@ from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
 from popper.settings import TLS_STLS
 
-# SASL, the gatekeeper's rules, X-MANGLE, the maildrop and traceback are
+# SASL, the gatekeeper's rules, X-MANGLE and the maildrop are
 # imported where they are used: an inetd session loads them after its
 # greeting (server.load_session), before the fork and before becoming
 # the user (docs/architecture.md, "Start-up").
@@ -82,8 +82,8 @@ def _lower(text: str) -> str:
 
 
 def _trace() -> str:
-    import traceback
-    return traceback.format_exc()
+    from popper.log import trace
+    return trace()
 
 
 def _maildrop_error():

@@ -447,8 +447,8 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
             # so the connection is cut (it sees an error, never a cut-short
             # message) and the session ends as a hangup would.
             signals.waiting = False
-            import traceback        # loaded with the session's modules (server.load_session)
-            log.error("session aborted: %s" % traceback.format_exc())
+            from popper.log import trace
+            log.error("session aborted: %s" % trace())
             session.end("hangup")
     finally:
         # After a QUIT whose reply could not be written, its AfterSend (the

@@ -98,7 +98,12 @@ def plan(pieces, first: bytes):
     covers while the compaction runs (a piece reading them takes them from
     here).  The unchanged prefix (pieces at their own place) is left out:
     start is where the first segment goes, total the new spool's size."""
-    segments, literal, dest = [], bytearray(), 0
+    # Segments are built as lists [src, a, b, dest], each merged into the
+    # last one where it continues it (the same source, the next bytes, the
+    # next place): a message's unchanged body and the next one's separator
+    # line, runs of new bytes.
+    segments, literal, size, dest = [], [], 0, 0
+    last = [None, 0, 0, 0]
     for a, b, data in pieces:
         copy = data is None
         if copy:
@@ -110,36 +115,36 @@ def plan(pieces, first: bytes):
             if a < HEAD:                # under the marker: taken from `first`
                 data, a = first[a:min(b, HEAD)], min(b, HEAD)
         if data:
-            _add(segments, Segment(PLAN, len(literal), len(literal) + len(data), dest))
-            literal += data
-            dest += len(data)
+            n = len(data)
+            if last[0] == PLAN and last[2] == size and last[3] + last[2] - last[1] == dest:
+                last[2] += n
+            else:
+                last = [PLAN, size, size + n, dest]
+                segments.append(last)
+            literal.append(data)
+            size += n
+            dest += n
         if copy and a < b:
-            _add(segments, Segment(SPOOL, a, b, dest))
+            if last[0] == SPOOL and last[2] == a and last[3] + last[2] - last[1] == dest:
+                last[2] = b
+            else:
+                last = [SPOOL, a, b, dest]
+                segments.append(last)
             dest += b - a
-    start = segments[0].dest if segments else dest
-    return _split(segments), bytes(literal), start, dest
-
-
-def _add(segments, seg) -> None:
-    """Append seg, merged with the last one where it continues it."""
-    if segments:
-        last = segments[-1]
-        if last.src == seg.src and last.b == seg.a and last.end == seg.dest:
-            segments[-1] = last._replace(b=seg.b)
-            return
-    segments.append(seg)
+    start = segments[0][3] if segments else dest
+    return _split(segments), b"".join(literal), start, dest
 
 
 def _split(segments) -> list:
     """Spool segments cut into PIECE bytes at most, so that a batch can end
     within a long run of unchanged mail."""
     out = []
-    for seg in segments:
-        if seg.src == SPOOL and seg.b - seg.a > PIECE:
-            for a in range(seg.a, seg.b, PIECE):
-                out.append(Segment(SPOOL, a, min(a + PIECE, seg.b), seg.dest + a - seg.a))
+    for src, a, b, dest in segments:
+        if src == SPOOL and b - a > PIECE:
+            for at in range(a, b, PIECE):
+                out.append(Segment(SPOOL, at, min(at + PIECE, b), dest + at - a))
         else:
-            out.append(seg)
+            out.append(Segment(src, a, b, dest))
     return out
 
 
@@ -364,26 +369,27 @@ class Compaction:
         out = _Out(self.spool_fd)
         spool, stage = _Window(self.spool_fd), _Window(self.temp_fd)
         literal = memoryview(self.literal)
-        for seg in segments:
-            a, b = seg.a, seg.b
-            if seg.in_place:
-                out.flush(None)
-                continue
-            out.at(seg.dest)
-            if seg.src == PLAN:
+        spool_view, stage_view, stage_at = spool.view, stage.view, self.stage_at
+        for src, a, b, dest in segments:
+            if src == PLAN:
+                out.at(dest)
                 out.add(literal[a:b])
                 continue
+            if a == dest:               # in place
+                out.flush(None)
+                continue
+            out.at(dest)
             staged = sa <= a and b <= sb
-            fd, window = (self.temp_fd, stage) if staged else (self.spool_fd, spool)
             if staged:
-                a, b = self.stage_at + a - sa, self.stage_at + b - sa
+                a, b = stage_at + a - sa, stage_at + b - sa
             if b - a > SMALL_BODY:
-                out.flush(seg.end)
-                if seg.dest < HEAD:     # the marker's place: the head goes there at the end
-                    a += HEAD - seg.dest
-                files.copy_range(fd, self.spool_fd, a, b, max(seg.dest, HEAD))
+                out.flush(dest + b - a)
+                if dest < HEAD:         # the marker's place: the head goes there at the end
+                    a += HEAD - dest
+                files.copy_range(self.temp_fd if staged else self.spool_fd, self.spool_fd,
+                                 a, b, max(dest, HEAD))
             else:
-                out.add(window.view(a, b))
+                out.add((stage_view if staged else spool_view)(a, b))
         out.flush(None)
 
     def _progress(self, p: Progress) -> None:

@@ -187,7 +187,6 @@ class _SpoolWriter:
         self.fd, self.pos, self.buf, self.size = fd, 0, [], 0
         self.withhold = withhold
         self.head = b""
-        self.last2 = b"\n\n"            # the last two bytes written
         self.synced_to = 0
         self.syncer = None
 
@@ -209,7 +208,6 @@ class _SpoolWriter:
         if data:
             self.buf.append(data)
             self.size += len(data)
-            self.last2 = (self.last2 + bytes(data[-2:]))[-2:]
             if self.size >= files.COPY_CHUNK:
                 self.flush()
 
@@ -224,7 +222,6 @@ class _SpoolWriter:
         else:
             self.flush()
             self.pos = files.copy_range(src, self.fd, start, end, self.pos)
-            self.last2 = (self.last2 + os.pread(src, 2, max(end - 2, start)))[-2:]
             self._sync_behind()
 
     def flush(self) -> None:

@@ -339,6 +339,7 @@ class Compaction:
         seq = progress.seq if progress else 0
         k, stage = (progress.k, (progress.sa, progress.sb) if progress.sb else None) \
             if progress else (0, None)
+        said = progress is not None and progress.k >= len(segments)   # all written, in a slot
         for kind, k, j, sa, sb in batches(segments, record.start, record.total, k, stage):
             if self.refresh:
                 self.refresh()
@@ -347,12 +348,14 @@ class Compaction:
                 files.copy_range(self.spool_fd, self.temp_fd, sa, sb, self.stage_at)
                 os.fdatasync(self.temp_fd)
                 self._progress(Progress(seq, k, segments[k].dest, sa, sb, self.stage_at))
+                said = False
             else:
                 self._write(segments[k:j], sa, sb)
                 os.fdatasync(self.spool_fd)
                 w = segments[j].dest if j < len(segments) else record.total
                 self._progress(Progress(seq, j, w, 0, 0, 0))
-        self.finish(cut, seq)
+                said = j >= len(segments)
+        self.finish(cut, seq, said)
 
     def finished(self, progress) -> Compacted:
         """Compacted, if progress says every segment is written, else None."""
@@ -397,12 +400,14 @@ class Compaction:
                        self.record.plan + (p.seq % 2) * SLOT)
         os.fdatasync(self.temp_fd)
 
-    def finish(self, cut: bool = True, seq: int = 0) -> None:
-        """Every segment is on the disk: say so (the last progress slot),
-        then cut the spool to its size and put its head back."""
+    def finish(self, cut: bool = True, seq: int = 0, said: bool = False) -> None:
+        """Every segment is on the disk: say so (the last progress slot,
+        unless the last batch's said it: said), then cut the spool to its
+        size and put its head back."""
         spool_fd, record = self.spool_fd, self.record
         total = record.total
-        self._progress(Progress(seq + 1, len(self.segments), total, 0, 0, 0))
+        if not said:
+            self._progress(Progress(seq + 1, len(self.segments), total, 0, 0, 0))
         if not cut:
             return
         if files.size(spool_fd) > total:

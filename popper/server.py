@@ -15,21 +15,39 @@ from popper.transport import connection
 # What a session needs beyond the greeting: imported by load_session()
 # once the greeting is out (docs/architecture.md, "Start-up").
 SESSION_MODULES = (
-    "socket", "signal", "popper.protocol.session", "popper.extensions.mangle", "popper.auth.sasl",
+    "socket", "signal", "popper.protocol.session", "popper.extensions.mangle_request", "popper.auth.sasl",
     "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
     "popper.bulldb", "popper.maildrop", "popper.maildrop.files", "popper.privsep")
 
 
+# What only some sessions run, read ahead by load_session() and run at its
+# first import (popper/deferred.py): X-MANGLE's mangler and what it
+# imports on Python 3.6 to 3.13 (tests/test_deferred.py holds the list).
+READ_AHEAD = (
+    "popper.extensions.mangle", "_string", "string", "copy", "_datetime", "datetime", "locale",
+    "calendar", "ipaddress", "urllib", "urllib.parse", "quopri", "uu", "html", "html.entities",
+    "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
+    "email.encoders", "email.charset", "email.utils", "email._encoded_words", "email.header",
+    "email._policybase", "email.feedparser", "email.parser", "email.iterators", "email.message",
+    "email.generator", "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii",
+    "encodings.latin_1", "encodings.raw_unicode_escape", "encodings.cp1252",
+    "encodings.iso2022_jp") + tuple("encodings.iso8859_%d" % n for n in (2, 3, 4, 5, 6, 7, 8, 9,
+                                                                       10, 11, 13, 15))
+
+
 def load_session(settings) -> None:
     """Import what the rest of the session needs, and the back-end
-    settings names: as root, before the login process is forked (it then
-    has them all) and before the session becomes the user, who may not be
-    able to read the interpreter's files (its modules and codecs)."""
+    settings names, and read READ_AHEAD: as root, before the login process
+    is forked (it then has them all) and before the session becomes the
+    user, who may not be able to read the interpreter's files (its modules
+    and codecs)."""
     import importlib
     from popper import extensions
     for name in SESSION_MODULES + tuple(extensions.names()):
         importlib.import_module(name)
     _backend(settings)
+    from popper import deferred
+    deferred.read(READ_AHEAD)
 
 
 def _backend(settings):

@@ -2,8 +2,9 @@
 $IMPORT_PROBE names, which modules each of its processes has loaded at
 three moments: when the greeting is written (a first write to fd 1 starting "+OK"), when it takes
 a user's identity (setresuid to a uid other than 0), and when it ends;
-and a forked process at its start (fork).
-One line per moment: "start|greeting|fork|become|end pid uid module,...";
+and a forked process at its start (fork); at become, also the modules
+popper/deferred.py holds read ahead (held).
+One line per moment: "start|greeting|fork|become|held|end pid uid module,...";
 start is before popper is imported (what the interpreter's site loads
 is not popper's).
 
@@ -35,6 +36,10 @@ def write(fd, data):
 def setresuid(ruid, euid, suid):
     if euid != 0:
         _record("become", euid)
+        deferred = sys.modules.get("popper.deferred")       # what it read ahead, held in memory
+        line = "held %d %d %s\n" % (os.getpid(), euid,
+                                     ",".join(deferred.held() if deferred else []))
+        _write(_out, line.encode())
     return _setresuid(ruid, euid, suid)
 
 

@@ -455,7 +455,7 @@ class Session:
         return R.ok(R.STAT, count=count, octets=octets)
 
     def do_list(self, arg: str = None, extra: str = None):
-        from popper.extensions import mangle
+        from popper.extensions import mangle_request as mangle     # the word; not the mangler
         octets = self.maildrop.messages.octets
         if arg is None:
             count, total = self.live_totals()
@@ -504,7 +504,7 @@ class Session:
         (pop_send.c takes a word whose lower-cased start is "mangle" or
         "x-mangle"; any other is ignored), -no-mime's without one, None
         for none; the -ERR bytes for a bad TEXT=."""
-        from popper.extensions import mangle
+        from popper.extensions import mangle_request as mangle     # the word; not the mangler
         if not mangle.asks_for_mangle(word):
             return mangle.PLAIN if self.no_mime else None
         return mangle.parse(word) or self.err(R.MANGLE_SYNTAX)

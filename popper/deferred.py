@@ -1,0 +1,121 @@
+"""Modules read now and run at their first import: what only some sessions
+use (X-MANGLE's email package: ~17 ms of imports on a clean interpreter),
+which must still not be read from the interpreter's files after the
+session becomes the user (who may not be able to read them).
+
+read(names) finds each module that is not loaded yet and keeps its byte
+code (the .pyc's bytes, checked against its source as the import system
+checks them; else the loader's compiled code); a finder first on
+sys.meta_path hands it to the import system when the module is first
+imported, which runs it then.  A compiled (C) module cannot wait: it is
+imported at once.  A name that is not there (another Python) is passed
+over; a module the list misses is imported from its file as usual
+(tests/test_deferred.py holds that the list misses none)."""
+
+import importlib
+import importlib.machinery
+import marshal
+import os
+import struct
+import sys
+from importlib._bootstrap_external import MAGIC_NUMBER  # importlib.util's, without contextlib
+
+__all__ = ["read", "held", "run_all"]
+
+
+class _Held:
+    """The finder and loader of the modules read ahead."""
+
+    def __init__(self):
+        self.modules = {}           # name -> (spec found when read, byte code or code)
+
+    def find_spec(self, name, path=None, target=None):
+        entry = self.modules.get(name)
+        if entry is None:
+            return None
+        spec = entry[0]
+        return importlib.machinery.ModuleSpec(
+            name, self, origin=spec.origin,
+            is_package=spec.submodule_search_locations is not None)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        found, code = self.modules.pop(module.__name__)
+        spec = module.__spec__
+        spec.has_location, spec.cached = True, found.cached
+        if found.submodule_search_locations is not None:
+            spec.submodule_search_locations = list(found.submodule_search_locations)
+            module.__path__ = spec.submodule_search_locations
+        module.__file__, module.__cached__ = found.origin, found.cached
+        if isinstance(code, bytes):
+            code = marshal.loads(code)
+        exec(code, module.__dict__)
+
+
+_HELD = _Held()
+
+
+def held() -> list:
+    """The names read and not yet imported."""
+    return sorted(_HELD.modules)
+
+
+def run_all() -> None:
+    """Import every module read and not yet imported (a standalone
+    listener: its sessions then import nothing)."""
+    for name in held():
+        if name in _HELD.modules:
+            importlib.import_module(name)
+
+
+def read(names) -> None:
+    """Read each named module (a package before its modules) not yet
+    loaded, for a later import."""
+    if _HELD not in sys.meta_path:
+        sys.meta_path.insert(0, _HELD)
+    for name in names:
+        if name in sys.modules or name in _HELD.modules:
+            continue
+        parent = name.rpartition(".")[0]
+        path = None
+        if parent:
+            if parent in _HELD.modules:
+                path = _HELD.modules[parent][0].submodule_search_locations
+            elif parent in sys.modules:
+                path = getattr(sys.modules[parent], "__path__", None)
+            if path is None:
+                continue                # not there, or not a package, in this Python
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None:
+            continue
+        if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            try:
+                importlib.import_module(name)       # a C module: now
+            except ImportError:
+                pass
+            continue
+        code = _pyc(spec)
+        if code is None:
+            try:
+                code = spec.loader.get_code(name)
+            except (ImportError, SyntaxError, OSError):
+                continue
+        _HELD.modules[name] = (spec, code)
+
+
+def _pyc(spec):
+    """The byte code of spec's .pyc when it is its source's (PEP 552's
+    timestamp header: magic, flags 0, mtime, size); else None."""
+    if sys.version_info < (3, 7) or not spec.cached:
+        return None
+    try:
+        with open(spec.cached, "rb") as f:
+            data = f.read()
+        st = os.stat(spec.origin)
+    except OSError:
+        return None
+    header = MAGIC_NUMBER + struct.pack("<III", 0, int(st.st_mtime) & 0xFFFFFFFF,
+                                        st.st_size & 0xFFFFFFFF)
+    return data[16:] if data[:16] == header else None

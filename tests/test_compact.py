@@ -277,6 +277,43 @@ def test_server_mode_writes_what_normal_mode_writes(tmp_path, case, uidl_first):
             [re.sub(rb"\nX-UIDL: [^\n]*", b"", out[False])] * 2
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["nothing came", "mail came at once"])
+def test_the_rewritten_spool_is_cached_as_a_scan_finds_it(tmp_path, late):
+    """The QUIT scans the new spool while it is cut, and caches the table
+    after the reply, under the key the spool had when the update was done:
+    mail delivered between the two makes the cache unused (the next login
+    scans and finds it), never a table without it."""
+    from popper.maildrop import cache
+    from popper.maildrop.scan import scan
+    (tmp_path / "alice").write_bytes(MAIL)
+    settings = settings_for(tmp_path, True)
+    assert session(tmp_path, True) is None
+    drop = open_maildrop(settings, "alice", RecordingLog())
+    n = len(drop.messages)
+    dele = bytearray(n)
+    for i in range(0, n, 3):
+        dele[i] = 1
+    drop.update(dele, bytearray([1]) * n)
+    if late:
+        deliver(tmp_path, NEW)
+    drop.close()
+    spool = str(tmp_path / "alice")
+    table = cache.load(settings, "alice", os.stat(spool))
+    if late:                        # no cache, or one with the new mail in it
+        assert table is None or len(table[0]) == n - len(range(0, n, 3)) + 2
+        again = open_maildrop(settings, "alice", RecordingLog())
+        assert len(again.messages) == n - len(range(0, n, 3)) + 2
+        again.close()
+        return
+    fd = os.open(spool, os.O_RDONLY)
+    try:
+        fresh = scan(fd).messages
+    finally:
+        os.close(fd)
+    cached, _ = table
+    assert list(cached) and [m.as_tuple() for m in cached] == [m.as_tuple() for m in fresh]
+
+
 # --- kills and errors at every call --------------------------------------------------
 
 class Kill(BaseException):

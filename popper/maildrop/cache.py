@@ -82,10 +82,11 @@ def _parse(data: bytes, key: tuple):
     return table, separator
 
 
-def save(settings, user: str, spool_fd: int, table: MessageTable, separator: bytes) -> None:
-    """Cache the table of the spool open on spool_fd; a failure only means
-    the next login scans."""
-    st = os.fstat(spool_fd)
+def save(settings, user: str, st, table: MessageTable, separator: bytes) -> None:
+    """Cache the table of the spool whose fstat() was st when the table was
+    true of it (taken under the spool's locks, or checked against the key
+    of a table scanned under them: a delivery since gives the spool another
+    key); a failure only means the next login scans."""
     count = len(table)
     parts = [MAGIC, HEADER.pack(*key(st), count, len(separator)), separator]
     for name in table.COLUMNS:

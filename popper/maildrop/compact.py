@@ -330,11 +330,12 @@ class Compaction:
             os.pwrite(spool_fd, files.MARKER, 0)
             os.fdatasync(spool_fd)
 
-    def run(self, progress=None, cut: bool = True) -> None:
+    def run(self, progress=None, cut: bool = True, beside=None) -> None:
         """From progress (None: the start) to the end: every batch, then the
         last progress slot, and (cut) the spool cut to size and its head put
         back (the login that finishes a compaction leaves that to its
-        recovery plan: mail may have come after the crash)."""
+        recovery plan: mail may have come after the crash); beside() runs
+        while the cut frees the blocks (finish)."""
         record, segments = self.record, self.segments
         seq = progress.seq if progress else 0
         k, stage = (progress.k, (progress.sa, progress.sb) if progress.sb else None) \
@@ -355,7 +356,7 @@ class Compaction:
                 w = segments[j].dest if j < len(segments) else record.total
                 self._progress(Progress(seq, j, w, 0, 0, 0))
                 said = j >= len(segments)
-        self.finish(cut, seq, said)
+        self.finish(cut, seq, said, beside)
 
     def finished(self, progress) -> Compacted:
         """Compacted, if progress says every segment is written, else None."""
@@ -400,20 +401,34 @@ class Compaction:
                        self.record.plan + (p.seq % 2) * SLOT)
         os.fdatasync(self.temp_fd)
 
-    def finish(self, cut: bool = True, seq: int = 0, said: bool = False) -> None:
+    def finish(self, cut: bool = True, seq: int = 0, said: bool = False, beside=None) -> None:
         """Every segment is on the disk: say so (the last progress slot,
-        unless the last batch's said it: said), then cut the spool to its
-        size and put its head back."""
+        unless the last batch's said it: said), then put the spool's head
+        back and cut it to its size, on the disk.  The cut (freeing the
+        blocks of what was deleted takes a while) runs in the background
+        while beside() runs: the new spool's bytes are all there (a crash
+        before the fsync leaves the head and the cut on the disk in either
+        order or not at all; the record covers each, recovery.plan)."""
         spool_fd, record = self.spool_fd, self.record
         total = record.total
         if not said:
             self._progress(Progress(seq + 1, len(self.segments), total, 0, 0, 0))
         if not cut:
             return
-        if files.size(spool_fd) > total:
-            os.ftruncate(spool_fd, total)
         files.write_at(spool_fd, record.head, 0)
-        os.fsync(spool_fd)
+        cutter = files.Background(self._cut)
+        try:
+            if beside is not None:
+                beside()
+        finally:
+            failure = cutter.wait()
+        if failure:
+            raise failure
+
+    def _cut(self) -> None:
+        if files.size(self.spool_fd) > self.record.total:
+            os.ftruncate(self.spool_fd, self.record.total)
+        os.fsync(self.spool_fd)
 
 
 def tail(spool_fd: int, total: int, bound: int):

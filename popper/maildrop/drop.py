@@ -58,8 +58,15 @@ class Drop(Maildrop):
         """The message table of the pieces (fd, start, end, shift) -- separate
         files, or parts of the spool about to be copied `shift` bytes on into
         the temp drop.  Raises Unscannable(i) if piece i is not mail."""
+        table, separator = self._table_of(pieces)
+        self.messages = table
+        self.separator = self.separator or separator
+        self.scanned_end = pieces[-1][2] + pieces[-1][3] if pieces else 0
+
+    def _table_of(self, pieces):
+        """(message table, MMDF separator or b"") of the pieces, as _scan says."""
         settings = self.settings
-        table = MessageTable()
+        table, separator = MessageTable(), b""
         base_time = int(time.time())
         for i, (fd, start, end, shift) in enumerate(pieces):
             try:
@@ -73,10 +80,9 @@ class Drop(Maildrop):
             if shift:
                 result.messages.shift(shift)
             table.extend(result.messages)
-            self.separator = self.separator or result.separator
+            separator = separator or result.separator
         table.make_uids_unique()
-        self.messages = table
-        self.scanned_end = pieces[-1][2] + pieces[-1][3] if pieces else 0
+        return table, separator
 
     # --- bulletins ---------------------------------------------------------------------
 

@@ -269,8 +269,8 @@ def set_aside(src: int, ranges, temp_path: str) -> str:
 
 class Background:
     """Work that runs beside the session, in a thread where there are
-    threads (else at once): wait() for it; it returns the OSError that
-    ended the work, or None."""
+    threads (else at once): wait() for it; it returns the exception (an
+    OSError) that ended the work, or None."""
 
     def __init__(self, work, *args):
         self.work, self.args, self.failure = work, args, None
@@ -284,7 +284,7 @@ class Background:
     def _run(self) -> None:
         try:
             self.work(*self.args)
-        except OSError as exc:
+        except BaseException as exc:    # an OSError; anything else is the waiter's to raise
             self.failure = exc
 
     def running(self) -> bool:

@@ -6,8 +6,9 @@ the cache (cache.py) when the spool is as it was cached, and the locks are
 let go at once; the temporary drop stays empty as the session lock.  A
 session that changes nothing leaves the spool as it was (and caches its
 table).  One that changes something has its spool compacted in place at
-QUIT, from the first changed message on (compact.py), then, after the
-client has its reply, scans and caches the new spool.
+QUIT, from the first changed message on (compact.py), and scans the new
+spool in the background (while the compaction's cut frees the deleted
+mail's blocks and the reply goes out) for the cache, which close() writes.
 open_maildrop() chooses normal mode instead when an earlier session left
 work behind (a journal, or mail in the temp drop).
 """
@@ -30,7 +31,9 @@ class ServerDrop(Drop):
         self.spool_fd = None
         self.spool_print = None         # (dev, ino, size, fingerprint) of what is served
         self.spool_key = None           # the cache key of a spool scanned at login
-        self.cache_after_close = False  # the spool was rewritten: cache it
+        self.scanner = None             # the QUIT's scan of the rewritten spool (Background),
+        self.rescanned = None           # its (table, separator),
+        self.cache_st = None            # and the spool's fstat once the update is done
 
     @property
     def source_fd(self) -> int:
@@ -139,9 +142,10 @@ class ServerDrop(Drop):
                 (seen[i] and not flags[i] & SEEN) or not flags[i] & HAS_UIDL
                 for i in range(len(messages)) if not flags[i] & UW_DATA))
         if not dirty:
-            if self.spool_key and cache.key(os.fstat(self.spool_fd)) == self.spool_key:
+            st = os.fstat(self.spool_fd)
+            if self.spool_key and cache.key(st) == self.spool_key:
                 # scanned at login, and no mail came since: the next login needs no scan
-                cache.save(self.settings, self.user, self.spool_fd, messages, self.separator)
+                cache.save(self.settings, self.user, st, messages, self.separator)
             self.finish()
             return
         with SpoolLock(self.spool_fd, self.spool_path, self.update_wait,
@@ -149,7 +153,6 @@ class ServerDrop(Drop):
             if not self._spool_unchanged():
                 raise MaildropError(replies.SPOOL_CHANGED)
             self._compact(lock, kept, seen, headers)
-        self.cache_after_close = True
 
     def _compact(self, lock, kept, seen, headers: bool) -> None:
         """With the spool locked: rewrite it in place from the first changed
@@ -180,13 +183,15 @@ class ServerDrop(Drop):
                                "next login makes the update" % (self.user, self.spool_path,
                                                                 again))
             raise Unfinished(exc) from None
+        rescan = lambda: self._start_rescan(work.record.total)  # noqa: E731
         try:
             try:
-                work.run()
+                work.run(beside=rescan)
             except OSError as exc:          # once more, from what is on the disk
                 self.log.error("%s: the update of %s failed (%s); trying again"
                                % (self.user, self.spool_path, exc))
-                work.run(compact.read_progress(self.temp_fd, work.record))
+                work.run(compact.read_progress(self.temp_fd, work.record), beside=rescan)
+            self.cache_st = os.fstat(spool_fd)     # the key of the spool the scan reads
             self.journal.remove()           # first: a plan no journal names is no mail
             self.finish()
         except OSError as exc:
@@ -198,22 +203,31 @@ class ServerDrop(Drop):
         self.finish()                       # the spool was never changed
 
     def close(self) -> None:
-        if self.cache_after_close:
-            self.cache_after_close = False
-            self._cache_rewritten_spool()
+        scanner, self.scanner = self.scanner, None
+        st, self.cache_st = self.cache_st, None
+        # After the reply: the table for the next login, cached under the key
+        # the spool had when the update was done (a delivery since gives the
+        # spool another key: the next login then scans).
+        if scanner is not None and not scanner.wait() and st is not None:
+            table, separator = self.rescanned
+            cache.save(self.settings, self.user, st, table, separator)
+        self.rescanned = None
         fd, self.spool_fd = self.spool_fd, None
         if fd is not None:
             os.close(fd)
         super().close()
 
-    def _cache_rewritten_spool(self) -> None:
-        """After a QUIT that rewrote the spool (and the client has its reply):
-        scan it again, locked, and cache the table for the next login."""
+    def _start_rescan(self, total: int) -> None:
+        """Once the QUIT's compaction has written the new spool (its bytes up
+        to total final): scan it in the background, for the cache, while
+        the spool is cut (and the reply goes out)."""
+        if self.scanner is not None:        # a second try: the first one's scan is as good
+            return
+        self.scanner = files.Background(self._rescan, total)
+
+    def _rescan(self, total: int) -> None:
         try:
-            with SpoolLock(self.spool_fd, self.spool_path, self.lock_wait,
-                           self.settings.locking):
-                self._scan([(self.spool_fd, 0, files.size(self.spool_fd), 0)])
-                cache.save(self.settings, self.user, self.spool_fd, self.messages,
-                           self.separator)
-        except (OSError, MaildropError, Unscannable) as exc:
+            self.rescanned = self._table_of([(self.spool_fd, 0, total, 0)])
+        except (OSError, Unscannable) as exc:
             self.log.debug("%s: no cache for the next login: %s" % (self.user, exc))
+            raise OSError(0, str(exc)) from None

@@ -3,6 +3,7 @@ client's name.  The transports call serve() for each connection."""
 
 import _socket as socket    # not socket.py before the greeting (docs/architecture.md)
 import os
+import sys
 import time
 
 import select
@@ -21,8 +22,9 @@ SESSION_MODULES = (
 
 
 # What only some sessions run, read ahead by load_session() and run at its
-# first import (popper/deferred.py): X-MANGLE's mangler and what it
-# imports on Python 3.6 to 3.13 (tests/test_deferred.py holds the list).
+# first import (popper/deferred.py): X-MANGLE's mangler, XTND XMIT's
+# subprocess and tempfile, and what they import on Python 3.6 to 3.13
+# (tests/test_deferred.py holds the list).
 READ_AHEAD = (
     "popper.extensions.mangle", "_string", "string", "copy", "_datetime", "datetime", "locale",
     "calendar", "ipaddress", "urllib", "urllib.parse", "quopri", "uu", "html", "html.entities",
@@ -32,7 +34,12 @@ READ_AHEAD = (
     "email.generator", "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii",
     "encodings.latin_1", "encodings.raw_unicode_escape", "encodings.cp1252",
     "encodings.iso2022_jp") + tuple("encodings.iso8859_%d" % n for n in (2, 3, 4, 5, 6, 7, 8, 9,
-                                                                       10, 11, 13, 15))
+                                                                       10, 11, 13, 15)) + (
+    "_posixsubprocess", "contextlib", "weakref", "_locale", "locale", "subprocess", "fnmatch",
+    "zlib", "_compression", "_bz2", "bz2", "_lzma", "lzma", "shutil", "_bisect", "bisect",
+    "_random", "_sha512", "random", "tempfile") + (
+    # random's sha512 before 3.8: hashlib's (with OpenSSL's, then imported at once)
+    ("_sha1", "_sha3", "_blake2", "_hashlib", "hashlib") if sys.version_info < (3, 8) else ())
 
 
 def load_session(settings) -> None:

@@ -73,10 +73,11 @@ MIME = (b"From: a@example.com\nSubject: =?utf-8?b?aGk=?= =?iso-8859-2?q?x?=\nTo:
         b"AAAA\n--b--\n\n")
 
 
-def test_read_ahead_holds_all_the_mangler_imports(tmp_path):
+def test_read_ahead_holds_all_the_mangler_and_xmit_import(tmp_path):
     """After load_session, mangling every kind of part in every TEXT= and
-    charset imports nothing from a file: each new module was read ahead,
-    or is built into the interpreter."""
+    charset, and what XTND XMIT runs (a child process, mkstemp's file),
+    import nothing from a file: each new module was read ahead, or is
+    built into the interpreter."""
     out = _run("""
         import sys
         from popper import server
@@ -91,6 +92,10 @@ def test_read_ahead_holds_all_the_mangler_imports(tmp_path):
                      "x-mangle(text=plain;charset=iso_2022-jp)"):
             for top in (None, 1):
                 b"".join(mangle.mangled([%r], mangle.parse(word), top))
+        import subprocess, tempfile
+        subprocess.Popen(["true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         close_fds=True, start_new_session=True).wait(timeout=30)
+        fd, path = tempfile.mkstemp(prefix=".xmit", dir=".")
         print(" ".join(sorted(
             name for name in set(sys.modules) - before
             if type(sys.modules[name].__spec__.loader).__name__ != "_Held"

@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -288,7 +289,7 @@ def test_the_file_never_has_a_name_where_o_tmpfile_works(make_session, mailer, m
         os.close(os.open(session.settings.temp_drop_dir, xmit.TMPFILE | os.O_RDWR, 0o600))
     except (OSError, ValueError):
         pytest.skip("no O_TMPFILE here")
-    monkeypatch.setattr(xmit.tempfile, "mkstemp", lambda **kw: pytest.fail("a name was made"))
+    monkeypatch.setattr(tempfile, "mkstemp", lambda **kw: pytest.fail("a name was made"))
     assert run(session, b"XTND XMIT\r\n") == [START]
     held = held_files(session)
     assert len(held) == 1 and "/#" in os.readlink(held[0])     # O_TMPFILE's
@@ -347,13 +348,13 @@ def test_a_name_another_session_removed_first_is_no_error(make_session, mailer, 
     # Two sessions of one user: the other one's _remove_stale may take the
     # name between this one's mkstemp and its unlink.
     monkeypatch.setattr(xmit, "TMPFILE", 0)
-    real_mkstemp = xmit.tempfile.mkstemp
+    real_mkstemp = tempfile.mkstemp
 
     def raced(**kw):
         fd, path = real_mkstemp(**kw)
         os.unlink(path)
         return fd, path
-    monkeypatch.setattr(xmit.tempfile, "mkstemp", raced)
+    monkeypatch.setattr(tempfile, "mkstemp", raced)
     session, _ = session_with(make_session, mailer)
     assert run(session, b"XTND XMIT\r\n" + MESSAGE + b".\r\n") == [START, SENT]
 

@@ -25,8 +25,6 @@ import os
 import re
 import signal
 import stat
-import subprocess
-import tempfile
 
 from popper.extensions import Subcommands
 from popper.protocol import replies as R
@@ -67,6 +65,7 @@ def temp_file(directory: str) -> int:
             if exc.errno not in NO_TMPFILE:
                 raise
     _remove_stale(directory)
+    import tempfile     # read ahead with subprocess (server.READ_AHEAD): only XMIT runs them
     fd, path = tempfile.mkstemp(prefix=".xmit", dir=directory)
     try:
         os.unlink(path)         # from now on the descriptor is the only way to the file
@@ -158,6 +157,7 @@ def send(session, fd: int):
     command = settings.mail_command
     session.log.debug('Pop transmit from "%s" on "%s"' % (user, session.client.host))
     os.lseek(fd, 0, os.SEEK_SET)
+    import subprocess
     try:
         child = subprocess.Popen(ARGV, executable=command, stdin=fd,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -62,6 +62,8 @@ void pn_encode_uid(const unsigned char digest[16], char out[20]);
 #define PN_AFTER_CR      2
 
 size_t pn_wire_encode(const char *in, size_t n, char *out, int *state);
+size_t pn_retr_reply(const char *prefix, size_t prefix_len, const char *data, size_t cut,
+                     size_t end, const char *uid, size_t uid_len, char *out);
 
 /* --- a kept message's edits at QUIT (twin: popper/maildrop/rewrite.py; rewrite.c) --- */
 

@@ -15,8 +15,8 @@ them).  Each pure twin is chosen beside its own code, from these flags:
 
   scan(fd, ..., table)        pn_scan            popper/maildrop/scan.py
   wire_encode(data, state)    pn_wire_encode     popper/maildrop/wire.py
-  wire_reply(prefix, header, data, start, end, state, ending)
-                              pn_wire_encode     popper/maildrop/wire.py
+  retr_reply(prefix, data, cut, end, uid)
+                              pn_retr_reply      popper/maildrop/render.py
   message_edits(data, at, ...)  pn_message_edits popper/maildrop/rewrite.py
   crypt(password, setting)    crypt_r            popper/auth/cryptpw.py
   crypt_gensalt()             crypt_gensalt_rn   popper/auth/unixdb.py
@@ -123,20 +123,14 @@ def wire_encode(data: bytes, state: int):
     return ffi.buffer(buf, n)[:], st[0]
 
 
-def wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int, state: int,
-               ending) -> bytes:
-    """prefix, header and data[start:end] through pn_wire_encode (the body
-    read in place, not sliced), then ending(the state after them), built
-    in the reusable buffer and copied out once (wire.py's wire_reply)."""
-    n = len(prefix)
-    buf = _wire_room(n + 2 * (len(header) + end - start) + 8)
-    ffi.memmove(buf, prefix, n)
-    st = ffi.new("int *", state)
-    n += lib.pn_wire_encode(header, len(header), buf + n, st)
-    n += lib.pn_wire_encode(ffi.from_buffer(data) + start, end - start, buf + n, st)
-    tail = ending(st[0])
-    ffi.memmove(buf + n, tail, len(tail))
-    return ffi.buffer(buf, n + len(tail))[:]
+def retr_reply(prefix: bytes, data: bytes, cut: int, end: int, uid: bytes) -> bytes:
+    """pn_retr_reply: RETR's or TOP's whole reply, built in the reusable
+    buffer (data read in place, not sliced) and copied out once
+    (render.py's retr_reply)."""
+    buf = _wire_room(len(prefix) + 2 * (end + len(uid) + 10) + 5)
+    n = lib.pn_retr_reply(prefix, len(prefix), ffi.from_buffer(data), cut, end, uid, len(uid),
+                          buf)
+    return ffi.buffer(buf, n)[:]
 
 
 class _EditsBuffer:

@@ -25,7 +25,7 @@ import popper
 from conftest import ROOT
 from popper import native, privsep
 from popper.auth import cryptpw, libpam, unixdb
-from popper.maildrop import rewrite, scan, wire
+from popper.maildrop import render, rewrite, scan, wire
 
 MODULES = runpy.run_path(str(ROOT / "_native" / "modules.py"))["MODULES"]
 NATIVE_PY = ROOT / "popper" / "native.py"
@@ -35,7 +35,7 @@ needs_native = pytest.mark.skipif(not native.BUILT, reason="the C extension is n
 TWINS = {
     "scan": (scan, "NATIVE"),
     "wire_encode": (wire, "NATIVE"),
-    "wire_reply": (wire, "NATIVE"),
+    "retr_reply": (render, "NATIVE"),
     "message_edits": (rewrite, "NATIVE"),
     "crypt": (cryptpw, "NATIVE"),
     "crypt_gensalt": (unixdb, "NATIVE"),
@@ -139,7 +139,7 @@ def test_popper_purepython_chooses_every_twin(pure):
     """In a fresh interpreter either way: every choice follows the flags."""
     code = ("import popper.native as n; from popper import privsep; "
             "from popper.auth import cryptpw, libpam, unixdb; "
-            "from popper.maildrop import rewrite, scan, wire; "
+            "from popper.maildrop import render, rewrite, scan, wire; "
             "print(n.NATIVE, n.PAM_NATIVE, " + ", ".join(
                 "%s.%s is %s.native_%s" % (module.__name__.rpartition(".")[2], name,
                                             module.__name__.rpartition(".")[2], name)
@@ -324,26 +324,39 @@ def test_both_wire_encoders_agree_on_hostile_chunks(state):
         assert outs[0] == outs[1] and states[0] == states[1]
 
 
+HEADER_LINES = [b"X-UIDL: old\n", b"x-uidl:\n", b"X-UIDL:", b"Content-Length: 5\r\n",
+                b"CONTENT-LENGTH: 9\n", b"Content-Length:", b"Status: O\n", b"status: R\r\n",
+                b"STATUS:", b"X-UIDLS: kept\n", b"Statusbar: kept\n", b"Content-Lengths: x\n",
+                b"A: 1\n", b".dot: line\n", b"\0: nul\n", b"\r\n", b"\n", b"\r", b"",
+                b" X-UIDL: folded\n", b"Subject: \xff\xc4\n", b"\xc4Status: x\n"]
+
+
 @needs_native
 @pytest.mark.twin
-def test_both_wire_replies_agree_and_are_the_encoder_s_bytes():
-    """wire_reply (RETR's one piece: +OK line, header, body read in place,
-    the "." line) is prefix + the encoder's bytes of header + body + the
-    ending, for both twins, on any cut of hostile bytes."""
+def test_both_retr_replies_agree_and_are_retr_header_s_bytes_encoded():
+    """retr_reply (RETR's and TOP's one piece: the +OK line, the header as
+    retr_header makes it, the body read in place up to end, the "." line)
+    is the same for both twins, and the encoder's bytes of retr_header's
+    header and the body, on headers of every awkward line and hostile cuts."""
     rng = random.Random(7)
-    cases = [(b"", b"", b"", 0, 0), (b"+OK\r\n", b"X: y\n", b".\r\n.", 0, 4),
-             (b"+OK 1\r\n", b"A: b\r\n\n", b"\r\n", 1, 2)]
-    for _ in range(300):
-        data = b"".join(rng.choice(HOSTILE_CHUNKS)[:rng.randrange(200)] for _ in range(4))
-        start = rng.randrange(len(data) + 1)
-        header = rng.choice(HOSTILE_CHUNKS)[:rng.randrange(50)] + b"\n"
-        cases.append((b"+OK %d octets\r\n" % len(data), header, data, start,
-                      rng.randrange(start, len(data) + 1)))
-    for prefix, header, data, start, end in cases:
-        mail, state = wire.pure_wire_encode(header + data[start:end], wire.AT_LINE_START)
+    cases = [(b"", b"", 0, 0, b""), (b"+OK\r\n", b"X: y\n.\r\n.", 5, 9, b"u"),
+             (b"+OK 1\r\n", b"Status: O", 9, 9, b"abc"), (b"+OK\r\n", b"X-UIDL: x", 9, 9, b"u"),
+             (b"+OK\r\n", b"A: b\nStatus: O\n\n.\n", 15, 18, b"\0.\n")]
+    for _ in range(400):
+        header = b"".join(rng.choice(HEADER_LINES) for _ in range(rng.randrange(8)))
+        if rng.randrange(3):
+            header = header[:rng.randrange(len(header) + 1)]         # a cut anywhere
+        body = b"".join(rng.choice(HOSTILE_CHUNKS)[:rng.randrange(200)] for _ in range(3))
+        data = header + body
+        end = rng.randrange(len(header), len(data) + 1)
+        uid = rng.choice([b"abcdefghijklmnopqrst", b"", b".x", b"x\ny", b"\0", b"u\r"])
+        cases.append((b"+OK %d octets\r\n" % len(data), data, len(header), end, uid))
+    for prefix, data, cut, end, uid in cases:
+        mail, state = wire.pure_wire_encode(render.retr_header([data[:cut]], uid) + data[cut:end],
+                                            wire.AT_LINE_START)
         expected = prefix + mail + wire.ending(state)
-        assert wire.pure_wire_reply(prefix, header, data, start, end) == expected
-        assert wire.native_wire_reply(prefix, header, data, start, end) == expected
+        assert render.pure_retr_reply(prefix, data, cut, end, uid) == expected
+        assert render.native_retr_reply(prefix, data, cut, end, uid) == expected, (data, cut, uid)
 
 
 # --- PAM -------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ before dot-stuffing; tests hold the two together.
 
 import os
 
+from popper import native
 from popper.maildrop.scan import Message
-from popper.maildrop.wire import AT_LINE_START, ending, wire_encode, wire_reply
+from popper.maildrop.wire import AT_LINE_START, ending, pure_wire_reply, wire_encode
 
 CHUNK = 256 * 1024          # bytes of body read and sent at a time
 HEADER_PIECE = 256 * 1024   # a header up to this size is handled in one piece
@@ -89,6 +90,17 @@ def retr_header(blocks, uid: bytes) -> bytes:
     return b"".join(out)
 
 
+def pure_retr_reply(prefix: bytes, data: bytes, cut: int, end: int, uid: bytes) -> bytes:
+    """RETR's or TOP's whole reply in one piece: prefix (the +OK line), the
+    header data[:cut] as retr_header makes it, data[cut:end], all as wire
+    bytes, then the terminating "." line."""
+    return pure_wire_reply(prefix, retr_header([data[:cut]], uid), data, cut, end)
+
+
+native_retr_reply = native.retr_reply          # _native/wire.c: the same in one C call
+retr_reply = native_retr_reply if native.NATIVE else pure_retr_reply
+
+
 def _lines_end(data: bytes, lines: int, start: int = 0) -> int:
     """The offset just after the first `lines` lines of data[start:] (or its end)."""
     i = start - 1
@@ -137,7 +149,7 @@ def message_chunks(fd: int, msg: Message, top_lines: int = None, stage=None,
         cut = msg.body - msg.header
         # The blank line is not counted by TOP.
         end = size if top_lines is None else _lines_end(data, top_lines + 1, cut)
-        yield wire_reply(prefix, retr_header([data[:cut]], msg.uid), data, cut, end)
+        yield retr_reply(prefix, data, cut, end, msg.uid)
         return
     if prefix:
         yield prefix

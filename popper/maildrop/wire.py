@@ -43,20 +43,12 @@ def ending(state: int) -> bytes:
 def pure_wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int) -> bytes:
     """A whole reply in one piece: prefix (the +OK line), header and then
     data[start:end] (a message from the start of a line) as wire bytes, then
-    the terminating "." line."""
+    the terminating "." line (render.py's pure_retr_reply; the native twin
+    does both in one call, _native/wire.c's pn_retr_reply)."""
     head, state = pure_wire_encode(header, AT_LINE_START)
     body, state = pure_wire_encode(data[start:end], state)
     return b"".join((prefix, head, body, ending(state)))
 
 
 native_wire_encode = native.wire_encode         # _native/wire.c
-
-
-def native_wire_reply(prefix: bytes, header: bytes, data: bytes, start: int, end: int) -> bytes:
-    return native.wire_reply(prefix, header, data, start, end, AT_LINE_START, ending)
-
-
-if native.NATIVE:
-    wire_encode, wire_reply = native_wire_encode, native_wire_reply
-else:
-    wire_encode, wire_reply = pure_wire_encode, pure_wire_reply
+wire_encode = native_wire_encode if native.NATIVE else pure_wire_encode

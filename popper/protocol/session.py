@@ -216,7 +216,8 @@ class Session:
             args = words[1:]
             if self.macros:
                 args = [self.macros.get(_lower(word), word) for word in args]
-            self.log.debug('Received: "%s"' % text)
+            if getattr(self.log, "debugging", True):      # no formatting when not tracing
+                self.log.debug('Received: "%s"' % text)
         entry = self.commands.get(self.state, {}).get(name)
         if entry and self.state == TRANSACTION and name in SEES_RETRIEVED:
             yield FLUSH
@@ -504,6 +505,8 @@ class Session:
         (pop_send.c takes a word whose lower-cased start is "mangle" or
         "x-mangle"; any other is ignored), -no-mime's without one, None
         for none; the -ERR bytes for a bad TEXT=."""
+        if word is None and not self.no_mime:
+            return None             # a plain RETR, the common case: no import, no call
         from popper.extensions import mangle_request as mangle     # the word; not the mangler
         if not mangle.asks_for_mangle(word):
             return mangle.PLAIN if self.no_mime else None

@@ -159,6 +159,19 @@ class Connection:
     def __init__(self, read_fd: int, write_fd: int):
         self.read_fd, self.write_fd = read_fd, write_fd
         self._sockets = {}      # fd -> a socket object on a dup of it, None if not a socket
+        self._pollers = {}      # (fd, events) -> a select.poll() with fd registered
+
+    def _ready(self, fd: int, events: int, timeout) -> bool:
+        """_ready() with one poll object per (fd, events), made once: not
+        a new one and a register() at every command."""
+        poller = self._pollers.get((fd, events))
+        if poller is None:
+            if not hasattr(select, "poll"):
+                return _ready(fd, events, timeout)
+            poller = self._pollers[fd, events] = select.poll()
+            poller.register(fd, events)
+        return bool(poller.poll(None if timeout is None
+                                else max(0, int(timeout * 1000 + 0.999))))
 
     def _socket(self, fd: int):
         if fd not in self._sockets:
@@ -184,10 +197,10 @@ class Connection:
         self._sockets.clear()
 
     def wait_readable(self, timeout) -> bool:
-        return _ready(self.read_fd, POLLIN, timeout)
+        return self._ready(self.read_fd, POLLIN, timeout)
 
     def wait_writable(self, timeout) -> bool:
-        return _ready(self.write_fd, POLLOUT, timeout)
+        return self._ready(self.write_fd, POLLOUT, timeout)
 
     def recv(self) -> bytes:
         """What the client sent (b"" at its end of file); BlockingIOError
@@ -195,7 +208,7 @@ class Connection:
         sock = self._socket(self.read_fd)
         if sock is not None:
             return sock.recv(READ_SIZE, DONTWAIT)
-        if not _ready(self.read_fd, POLLIN, 0):
+        if not self._ready(self.read_fd, POLLIN, 0):
             raise BlockingIOError()
         return os.read(self.read_fd, READ_SIZE)
 
@@ -206,7 +219,7 @@ class Connection:
             sock = self._socket(self.write_fd)
             if sock is not None:
                 return sock.send(data, DONTWAIT)
-            if not _ready(self.write_fd, POLLOUT, 0):
+            if not self._ready(self.write_fd, POLLOUT, 0):
                 return 0
             return os.write(self.write_fd, data[:PIPE_BUF])
         except (BlockingIOError, InterruptedError):
@@ -307,14 +320,18 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         while pos < total:
             # login-timeout bounds the waits only: a reply the client takes
             # at once is written (read() enforces it before the next command).
-            login = login_deadline()
-            piece_by = time.monotonic() + write_timeout if write_timeout else None
+            # The piece's clock is read only if it has to wait: a reply the
+            # client takes at once (most of them) costs no clock reads.
+            started = False
             end = min(pos + FLUSH_AT, total)
             while pos < end:
                 n = connection.send_some(view[pos:end])
                 if n:
                     pos += n
                     continue
+                if not started:
+                    started, login = True, login_deadline()
+                    piece_by = time.monotonic() + write_timeout if write_timeout else None
                 deadline = _earliest(piece_by, login)
                 wait = None if deadline is None else deadline - time.monotonic()
                 if (wait is not None and wait <= 0) or not connection.wait_writable(wait):

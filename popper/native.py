@@ -150,29 +150,26 @@ def message_edits(data: bytes, at: int, length: int, header: int, body: int,
     line, header, ending), None for each that stays as it is; None for a
     message going into a spool of the other format (rewrite.py's twin)."""
     mmdf = mmdf or b""
-    need = lib.pn_message_edits_room(length, len(uid), len(mmdf))
     b = _edits_buffer
-    if b.size < need:
-        b.size = max(need, 1 << 18)
+    if b.size < 2 * length + len(uid) + len(mmdf) + 64:     # pn_message_edits_room's
+        b.size = max(lib.pn_message_edits_room(length, len(uid), len(mmdf)), 1 << 18)
         b.buf = ffi.new("char[]", b.size)
         b.lens = ffi.new("long[3]")
     if at < 0 or length < 0 or at + length > len(data):
         raise ValueError("the message is not in the data")
+    buf, lens = b.buf, b.lens
     rc = lib.pn_message_edits(ffi.from_buffer(data) + at, length, header, body, content_end,
-                              flags, uid, len(uid), int(bool(seen)), int(bool(headers)),
-                              int(bool(add_status)), mmdf, len(mmdf), b.buf, b.size, b.lens)
-    if rc == lib.PN_EDITS_OTHER_FORMAT:
-        return None
+                              flags, uid, len(uid), 1 if seen else 0, 1 if headers else 0,
+                              1 if add_status else 0, mmdf, len(mmdf), buf, b.size, lens)
     if rc:
+        if rc == lib.PN_EDITS_OTHER_FORMAT:
+            return None
         raise ValueError("the message's offsets are out of order")
-    out, pos = [], 0
-    for n in b.lens:
-        if n < 0:
-            out.append(None)
-        else:
-            out.append(ffi.buffer(b.buf + pos, n)[:])
-            pos += n
-    return tuple(out)
+    n0, n1, n2 = lens[0], lens[1], lens[2]
+    p0, p1 = max(n0, 0), max(n0, 0) + max(n1, 0)
+    return (None if n0 < 0 else ffi.unpack(buf, n0),
+            None if n1 < 0 else ffi.unpack(buf + p0, n1),
+            None if n2 < 0 else ffi.unpack(buf + p1, n2))
 
 
 def crypt(password: bytes, setting: bytes):

@@ -471,3 +471,23 @@ def test_write_pieces_writes_every_piece_in_order(tmp_path, monkeypatch, how):
         assert os.pread(fd, end + 1, 0) == bytes(10) + want
     finally:
         os.close(fd)
+
+
+def test_background_work_runs_at_once_when_no_thread_can_start(monkeypatch):
+    """files.Background (the compaction's cut, the cache's scan, normal
+    mode's emptier): a thread that cannot be started (RuntimeError, as
+    under a process limit) means the work runs in line, never not at all;
+    what ended it, an OSError or not, is wait()'s to return."""
+    import threading
+    from popper.maildrop import files
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    done = []
+    work = files.Background(done.append, 1)
+    assert done == [1] and work.wait() is None and not work.running()
+
+    def fails():
+        raise Kill()
+    assert isinstance(files.Background(fails).wait(), Kill)

@@ -274,12 +274,16 @@ class Background:
 
     def __init__(self, work, *args):
         self.work, self.args, self.failure = work, args, None
-        if threading is None:
-            self.thread = None
+        self.thread = None
+        if threading is not None:
+            thread = threading.Thread(target=self._run, daemon=True)
+            try:
+                thread.start()
+                self.thread = thread
+            except RuntimeError:        # no thread to be had now: the work runs at once
+                pass
+        if self.thread is None:
             self._run()
-        else:
-            self.thread = threading.Thread(target=self._run, daemon=True)
-            self.thread.start()
 
     def _run(self) -> None:
         try:

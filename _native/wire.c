@@ -12,6 +12,7 @@ size_t pn_wire_encode(const char *in, size_t n, char *out, int *state)
     int at_line_start = *state & PN_AT_LINE_START, after_cr = *state & PN_AFTER_CR;
     char *o = out;
     const char *p = in, *end = in + n;
+    int nuls = n && memchr(in, 0, n) != NULL;      /* looked for once, not at each line */
     while (p < end) {
         if (at_line_start && *p == '.')
             *o++ = '.';
@@ -20,7 +21,7 @@ size_t pn_wire_encode(const char *in, size_t n, char *out, int *state)
         const char *stop = lf ? lf : end;
         size_t span = (size_t)(stop - p);
         memcpy(o, p, span);
-        if (memchr(p, 0, span))
+        if (nuls && memchr(p, 0, span))
             for (size_t i = 0; i < span; i++)
                 if (!o[i])
                     o[i] = ' ';

@@ -63,6 +63,14 @@ def test_server_mode_serves_in_place_and_leaves_an_unchanged_spool_alone(mailhos
     assert not mailhost.temp_drop().exists()
 
 
+def test_server_mode_quit_without_a_spool_file(mailhost):
+    """A user with no spool file at all (no mail ever): QUIT signs off."""
+    assert not mailhost.spool().exists()
+    assert session(mailhost, "-S", commands=["STAT"]) == [
+        b"+OK alice has 0 visible messages (0 hidden) in 0 octets.", b"+OK 0 0",
+        b"+OK Pop server at %s signing off." % socket.gethostname().encode()]
+
+
 @pytest.mark.clients
 def test_server_mode_second_login_takes_the_cache(mailhost):
     mailhost.deliver(MAIL)

@@ -142,8 +142,8 @@ class ServerDrop(Drop):
                 (seen[i] and not flags[i] & SEEN) or not flags[i] & HAS_UIDL
                 for i in range(len(messages)) if not flags[i] & UW_DATA))
         if not dirty:
-            st = os.fstat(self.spool_fd)
-            if self.spool_key and cache.key(st) == self.spool_key:
+            st = os.fstat(self.spool_fd) if self.spool_key else None    # no spool: no key
+            if st is not None and cache.key(st) == self.spool_key:
                 # scanned at login, and no mail came since: the next login needs no scan
                 cache.save(self.settings, self.user, st, messages, self.separator)
             self.finish()

@@ -145,9 +145,13 @@ def _set_identity(uid: int, gid: int, groups) -> None:
 def preload() -> None:
     """What every login process needs, loaded once in a process that forks
     many (the standalone listener), not in each login process's way:
-    with -l 2 the client waits for the handshake behind it."""
+    with -l 2 the client waits for the handshake behind it.  And the
+    pure crypt's library, which every session's root part needs (its
+    ctypes.util.find_library runs ldconfig)."""
     if os.geteuid() == 0 and prctl is pure_prctl:
         _libc_prctl()
+    from popper.auth import cryptpw
+    cryptpw.preload()
 
 
 def _mail_group(spool_dir: str):

@@ -35,6 +35,16 @@ def _library():
     return _lib
 
 
+def preload() -> None:
+    """The pure twin's library now, when it is the one in use (a standalone
+    listener, before it forks: find_library runs ldconfig, each time)."""
+    if crypt is pure_crypt:
+        try:
+            _library()
+        except OSError:
+            pass                # said at the first login, as without it
+
+
 def pure_crypt(password: bytes, setting: bytes):
     """The hash of password under setting, or None if crypt refuses it."""
     return _hashed(_ctypes_crypt, password, setting)

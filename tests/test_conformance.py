@@ -26,7 +26,7 @@ from conftest import RecordingLog
 
 from popper import __version__
 from popper.maildrop import MaildropError
-from popper.protocol.session import FLUSH, AfterSend, Pause
+from popper.protocol.session import FLUSH, HANG_UP, AfterSend, Pause
 from popper.settings import Settings
 from popper.transport import connection
 
@@ -364,7 +364,7 @@ def answer(session, data: bytes) -> bytes:
     for item in session.feed(data):
         if isinstance(item, AfterSend):
             item.callback()
-        elif item is FLUSH or isinstance(item, Pause):
+        elif item in (FLUSH, HANG_UP) or isinstance(item, Pause):
             continue
         elif isinstance(item, bytes):
             out.append(item)

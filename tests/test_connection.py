@@ -64,3 +64,36 @@ def test_a_write_that_fails_mid_retr_is_a_hangup_and_not_a_read(make_session, sp
     data = (spool / "alice").read_bytes()
     assert data.count(b"\nStatus: U\n") == 29                 # RETR 2 not counted as read
     assert any("-ERR POP hangup from mail.example" in m for m in log.texts("notice"))
+
+
+def test_the_client_sees_the_end_before_the_session_closes_its_maildrop(make_session, spool):
+    """After QUIT's reply the connection ends first; freeing the temporary
+    drop (the session's close) follows, and the client does not wait for it."""
+    import socket
+    session, log = make_session(mail=MAIL)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    seen_at_close = []
+
+    def ended_for_the_client() -> bool:
+        while True:
+            try:
+                if ours.recv(65536) == b"":
+                    return True
+            except BlockingIOError:
+                return False
+    close = session.close
+
+    def recording_close():
+        seen_at_close.append(ended_for_the_client())
+        close()
+    session.close = recording_close
+    ours.sendall(b"USER alice\r\nPASS secret\r\nDELE 1\r\nQUIT\r\n")
+    try:
+        connection.run(connection.Connection(theirs.fileno(), theirs.fileno()), session, 60, log)
+    finally:
+        session.close = close
+        theirs.close()
+        ours.close()
+    assert seen_at_close[:1] == [True]       # (the transport closes again: a no-op)
+    assert (spool / "alice").read_bytes().count(b"\nFrom ") + 1 == 29     # the update was made

@@ -13,7 +13,7 @@ from popper.auth import Account
 from popper.log import LOG_LOGIN_TEMPLATE
 from popper.maildrop import MaildropError
 from popper.protocol import replies as R
-from popper.protocol.session import FLUSH, AfterSend, Client, Pause
+from popper.protocol.session import FLUSH, HANG_UP, AfterSend, Client, Pause
 from popper.settings import Settings
 
 pytestmark = pytest.mark.twin
@@ -36,7 +36,7 @@ def run(session, data: bytes):
     for item in session.feed(data):
         if isinstance(item, AfterSend):
             item.callback()
-        elif item is not FLUSH:
+        elif item not in (FLUSH, HANG_UP):
             out.append(item if isinstance(item, (bytes, Pause)) else sent(item))
     return out
 

@@ -56,3 +56,9 @@ FLUSH = "flush"
 # Yielded after STLS's +OK: the transport sends everything, does the TLS
 # handshake, then calls Session.tls_started() (or ends the session).
 START_TLS = "start-tls"
+
+# Yielded after QUIT's reply: the transport sends everything and ends the
+# connection (the client sees its end at once), then goes on with the
+# outputs after it, the session's close (the temporary drop's blocks
+# freed, server mode's cache), which the client need not wait for.
+HANG_UP = "hang-up"

@@ -3,9 +3,11 @@
 A Session takes the client's bytes and gives back what to send: bytes (one
 reply), an iterator of bytes (a long reply such as RETR, produced as it is
 sent, which may end with an AfterSend to call once it has been sent),
-FLUSH (send everything now), Pause(seconds) (wait before going on), or
+FLUSH (send everything now), Pause(seconds) (wait before going on),
 START_TLS (STLS: send everything, do the TLS handshake, then call
-tls_started(); the client's bytes read before it are dropped here).  It never touches a socket
+tls_started(); the client's bytes read before it are dropped here), or
+HANG_UP (after QUIT's reply: send everything and end the connection,
+then go on with what follows, the maildrop's close).  It never touches a socket
 or a clock; the maildrop and the authenticator it is given do the file work.
 
 feed() is lazy: it is a generator, and each command runs only when the
@@ -25,7 +27,7 @@ from popper.auth import AuthError
 from popper.log import err_line, log_login_line
 from popper.protocol import Client  # noqa: F401 (its old home)
 from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, DONE, FLUSH,  # noqa: F401
-                             HANDED_OFF, START_TLS, TRANSACTION, AfterSend, Pause)
+                             HANDED_OFF, HANG_UP, START_TLS, TRANSACTION, AfterSend, Pause)
 from popper.protocol import replies as R
 from popper.protocol.lines import LineReader, TooLong, is_number
 from popper.settings import TLS_STLS
@@ -612,7 +614,9 @@ class Session:
             except _maildrop_error() as exc:
                 reply = self.err("{text}", text=exc.args[0])
         self.state = DONE
-        return [reply, AfterSend(self.close)]      # closing frees the temp drop's blocks
+        # The update is made (or refused) before the reply; what close() does
+        # (free the temp drop's blocks, save the cache) follows the hang-up.
+        return [reply, HANG_UP, AfterSend(self.close)]
 
     # --- the end -------------------------------------------------------------------
 

@@ -36,8 +36,8 @@ import _socket
 import sys
 import time
 
-from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF, START_TLS,
-                             AfterSend, Pause)
+from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF, HANG_UP,
+                             START_TLS, AfterSend, Pause)
 from popper.settings import TLS_ALTERNATE_PORT
 
 FLUSH_AT = 256 * 1024
@@ -188,6 +188,16 @@ class Connection:
                         os.close(dup)
             self._sockets[fd] = sock
         return self._sockets[fd]
+
+    def hang_up(self) -> None:
+        """End the stream to the client now (a socket's FIN, whatever else
+        holds it: inetd's fd 0 and 1, the root part); never raises."""
+        sock = self._socket(self.write_fd)
+        if sock is not None:
+            try:
+                sock.shutdown(_socket.SHUT_WR)
+            except OSError:
+                pass
 
     def release(self) -> None:
         """Close popper's own duplicates of the fds (the fds stay open)."""
@@ -367,6 +377,13 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         log.info("TLS: %s with %s (%s)" % (connection.version(), session.client.host,
                                           session.client.ip))
 
+    def hang_up():
+        if getattr(connection, "tls", False):
+            connection.close_notify(1)
+        ending = getattr(connection, "hang_up", None)
+        if ending is not None:
+            ending()
+
     def emit(outputs):
         writer = _Writer(send)
         for out in outputs:
@@ -382,6 +399,9 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
             elif out is START_TLS:
                 writer.flush()
                 start_tls()
+            elif out is HANG_UP:
+                writer.flush()
+                hang_up()
             else:
                 for chunk in out:
                     if isinstance(chunk, AfterSend):

@@ -202,6 +202,7 @@ class Stream:
         self.ssl, self.raw = ssl, raw
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls_object = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.notified = False           # close_notify() sent
         self.unsent = memoryview(b"")   # ciphertext the socket has not taken yet
         self.taken = 0                  # the plaintext bytes it carries
         self.ready = []                 # the client's clear bytes, decrypted, not taken
@@ -308,7 +309,11 @@ class Stream:
 
     def close_notify(self, timeout: float) -> None:
         """Tell the client the stream ends (what it has is all), waiting
-        at most timeout seconds for the socket to take it; never raises."""
+        at most timeout seconds for the socket to take it; never raises;
+        once."""
+        if self.notified:
+            return
+        self.notified = True
         try:
             self.tls_object.unwrap()
         except (self.ssl.SSLError, ValueError):
@@ -317,6 +322,11 @@ class Stream:
             self._flush(time.monotonic() + timeout, quiet=True)
         except HandshakeFailed:
             pass
+
+    def hang_up(self) -> None:
+        ending = getattr(self.raw, "hang_up", None)
+        if ending is not None:
+            ending()
 
     def release(self) -> None:
         self.raw.release()

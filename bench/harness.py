@@ -198,7 +198,9 @@ class MailHost:
                                        for name in (USER, EMPTY_USER) + CLIENT_USERS))
         self.config = self.base / "popper.conf"
         self.config.write_text("set userdb = %s\nset spool-dir = %s\n"
-                               "set auth-fail-delay = 0\nset reverse-lookup = false\n"
+                               # Qpopper's sense: "set reverse-lookup" turns the lookups
+                               # off, as -R does (popa3d and Dovecot do none)
+                               "set auth-fail-delay = 0\nset reverse-lookup\n"
                                # make bench's many clients at once, all from 127.0.0.1
                                "set max-sessions = 0\nset max-sessions-per-address = 0\n"
                                "set max-connections-per-second = 0\n"

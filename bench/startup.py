@@ -62,8 +62,9 @@ def setup(base: pathlib.Path):
     configs = {}
     for name in ("nobody", "none"):
         path = base / ("%s.conf" % name)
+        # "set reverse-lookup": no lookups (Qpopper's sense, reversed: as -R)
         path.write_text("set userdb = %s\nset spool-dir = %s\nset auth-fail-delay = 0\n"
-                        "set reverse-lookup = false\nset login-user = %s\n"
+                        "set reverse-lookup\nset login-user = %s\n"
                         % (base / "users", spool, name))
         configs[name] = path
     return spool, configs
@@ -252,7 +253,7 @@ def many(args, base: pathlib.Path) -> None:
     os.chmod(base / "many-users", 0o644)
     config = base / "many.conf"
     config.write_text("set userdb = %s\nset spool-dir = %s\nset auth-fail-delay = 0\n"
-                      "set reverse-lookup = false\nset max-sessions = 0\n"
+                      "set reverse-lookup\nset max-sessions = 0\n"
                       "set max-sessions-per-address = 0\nset max-connections-per-second = 0\n"
                       % (base / "many-users", spool))
     mail = corpus.mbox_bytes(list(corpus.messages(args.messages, seed=5)))

@@ -8,13 +8,17 @@ import sys
 import textwrap
 import time
 
-from conftest import ROOT
+import popper
+
+# The library the tests import popper from: the checkout, or what tox installed
+# (a checkout that tox built from has no popper/_settings.py).
+LIBRARY = os.path.dirname(os.path.dirname(popper.__file__))
 
 
 def _run(code: str, cwd) -> str:
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=str(cwd),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(os.environ, PYTHONPATH=LIBRARY))
     assert result.returncode == 0, result.stdout.decode()
     return result.stdout.decode()
 

@@ -3,10 +3,9 @@ client's name.  The transports call serve() for each connection."""
 
 import _socket as socket    # not socket.py before the greeting (docs/architecture.md)
 import os
+import select
 import sys
 import time
-
-import select
 
 from popper import __version__
 from popper.protocol import Client, replies
@@ -244,7 +243,6 @@ def _send(fd: int, data: bytes, deadline: float) -> bool:
         except OSError:
             return False
     return True
-
 
 
 def apop_timestamp(settings, hostname: str, log):

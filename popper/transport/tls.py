@@ -324,6 +324,8 @@ class Stream:
             pass
 
     def hang_up(self) -> None:
+        """close_notify, then the plain connection's end."""
+        self.close_notify(1)
         ending = getattr(self.raw, "hang_up", None)
         if ending is not None:
             ending()

@@ -77,10 +77,11 @@ def site_dirs(python: str) -> list:
     """The directories site.py adds to python's sys.path (site-packages,
     Debian's dist-packages, the path lines of .pth files) without the
     user's: sys.path under -Es less sys.path under -ES, asked of python."""
+    import ast
     import subprocess
     show = "import sys; print(repr(sys.path[1:]))"
     with_site, without = (
-        eval(subprocess.run([python, flags, "-c", show], stdout=subprocess.PIPE, check=True,
+        ast.literal_eval(subprocess.run([python, flags, "-c", show], stdout=subprocess.PIPE, check=True,
                             stdin=subprocess.DEVNULL, universal_newlines=True, timeout=60).stdout)
         for flags in ("-Es", "-ES"))
     return [path for path in with_site if path not in without]

@@ -2,6 +2,7 @@
 library, whatever PATH and PYTHONPATH say, and a broken install tells
 syslog why while an inetd client gets one -ERR line, never a traceback."""
 
+import ast
 import os
 import runpy
 import subprocess
@@ -98,7 +99,7 @@ def test_the_installed_launcher_names_the_site_directories_and_runs_no_site_py(t
     without_site = subprocess.run([sys.executable, "-ES", "-c", "import sys; print(sys.path)"],
                                   stdout=subprocess.PIPE, universal_newlines=True,
                                   check=True).stdout
-    assert not set(dirs) & set(eval(without_site))
+    assert not set(dirs) & set(ast.literal_eval(without_site))
     program = tmp_path / "probe-launcher"
     text = launcher(sys.executable, str(lib.parent), module="probe.cli", site=dirs + [str(site)])
     assert text.startswith("#!%s -ES\n" % sys.executable)

@@ -97,3 +97,30 @@ def test_the_client_sees_the_end_before_the_session_closes_its_maildrop(make_ses
         ours.close()
     assert seen_at_close[:1] == [True]       # (the transport closes again: a no-op)
     assert (spool / "alice").read_bytes().count(b"\nFrom ") + 1 == 29     # the update was made
+
+
+def test_a_retr_read_alone_counts_once_the_next_command_comes(make_session, spool):
+    """Each RETR in its own read (the transport's short way, Session.quick):
+    RETR 1 sent whole and followed by RETR 2 is read; RETR 2, whose write
+    failed, and RETR 3 never sent are not."""
+    session, log = make_session(mail=MAIL)
+    writes = []
+
+    class Breaking(ScriptedConnection):
+        def send(self, data):
+            writes.append(bytes(data))
+            if len(writes) == 4:
+                raise BrokenPipeError(32, "Broken pipe")
+    conn = Breaking(b"USER alice\r\nPASS secret\r\n", b"RETR 1\r\n", b"RETR 2\r\n", b"RETR 3\r\n")
+    connection.run(conn, session, 60, log)
+    assert writes[2].startswith(b"+OK ") and writes[2].endswith(b"\r\n.\r\n")
+    data = (spool / "alice").read_bytes()
+    assert data.count(b"\nStatus: U\n") == 29 and data.count(b"\nStatus: RO\n") == 1
+
+
+def test_a_retr_sent_whole_before_the_end_of_file_is_not_read(make_session, spool):
+    session, log = make_session(mail=MAIL)
+    conn = ScriptedConnection(b"USER alice\r\nPASS secret\r\n", b"RETR 1\r\n")
+    connection.run(conn, session, 60, log)
+    assert conn.writes[2].endswith(b"\r\n.\r\n")
+    assert (spool / "alice").read_bytes().count(b"\nStatus: U\n") == 30

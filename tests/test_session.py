@@ -530,3 +530,64 @@ def test_retr_s_fast_status_line_is_the_template_s(octets):
     """RETR builds its +OK line directly (replies.retr_ok): the same bytes
     as the template RETR's way."""
     assert R.retr_ok(octets) == R.ok(R.RETR, octets=octets)
+
+
+def flat(outputs) -> list:
+    """Outputs as the transport sends them (AfterSend called in turn)."""
+    out = []
+    for item in outputs:
+        if isinstance(item, AfterSend):
+            item.callback()
+        elif item not in (FLUSH, HANG_UP):
+            out.append(item if isinstance(item, (bytes, Pause)) else sent(item))
+    return out
+
+
+QUICK_LINES = [b"RETR 1\r\n", b"retr 2\n", b"ReTr 004\r\n", b"RETR 3\r\n", b"RETR 9\r\n",
+               b"RETR 0\r\n", b"RETR 00\r\n", b"RETR 5\r\n"]
+
+
+def test_quick_retr_agrees_with_feed(make_session):
+    """Session.quick, the transport's short way for one "RETR n" line, gives
+    what feed() gives: replies (errors too), log lines, marks."""
+    results = []
+    for user, use_quick in (("alice", False), ("bob", True)):
+        session, log = make_session(mail=MAIL, user=user)
+        login(session, user)
+        run(session, b"DELE 3\r\n")
+        replies = []
+        for line in QUICK_LINES:
+            outputs = session.quick(line) if use_quick else session.feed(line)
+            assert outputs is not None, line
+            replies.append(flat(outputs))
+        replies.append(run(session, b"LAST\r\n"))
+        results.append((replies, bytes(session.seen), bytes(session.retrieved),
+                        [(level, m.replace(user, "U")) for level, m in log.lines]))
+    assert results[0] == results[1]
+    assert results[0][0][-1] == [b"+OK 5 is the last read message.\r\n"]
+    assert results[0][2] == b"\1\1\0\1\1"
+
+
+@pytest.mark.parametrize("data", [
+    b"RETR 1\r\nRETR 2\r\n", b"RETR 1\r\n\r\n", b"RETR 1", b"RETR 1 x-mangle\r\n", b"RETR  1\r\n",
+    b"RETR\t1\r\n", b" RETR 1\r\n", b"RETR 1 \r\n", b"RETR -1\r\n", b"RETR\r\n", b"LIST 1\r\n",
+    b"RETR \xb9\r\n", b"RETR 1\r\r\n", b"RETR " + b"1" * 1100 + b"\r\n", b"TOP 1 1\r\n"])
+def test_quick_retr_leaves_everything_else_to_feed(make_session, data):
+    session, _ = make_session(mail=MAIL)
+    login(session)
+    assert session.quick(data) is None
+    assert session.quick(b"RETR 1\r\n") is not None
+
+
+def test_quick_retr_only_in_the_plain_case(make_session):
+    session, _ = make_session(mail=MAIL)
+    assert session.quick(b"RETR 1\r\n") is None                 # not logged in
+    login(session)
+    run(session, b"RE")                                          # a line begun
+    assert session.quick(b"TR 1\r\n") is None
+    run(session, b"TR 1\r\n")
+    session.macros["1"] = "2"                                    # MDEF's macros
+    assert session.quick(b"RETR 1\r\n") is None
+    session.macros.clear()
+    session.no_mime = True                                       # X-MANGLE by default
+    assert session.quick(b"RETR 1\r\n") is not None              # (do_retr mangles it)

@@ -429,6 +429,7 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         finally:
             signals.waiting = False
 
+    quick = getattr(session, "quick", None)     # (a test's scripted session has none)
     line_by = None              # when the command line being read must be complete
     try:
         try:
@@ -441,7 +442,8 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
                 if data:
                     if b"\n" in data:
                         line_by = None          # a line ended: the next one's wait starts anew
-                    emit(session.feed(data))
+                    out = quick(data) if quick is not None else None
+                    emit(session.feed(data) if out is None else out)
                     data = b""
                     continue
                 if line_by is None and timeout:

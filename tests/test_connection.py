@@ -1,6 +1,8 @@
 """The per-session loop of transport/connection.py, over a scripted
 connection that records every write."""
 
+import pytest
+
 from conftest import RecordingLog, corpus
 
 from popper.transport import connection
@@ -124,3 +126,67 @@ def test_a_retr_sent_whole_before_the_end_of_file_is_not_read(make_session, spoo
     connection.run(conn, session, 60, log)
     assert conn.writes[2].endswith(b"\r\n.\r\n")
     assert (spool / "alice").read_bytes().count(b"\nStatus: U\n") == 30
+
+
+def _rcvtimeo(sock) -> float:
+    import socket
+    import struct
+    seconds, micro = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    return seconds + micro / 1e6
+
+
+@pytest.mark.skipif(connection.RCVTIMEO is None, reason="SO_RCVTIMEO reads are Linux's")
+def test_recv_within_is_one_recv_bounded_by_so_rcvtimeo():
+    """The wait for a command is the recv() itself: it ends at its bound
+    (never later than asked), SO_RCVTIMEO is set only when the bound must
+    change, and the data or the end of file comes back."""
+    import socket
+    import time
+    ours, theirs = socket.socketpair()
+    conn = connection.Connection(theirs.fileno(), theirs.fileno())
+    try:
+        start = time.monotonic()
+        assert conn.recv_within(0.2) is None
+        assert 0.19 < time.monotonic() - start < 0.6
+        ours.send(b"NOOP\r\n")
+        assert conn.recv_within(5) == b"NOOP\r\n"
+        assert abs(_rcvtimeo(theirs) - 5) < 0.001
+        ours.send(b"x")
+        assert conn.recv_within(4.5) == b"x"                     # shorter: set anew
+        assert abs(_rcvtimeo(theirs) - 4.5) < 0.001
+        ours.send(b"y")
+        assert conn.recv_within(5) == b"y"                       # up to 1 s shorter: kept
+        assert abs(_rcvtimeo(theirs) - 4.5) < 0.001
+        ours.send(b"z")
+        assert conn.recv_within(None) == b"z" and _rcvtimeo(theirs) == 0
+        ours.close()
+        assert conn.recv_within(1) == b""
+    finally:
+        conn.release()
+        theirs.close()
+
+
+def test_a_socket_somebody_else_made_non_blocking_is_waited_for_not_spun_on(make_session):
+    """O_NONBLOCK set on the shared file: recv() cannot wait, so the reads
+    go back to poll(); -T 1 still ends the session after ~1 s, at little CPU."""
+    import os
+    import signal
+    import socket
+    import time
+    session, log = make_session()
+    ours, theirs = socket.socketpair()
+    os.set_blocking(theirs.fileno(), False)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    start, cpu = time.monotonic(), time.process_time()
+    try:
+        connection.run(connection.Connection(theirs.fileno(), theirs.fileno()), session, 1, log)
+        ended, cpu = time.monotonic() - start, time.process_time() - cpu
+        ours.settimeout(5)
+        got = ours.recv(65536)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        ours.close()
+        theirs.close()
+    assert b"-ERR POP timeout from mail.example\r\n" in got
+    assert 0.9 < ended < 1.5 and cpu < 0.5

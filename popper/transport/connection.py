@@ -24,10 +24,12 @@ Every wait has a deadline, and none of them restarts at each byte:
   (the AUTHORIZATION states), reads and writes alike.
 
 The fds are never switched to non-blocking mode (under inetd fd 0 and 1 are
-one open file, shared with whoever else holds it): a socket is written and
-read with MSG_DONTWAIT, anything else (a pipe) after poll() said it is
-ready, at most PIPE_BUF bytes at a time.  Should somebody else have set
-O_NONBLOCK on the file, EAGAIN is taken as "not ready yet".
+one open file, shared with whoever else holds it): a socket is written
+with MSG_DONTWAIT, and waited for and read with one blocking recv() bounded
+by SO_RCVTIMEO (a poll() and a recv() each command otherwise); anything
+else (a pipe) is read and written after poll() said it is ready, at most
+PIPE_BUF bytes at a time.  Should somebody else have set O_NONBLOCK on the
+file, EAGAIN is taken as "not ready yet" (and the reads go back to poll()).
 """
 
 import os
@@ -44,6 +46,7 @@ FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+RCVTIMEO = getattr(_socket, "SO_RCVTIMEO", None) if sys.platform.startswith("linux") else None
 
 LOGGED_OUT = (AUTHORIZATION, AUTHORIZATION_PASS)     # the states login-timeout bounds
 
@@ -160,6 +163,8 @@ class Connection:
         self.read_fd, self.write_fd = read_fd, write_fd
         self._sockets = {}      # fd -> a socket object on a dup of it, None if not a socket
         self._pollers = {}      # (fd, events) -> a select.poll() with fd registered
+        self._blocking_reads = RCVTIMEO is not None     # recv_within's one recv() a wait
+        self._rcvtimeo = None   # the SO_RCVTIMEO recv_within last set (0: none; None: unknown)
 
     def _ready(self, fd: int, events: int, timeout) -> bool:
         """_ready() with one poll object per (fd, events), made once: not
@@ -221,6 +226,52 @@ class Connection:
         if not self._ready(self.read_fd, POLLIN, 0):
             raise BlockingIOError()
         return os.read(self.read_fd, READ_SIZE)
+
+    def recv_within(self, timeout):
+        """What the client sent (b"" at its end of file), waiting for it at
+        most timeout seconds (None: no limit); None if nothing came (in
+        time, or yet: the caller reads its clock).  A socket's wait and read
+        are one blocking recv(), bounded by SO_RCVTIMEO: set only when the
+        bound must change (a bound up to a second shorter than asked is
+        kept: the caller waits again for the rest)."""
+        sock = self._socket(self.read_fd) if self._blocking_reads else None
+        if sock is None:
+            if not self.wait_readable(timeout):
+                return None
+            try:
+                return self.recv()
+            except (BlockingIOError, InterruptedError):
+                return None
+        bound = self._rcvtimeo
+        if timeout is None:
+            keep = bound == 0
+        else:
+            keep = bound is not None and bound != 0 and timeout - 1 < bound <= timeout
+        if not keep:
+            bound = 0 if timeout is None else timeout
+            seconds = int(bound)
+            micro = int((bound - seconds) * 1e6)
+            if bound and not seconds and not micro:
+                micro = 1               # (0 and 0 is no bound at all)
+            try:
+                import struct
+                sock.setsockopt(_socket.SOL_SOCKET, RCVTIMEO, struct.pack("ll", seconds, micro))
+            except OSError:             # (not the kernel's struct timeval): poll() then
+                self._blocking_reads = False
+                return self.recv_within(timeout)
+            self._rcvtimeo = bound
+        if bound:
+            started = time.monotonic()
+        try:
+            return sock.recv(READ_SIZE)
+        except BlockingIOError:
+            # The bound ran out -- or the file is O_NONBLOCK (somebody
+            # else's doing) and recv() did not wait: poll() from now on.
+            if not bound or time.monotonic() - started < bound / 2:
+                self._blocking_reads = False
+            return None
+        except InterruptedError:
+            return None
 
     def send_some(self, data) -> int:
         """Write what the client takes now, without waiting: how many bytes
@@ -414,11 +465,17 @@ def run(connection: Connection, session, timeout: int, log, first: list = None,
         try:
             signals.check()
             wait = None if deadline is None else deadline - now
-            if (wait is not None and wait <= 0) or not connection.wait_readable(wait):
-                if login is not None and (line_by is None or login <= line_by):
-                    raise _Expired(login_timeout, "login", reply=True)
-                raise _Expired(timeout, "nw read", reply=True)
-            return connection.recv()
+            if wait is None or wait > 0:
+                recv_within = getattr(connection, "recv_within", None)   # (a TLS stream has none)
+                if recv_within is not None:
+                    data = recv_within(wait)
+                    if data is not None or deadline is None or time.monotonic() < deadline:
+                        return data
+                elif connection.wait_readable(wait):
+                    return connection.recv()
+            if login is not None and (line_by is None or login <= line_by):
+                raise _Expired(login_timeout, "login", reply=True)
+            raise _Expired(timeout, "nw read", reply=True)
         except Hangup as exc:
             exc.reply = True
             raise

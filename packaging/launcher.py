@@ -22,7 +22,9 @@ TEMPLATE = """\
 #!{python} {flags}
 # popper's launcher, written by packaging/launcher.py.  It runs {module}
 # from {libdir} with this interpreter, whatever PATH or PYTHONPATH say.
+import gc
 import sys
+gc.disable()    # while the program is imported: no garbage cycles, only work
 try:    # importlib.machinery's PathFinder, without importlib's imports
     from _frozen_importlib_external import PathFinder
 except ImportError:
@@ -51,7 +53,28 @@ except Exception as exc:
     else:
         sys.stderr.write("popper: %s\\n" % why)
     sys.exit(1)
-sys.exit(main())
+gc.enable()
+status = main()
+# Leave as sys.exit(status) would, without the interpreter's teardown (it
+# frees every module and object: milliseconds at each inetd connection,
+# for nothing): the program's threads finished, the exit handlers run, its
+# output flushed.
+threading = sys.modules.get("threading")
+for thread in threading.enumerate() if threading else ():
+    if thread is not threading.main_thread() and not thread.daemon:
+        thread.join()
+import atexit
+atexit._run_exitfuncs()
+if status is not None and not isinstance(status, int):
+    sys.stderr.write("%s\\n" % (status,))
+    status = 1
+for stream in (sys.stdout, sys.stderr):
+    try:
+        stream.flush()
+    except (OSError, ValueError):   # as the teardown says a failed flush
+        status = status or 120
+import os
+os._exit(status or 0)
 """
 
 

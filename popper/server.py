@@ -46,14 +46,27 @@ def load_session(settings) -> None:
     settings names, and read READ_AHEAD: as root, before the login process
     is forked (it then has them all) and before the session becomes the
     user, who may not be able to read the interpreter's files (its modules
-    and codecs)."""
+    and codecs).  The garbage collector is off meanwhile (imports make
+    objects, not garbage cycles: a collection then is wasted work); what
+    is loaded is then frozen out of its sight (gc.freeze, Python 3.7 on),
+    so that the session's collections never walk it (nor, in a process
+    forked from a standalone listener, touch its pages)."""
+    import gc
     import importlib
-    from popper import extensions
-    for name in SESSION_MODULES + tuple(extensions.names()):
-        importlib.import_module(name)
-    _backend(settings)
-    from popper import deferred
-    deferred.read(READ_AHEAD)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from popper import extensions
+        for name in SESSION_MODULES + tuple(extensions.names()):
+            importlib.import_module(name)
+        _backend(settings)
+        from popper import deferred
+        deferred.read(READ_AHEAD)
+    finally:
+        if hasattr(gc, "freeze"):
+            gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 def _backend(settings):

@@ -107,3 +107,29 @@ def test_read_ahead_holds_all_the_mangler_and_xmit_import(tmp_path):
         print(type(mangle.__spec__.loader).__name__)
         """ % MIME, tmp_path)
     assert out.splitlines() == ["", "_Held"]
+
+
+def test_load_session_collects_no_garbage_while_it_loads_and_freezes_what_it_loaded(tmp_path):
+    """The collector is off while load_session imports and reads ahead (no
+    collection walks half-loaded modules), then on again as it was, with
+    what was loaded frozen out of its sight (Python 3.7 on): the session's
+    collections never walk it.  One the caller had off stays off."""
+    out = _run("""
+        import gc, sys
+        from popper import server
+        from popper.settings import Settings
+        settings = Settings()
+        settings.userdb = "/nonexistent"
+        runs = []
+        gc.callbacks.append(lambda phase, info: runs.append(phase) if phase == "start" else None)
+        gc.collect()
+        runs.clear()
+        gc.set_threshold(1)             # a collection at every allocation it counts
+        server.load_session(settings)
+        frozen = gc.get_freeze_count() if hasattr(gc, "get_freeze_count") else -1
+        print(len(runs), gc.isenabled(), frozen != 0)
+        gc.disable()
+        server.load_session(settings)
+        print(gc.isenabled())
+        """, tmp_path)
+    assert out.split() == ["0", "True", "True", "False"]

@@ -120,3 +120,40 @@ def test_the_installed_launcher_names_the_site_directories_and_runs_no_site_py(t
 def test_it_refuses_what_cannot_be_a_launcher(python, libdir):
     with pytest.raises(ValueError):
         launcher(python, libdir)
+
+
+def test_it_ends_as_sys_exit_would_without_the_teardown(tmp_path):
+    """The launcher leaves by os._exit (no freeing of every module at each
+    inetd connection), yet as sys.exit(main()) would: main's status, its
+    threads finished, its exit handlers run, its buffered output written;
+    a status that is no number said on stderr, and 1."""
+    lib = tmp_path / "lib" / "probe"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    done = tmp_path / "thread done"
+    (lib / "cli.py").write_text(
+        "import atexit, os, sys, threading, time\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    open(%r, 'w').close()\n"
+        "def main():\n"
+        "    threading.Thread(target=late).start()\n"
+        "    atexit.register(sys.stdout.write, ' handler')\n"
+        "    sys.stdout.write('buffered')\n"
+        "    sys.stderr.write('said')\n"
+        "    return int(os.environ.get('STATUS', '0')) if 'STATUS' in os.environ else 'why'\n"
+        % str(done))
+    program = tmp_path / "probe-launcher"
+    program.write_text(launcher(sys.executable, str(lib.parent), module="probe.cli"))
+    program.chmod(0o755)
+    for status, want in (("3", 3), ("0", 0), (None, 1)):
+        env = dict(os.environ)
+        env.pop("STATUS", None)
+        if status is not None:
+            env["STATUS"] = status
+        result = subprocess.run([str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                universal_newlines=True, timeout=60, env=env)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            want, "buffered handler", "said" if status else "saidwhy\n"), status
+        assert done.exists()
+        done.unlink()

@@ -52,10 +52,10 @@ def load_session(settings) -> None:
     so that the session's collections never walk it (nor, in a process
     forked from a standalone listener, touch its pages)."""
     import gc
-    import importlib
     collecting = gc.isenabled()
     gc.disable()
     try:
+        import importlib
         from popper import extensions
         for name in SESSION_MODULES + tuple(extensions.names()):
             importlib.import_module(name)

@@ -16,11 +16,12 @@ import importlib
 import importlib.machinery
 import marshal
 import os
+import stat
 import struct
 import sys
 from importlib._bootstrap_external import MAGIC_NUMBER  # importlib.util's, without contextlib
 
-__all__ = ["read", "held", "run_all"]
+__all__ = ["read", "held", "readable_by_all"]
 
 
 class _Held:
@@ -62,12 +63,48 @@ def held() -> list:
     return sorted(_HELD.modules)
 
 
-def run_all() -> None:
-    """Import every module read and not yet imported (a standalone
-    listener: its sessions then import nothing)."""
-    for name in held():
-        if name in _HELD.modules:
-            importlib.import_module(name)
+def readable_by_all(names, path=None) -> bool:
+    """Whether every user can import the named modules from their files:
+    each directory on the import path (path, else sys.path) that exists,
+    the named modules' packages there, their byte-code caches, every one
+    open to others (read and search) and every directory above them
+    searchable.  Then nothing need be read ahead: the session finds them
+    as the user as root would (files are taken to be as readable as the
+    directory they are in, as an install leaves them)."""
+    path = sys.path if path is None else path
+    dirs = [d for d in path if d and os.path.isdir(d)]
+    for top in sorted({name.split(".")[0] for name in names if "." in name}):
+        module = sys.modules.get(top)
+        found = list(getattr(module, "__path__", None) or []) if module else [
+            os.path.join(d, top) for d in dirs if os.path.isdir(os.path.join(d, top))]
+        if not found:
+            return False                # a package not there: let read() decide
+        dirs += found
+    if getattr(sys, "pycache_prefix", None):
+        return False                    # the byte code lies elsewhere: read ahead
+    dirs += [os.path.join(d, "__pycache__") for d in dirs
+             if os.path.isdir(os.path.join(d, "__pycache__"))]
+    searched = set()
+    for d in dirs:
+        d = os.path.abspath(d)
+        if not _open_to_others(d, stat.S_IROTH | stat.S_IXOTH):
+            return False
+        parent = os.path.dirname(d)
+        while parent not in searched:
+            searched.add(parent)
+            if not _open_to_others(parent, stat.S_IXOTH):
+                return False
+            if parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+    return True
+
+
+def _open_to_others(path: str, bits: int) -> bool:
+    try:
+        return os.stat(path).st_mode & bits == bits
+    except OSError:
+        return False
 
 
 def read(names) -> None:

@@ -89,6 +89,8 @@ def test_read_ahead_holds_all_the_mangler_and_xmit_import(tmp_path):
         settings = Settings()
         settings.userdb = "/nonexistent"
         server.load_session(settings)
+        from popper import deferred
+        deferred.read(server.READ_AHEAD)    # read even where anyone could import them
         before = set(sys.modules)
         from popper.extensions import mangle
         for word in ("x-mangle(text=plain)", "x-mangle(text=html;charset=utf-8)",
@@ -138,3 +140,33 @@ def test_load_session_collects_no_garbage_while_it_loads_and_freezes_what_it_loa
         print(gc.isenabled())
         """, tmp_path)
     assert out.split() == ["0", "True", "True", "False"]
+
+
+def test_nothing_is_read_ahead_where_every_user_can_import_it(tmp_path):
+    """readable_by_all: True only when each directory on the path, the
+    named packages' and their byte-code caches are open to others and the
+    directories above them searchable; one closed anywhere: False."""
+    import stat
+    import tempfile
+    from popper import deferred
+    base = tempfile.mkdtemp(dir="/tmp")     # / and /tmp are searchable by all
+    try:
+        os.chmod(base, 0o755)
+        lib = os.path.join(base, "lib")
+        pkg = os.path.join(lib, "aheadpkg")
+        cache = os.path.join(pkg, "__pycache__")
+        os.makedirs(cache)
+        for d in (lib, pkg, cache):
+            os.chmod(d, 0o755)
+        names = ["aheadpkg", "aheadpkg.leaf"]
+        assert deferred.readable_by_all(names, [lib, os.path.join(base, "missing")])
+        for closed, mode in ((cache, 0o700), (pkg, 0o751), (lib, 0o700), (base, 0o754)):
+            os.chmod(closed, mode)
+            assert not deferred.readable_by_all(names, [lib]), closed
+            os.chmod(closed, 0o755)
+        assert not deferred.readable_by_all(["nopkg.leaf"], [lib])   # not there: read()
+        assert deferred.readable_by_all(names, [lib])
+        assert stat.S_IMODE(os.stat(base).st_mode) == 0o755
+    finally:
+        import shutil
+        shutil.rmtree(base)

@@ -24,7 +24,7 @@ import stat
 import time
 import traceback
 
-from popper import deferred, privsep, server
+from popper import privsep, server
 from popper.protocol import replies as R
 from popper.transport.connection import Connection, socket_of
 
@@ -317,7 +317,7 @@ def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     limits = Limits(settings, log)
     listener_pid = os.getpid()
     privsep.preload()
-    deferred.run_all()          # what a session reads ahead (server.READ_AHEAD), run once here
+    server.load_read_ahead()    # what only some sessions run, loaded once here
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)

@@ -424,7 +424,7 @@ def main(argv: list = None) -> int:
     # Standalone: what sessions need is loaded once, in the listener,
     # before it listens; each session inherits it.
     from popper.transport import standalone
-    server.load_session(settings)
+    server.load_session(settings, listener=True)
     # The pid file is written before popper's own listener takes a
     # connection: whoever reaches the port finds this server's pid there.
     pid_file = None

@@ -41,18 +41,22 @@ READ_AHEAD = (
     ("_sha1", "_sha3", "_blake2", "_hashlib", "hashlib") if sys.version_info < (3, 8) else ())
 
 
-def load_session(settings) -> None:
+def load_session(settings, listener: bool = False) -> None:
     """Import what the rest of the session needs, and the back-end
     settings names, and read READ_AHEAD: as root, before the login process
     is forked (it then has them all) and before the session becomes the
     user, who may not be able to read the interpreter's files (its modules
     and codecs); not where every user can (deferred.readable_by_all: an
     install open to all, as most are), which spares each inetd session
-    reading some 80 modules it will most likely never run.  The garbage collector is off meanwhile (imports make
-    objects, not garbage cycles: a collection then is wasted work); what
-    is loaded is then frozen out of its sight (gc.freeze, Python 3.7 on),
-    so that the session's collections never walk it (nor, in a process
-    forked from a standalone listener, touch its pages)."""
+    reading some 80 modules it will most likely never run.  A standalone
+    listener (listener) imports READ_AHEAD as well: its sessions then
+    import nothing.
+
+    The garbage collector is off meanwhile (imports make objects, not
+    garbage cycles: a collection then is wasted work); what is loaded is
+    then frozen out of its sight (gc.freeze, Python 3.7 on), so that the
+    session's collections never walk it (nor, in a process forked from a
+    standalone listener, touch its pages)."""
     import gc
     collecting = gc.isenabled()
     gc.disable()
@@ -63,24 +67,16 @@ def load_session(settings) -> None:
             importlib.import_module(name)
         _backend(settings)
         from popper import deferred
-        if not deferred.readable_by_all(READ_AHEAD):
+        if listener or not deferred.readable_by_all(READ_AHEAD):
             deferred.read(READ_AHEAD)
+        if listener:
+            for name in deferred.held():
+                importlib.import_module(name)   # from memory
     finally:
         if hasattr(gc, "freeze"):
             gc.freeze()
         if collecting:
             gc.enable()
-
-
-def load_read_ahead() -> None:
-    """Import READ_AHEAD now (those read ahead run from memory): a
-    standalone listener, so that its sessions import nothing."""
-    import importlib
-    for name in READ_AHEAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:             # not in this Python
-            pass
 
 
 def _backend(settings):

@@ -317,7 +317,6 @@ def serve(listeners, settings, log, pid_file=None, tls=None) -> int:
     limits = Limits(settings, log)
     listener_pid = os.getpid()
     privsep.preload()
-    server.load_read_ahead()    # what only some sessions run, loaded once here
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)

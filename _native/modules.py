@@ -75,10 +75,11 @@ class Module:
 
 MODULES = (
     # The C core: the scanner, the wire encoder, crypt, the account databases, ndbm files,
-    # prctl, the QUIT's message edits.
+    # prctl, the QUIT's message edits, server mode's compaction plan.
     Module("popper._cpopper", "NATIVE", ("scan", "wire", "crypt", "accounts", "ndbm", "process",
-                                         "rewrite"),
-           sources=("scanner.c", "wire.c", "md5.c", "ndbm.c", "rewrite.c"), libraries=("crypt",),
+                                         "rewrite", "compact"),
+           sources=("scanner.c", "wire.c", "md5.c", "ndbm.c", "rewrite.c", "compact.c"),
+           libraries=("crypt",),
            probe=("crypt.h", "crypt")),
     # PAM, apart so that the C core needs no libpam (python-pam stands in).
     Module("popper._cpam", "NATIVE_PAM", ("pam",), libraries=("pam",),

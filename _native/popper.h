@@ -76,6 +76,27 @@ int pn_message_edits(const char *msg, size_t len, size_t header, size_t body,
                      int seen, int headers, int add_status, const char *mmdf,
                      size_t mmdf_len, char *out, size_t room, long *lens);
 
+/* --- server mode's compaction plan (twin: popper/maildrop/compact.py; compact.c) --- */
+
+#define PN_PLAN_ELSEWHERE 4         /* a message this does not plan: the caller plans them all */
+
+typedef struct {
+    int64_t *segments;      /* count segments of 4: source (0 spool, 1 plan), a, b, dest */
+    size_t count, cap;
+    char *literal;          /* the plan's bytes the segments of source 1 read */
+    size_t literal_len, literal_cap;
+    int64_t start, total;   /* where the first segment goes; the new spool's size */
+    int error;              /* errno, with PN_IO_ERROR */
+} pn_plan;
+
+int pn_compact_plan(int fd, const int64_t *kept, size_t nkept, const int64_t *start,
+                    const int64_t *header, const int64_t *body, const int64_t *content_end,
+                    const int64_t *end, const int *flags, const char *uids,
+                    const int64_t *uid_ends, const unsigned char *seen, int headers,
+                    int add_status, const char *mmdf, size_t mmdf_len, const char *first,
+                    size_t first_len, size_t head, int64_t piece, pn_plan *plan);
+void pn_plan_free(pn_plan *plan);
+
 /* --- classic ndbm files (twin: popper/ndbm.py; ndbm.c) --- */
 
 #define PN_NDBM_PBLKSIZ  1024       /* a .pag page */

@@ -18,6 +18,7 @@ them).  Each pure twin is chosen beside its own code, from these flags:
   retr_reply(prefix, data, cut, end, uid)
                               pn_retr_reply      popper/maildrop/render.py
   message_edits(data, at, ...)  pn_message_edits popper/maildrop/rewrite.py
+  plan_spool(fd, kept, ...)     pn_compact_plan  popper/maildrop/compact.py
   crypt(password, setting)    crypt_r            popper/auth/cryptpw.py
   crypt_gensalt()             crypt_gensalt_rn   popper/auth/unixdb.py
   getpwnam(name)              getpwnam_r         popper/auth/unixdb.py
@@ -170,6 +171,38 @@ def message_edits(data: bytes, at: int, length: int, header: int, body: int,
     return (None if n0 < 0 else ffi.unpack(buf, n0),
             None if n1 < 0 else ffi.unpack(buf + p0, n1),
             None if n2 < 0 else ffi.unpack(buf + p1, n2))
+
+
+def plan_spool(fd: int, kept, columns, uids: bytes, uid_ends, seen, headers: bool,
+                 add_status: bool, mmdf, first: bytes, head: int, piece: int):
+    """pn_compact_plan: (flat segments, 4 ints each; literal; start; total),
+    or None where the caller plans (compact.py's twin).  kept and uid_ends
+    are array("q"), columns the table's start, header, body, content_end,
+    end (array("q")) and flags (array("i")), seen a bytearray; each is read
+    in place.  OSError for a failed or short read."""
+    if not len(kept):
+        return None
+    mmdf = mmdf or b""
+    plan = ffi.new("pn_plan *")
+    q = [ffi.cast("int64_t *", ffi.from_buffer(a)) for a in (kept,) + tuple(columns[:5])
+         + (uid_ends,)]
+    try:
+        rc = lib.pn_compact_plan(fd, q[0], len(kept), q[1], q[2], q[3], q[4], q[5],
+                                 ffi.cast("int *", ffi.from_buffer(columns[5])), uids, q[6],
+                                 ffi.cast("unsigned char *", ffi.from_buffer(seen)),
+                                 1 if headers else 0, 1 if add_status else 0, mmdf, len(mmdf),
+                                 first, len(first), head, piece, plan)
+        if rc == lib.PN_IO_ERROR:
+            raise OSError(plan.error, os.strerror(plan.error))
+        if rc == lib.PN_NO_MEMORY:
+            raise MemoryError()
+        if rc:
+            return None
+        return (ffi.unpack(plan.segments, 4 * plan.count) if plan.count else [],
+                ffi.unpack(plan.literal, plan.literal_len) if plan.literal_len else b"",
+                plan.start, plan.total)
+    finally:
+        lib.pn_plan_free(plan)
 
 
 def crypt(password: bytes, setting: bytes):

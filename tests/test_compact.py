@@ -493,3 +493,88 @@ def test_background_work_runs_at_once_when_no_thread_can_start(monkeypatch):
     def fails():
         raise Kill()
     assert isinstance(files.Background(fails).wait(), Kill)
+
+
+# --- the native planner ----------------------------------------------------------------
+
+needs_native = pytest.mark.skipif(not compact.native.BUILT, reason="the C extension is not built")
+
+LONG = (b"From big@example.org Mon Jan  1 00:00:00 2024\nSubject: big\nStatus: O\n"
+        + b"X-Long: " + b"h" * 70000 + b"\n\n" + b"b" * (compact.PIECE + 3000) + b"\n\n")
+ODD = [b"From a@b Mon Jan  1 00:00:00 2024\nstatus: R\nx-uidl: mine\nX-UIDL: two\n\nbody\n\n",
+       b"From c@d Mon Jan  1 00:00:00 2024\r\nSubject: crlf\r\n\r\nline\r\n\r\n",
+       b"From e@f Mon Jan  1 00:00:00 2024\n\n",
+       b"From g@h Mon Jan  1 00:00:00 2024\nSubject: no blank line at the end\n\nlast"]
+SPOOLS = {
+    "mbox": MAIL,
+    "odd mbox": ODD[0] + MAIL[:20000] + LONG + ODD[1] + ODD[2] + ODD[3],
+    "a long first message": LONG + MAIL[:9000],
+    "MMDF, a bare first message": b"\x01\x01\x01\x01\n\nbare\n\x01\x01\x01\x01\n" + b"".join(
+        b"\x01\x01\x01\x01\n" + m.data + b"\x01\x01\x01\x01\n" for m in MSGS[:3]),
+    "MMDF": b"".join(b"\x01\x01\x01\x01\n" + m.data + b"\x01\x01\x01\x01\n" for m in MSGS[:12]),
+}
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(SPOOLS))
+def test_the_native_planner_plans_what_the_pure_one_does(tmp_path, monkeypatch, name):
+    """_native/compact.c against plan(output_pieces()): every deletion
+    pattern, read or not, headers rewritten or not, Status: added or not,
+    the first bytes under the marker changed or not."""
+    pure = compact.pure_plan_spool
+
+    def not_here(*args):
+        raise AssertionError("the native planner handed the plan to the pure one")
+    monkeypatch.setattr(compact, "pure_plan_spool", not_here)
+    (tmp_path / "alice").write_bytes(SPOOLS[name])
+    settings = settings_for(tmp_path, True)
+    drop = open_maildrop(settings, "alice", RecordingLog())
+    try:
+        fd, n = drop.spool_fd, len(drop.messages)
+        first = os.pread(fd, H, 0)
+        compared = 0
+        for kept in (list(range(n)), list(range(1, n)), list(range(0, n, 2)), [n - 1],
+                     list(range(n - 1)), list(range(0, n, 3))):
+            for seen in (bytearray(n), bytearray(b"\1" * n), bytearray(i % 2 for i in range(n))):
+                for headers in (False, True):
+                    for add_status in (False, True):
+                        settings.update_status_headers = add_status
+                        args = (drop, fd, kept, seen, headers, [], first)
+                        native = compact.native_plan_spool(*args)
+                        assert native == pure(*args), (kept, seen, headers)
+                        compared += bool(native[0])
+        assert compared > 50
+    finally:
+        drop.restore()
+        drop.close()
+
+
+@needs_native
+def test_the_native_planner_leaves_what_it_does_not_plan_to_the_pure_one(tmp_path):
+    """Mail of the other format (its From line is made with the time), or
+    mail that came during the session: no native plan; a spool cut short
+    since the scan: the read fails as the pure planner's does."""
+    (tmp_path / "alice").write_bytes(MAIL)
+    drop = open_maildrop(settings_for(tmp_path, True), "alice", RecordingLog())
+    try:
+        fd, n = drop.spool_fd, len(drop.messages)
+        m = drop.messages
+        columns = (m.start, m.header, m.body, m.content_end, m.end, m.flags)
+        uids = b"".join(m.uid)
+        from array import array
+        from itertools import accumulate
+        ends = array("q", accumulate(map(len, m.uid)))
+        kept, seen = array("q", range(n)), bytearray(n)
+
+        def plan(mmdf):
+            return compact.native.plan_spool(fd, kept, columns, uids, ends, seen, True, True,
+                                               mmdf, os.pread(fd, H, 0), H, compact.PIECE)
+        assert plan(None) is not None
+        assert plan(b"\x01\x01\x01\x01\n") is None          # mbox mail into an MMDF spool
+        os.ftruncate(fd, m.start[n - 1] + 10)
+        for planner in (compact.native_plan_spool, compact.pure_plan_spool):
+            with pytest.raises(OSError) as failed:
+                planner(drop, fd, list(range(n)), seen, True, [], os.pread(fd, H, 0))
+            assert failed.value.errno == errno.EIO
+    finally:
+        drop.close()

@@ -25,7 +25,7 @@ import popper
 from conftest import ROOT
 from popper import native, privsep
 from popper.auth import cryptpw, libpam, unixdb
-from popper.maildrop import render, rewrite, scan, wire
+from popper.maildrop import compact, render, rewrite, scan, wire
 
 MODULES = runpy.run_path(str(ROOT / "_native" / "modules.py"))["MODULES"]
 NATIVE_PY = ROOT / "popper" / "native.py"
@@ -37,6 +37,7 @@ TWINS = {
     "wire_encode": (wire, "NATIVE"),
     "retr_reply": (render, "NATIVE"),
     "message_edits": (rewrite, "NATIVE"),
+    "plan_spool": (compact, "NATIVE"),
     "crypt": (cryptpw, "NATIVE"),
     "crypt_gensalt": (unixdb, "NATIVE"),
     "getpwnam": (unixdb, "NATIVE"),
@@ -139,7 +140,7 @@ def test_popper_purepython_chooses_every_twin(pure):
     """In a fresh interpreter either way: every choice follows the flags."""
     code = ("import popper.native as n; from popper import privsep; "
             "from popper.auth import cryptpw, libpam, unixdb; "
-            "from popper.maildrop import render, rewrite, scan, wire; "
+            "from popper.maildrop import compact, render, rewrite, scan, wire; "
             "print(n.NATIVE, n.PAM_NATIVE, " + ", ".join(
                 "%s.%s is %s.native_%s" % (module.__name__.rpartition(".")[2], name,
                                             module.__name__.rpartition(".")[2], name)

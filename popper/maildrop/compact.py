@@ -45,11 +45,13 @@ done).
 
 import collections
 import os
+from array import array
+from itertools import accumulate
 
-from popper import digests
+from popper import digests, native
 from popper.maildrop import files
 from popper.maildrop.journal import Compact
-from popper.maildrop.rewrite import SMALL_BODY, _Window
+from popper.maildrop.rewrite import SMALL_BODY, _format, _Window, output_pieces
 
 SPOOL, PLAN = 0, 1          # where a segment's bytes are read
 PIECE = 4 << 20             # most bytes a spool segment covers: batches end between them
@@ -133,6 +135,37 @@ def plan(pieces, first: bytes):
             dest += b - a
     start = segments[0][3] if segments else dest
     return _split(segments), b"".join(literal), start, dest
+
+
+def pure_plan_spool(drop, spool_fd: int, kept, seen, headers: bool, extras, first: bytes):
+    """The plan of server mode's QUIT (plan's result): the spool's kept
+    messages and the mail that came during the session (extras), as
+    rewrite.output_pieces gives them."""
+    return plan(output_pieces(drop, spool_fd, kept, seen, headers, extras), first)
+
+
+def native_plan_spool(drop, spool_fd: int, kept, seen, headers: bool, extras, first: bytes):
+    """pure_plan_spool's twin: the same plan from _native/compact.c, which
+    reads only what the edits look at (each kept message's separator line
+    and header, its last byte, its ending; not the bodies) and folds the
+    pieces in C.  Mail that came during the session, or a message it does
+    not plan (of the other format), leaves it all to the pure planner."""
+    messages = drop.messages
+    planned = None if extras else native.plan_spool(
+        spool_fd, array("q", kept),
+        (messages.start, messages.header, messages.body, messages.content_end, messages.end,
+         messages.flags),
+        b"".join(messages.uid), array("q", accumulate(map(len, messages.uid))), seen, headers,
+        drop.settings.update_status_headers, _format(drop, spool_fd, kept, extras), first,
+        HEAD, PIECE)
+    if planned is None:
+        return pure_plan_spool(drop, spool_fd, kept, seen, headers, extras, first)
+    flat, literal, start_, total = planned
+    it = iter(flat)
+    return [Segment._make(seg) for seg in zip(it, it, it, it)], literal, start_, total
+
+
+plan_spool = native_plan_spool if native.NATIVE else pure_plan_spool
 
 
 def _split(segments) -> list:
@@ -453,12 +486,13 @@ def load(spool_fd: int, temp_fd: int, journal, record, refresh=None) -> Compacti
     return Compaction(spool_fd, temp_fd, journal, record, segments, literal, refresh)
 
 
-def start(spool_fd: int, temp_fd: int, journal, pieces, refresh=None) -> Compaction:
-    """Plan the compaction of the spool into the output pieces, and write the
-    plan and the `compact` record.  Nothing in the spool is changed yet."""
+def start(spool_fd: int, temp_fd: int, journal, planned, first: bytes,
+          refresh=None) -> Compaction:
+    """Write the plan of the compaction (planned: plan's result; first: the
+    spool's first HEAD bytes, as it was planned with) and the `compact`
+    record.  Nothing in the spool is changed yet."""
     end = files.size(spool_fd)
-    first = os.pread(spool_fd, HEAD, 0)
-    segments, literal, start_, total = plan(pieces, first)
+    segments, literal, start_, total = planned
     head = first_bytes(segments, literal, spool_fd, start_, first)
     data = encode(segments, literal)
     bound = max(end, total, HEAD if segments else 0)    # room for the marker, at least

@@ -17,7 +17,7 @@ import os
 
 from popper.maildrop import MaildropError, cache, compact, files
 from popper.maildrop.drop import Drop, Unscannable
-from popper.maildrop.rewrite import Unfinished, output_pieces
+from popper.maildrop.rewrite import Unfinished
 from popper.maildrop.journal import Append
 from popper.maildrop.locking import SpoolLock
 from popper.maildrop.scan import HAS_UIDL, SEEN, UW_DATA
@@ -164,8 +164,8 @@ class ServerDrop(Drop):
         extras = [(self.scanned_end, end)] if end > self.scanned_end else []
         first = os.pread(spool_fd, compact.HEAD, 0)
         try:
-            work = compact.start(spool_fd, self.temp_fd, self.journal,
-                                 output_pieces(self, spool_fd, kept, seen, headers, extras),
+            planned = compact.plan_spool(self, spool_fd, kept, seen, headers, extras, first)
+            work = compact.start(spool_fd, self.temp_fd, self.journal, planned, first,
                                  lock.refresh)
         except OSError as exc:              # the spool is untouched, and no journal
             try:                            # names what the temp drop may hold

@@ -15,7 +15,15 @@
  * (one of the other format, offsets out of order: the caller's general
  * case), PN_IO_ERROR (plan->error the errno; EIO for a short read) or
  * PN_NO_MEMORY.  pn_plan_free frees what a plan holds, whatever it
- * returned. */
+ * returned.
+ *
+ * pn_compact_write writes one batch of a compaction (twin:
+ * compact.pure_write_batch): its segments' bytes, whose destinations follow
+ * one another (in-place segments excepted: they are skipped), gathered
+ * through a buffer and written a few MB at a time with pwrite; spool bytes
+ * [sa, sb) are read from the stage (stage_fd at stage_at); nothing is
+ * written below `head` (the marker's place).  Returns 0, or an errno (EIO
+ * for a short read). */
 #define _XOPEN_SOURCE 700      /* pread */
 #include <errno.h>
 #include <stdlib.h>
@@ -244,6 +252,97 @@ int pn_compact_plan(int fd, const int64_t *kept, size_t nkept, const int64_t *st
         rc = PN_NO_MEMORY;
     plan->start = plan->count ? plan->segments[3] : f.dest;
     plan->total = f.dest;
+    return rc;
+}
+
+#define OUT_LIMIT (4 << 20)     /* compact._Out.LIMIT */
+
+typedef struct {
+    int fd;
+    int64_t pos;            /* where buf[0] goes; -1: not set */
+    char *buf;
+    size_t len;
+    int64_t head;
+} out_buffer;
+
+static int flush_out(out_buffer *o)
+{
+    const char *p = o->buf;
+    size_t n = o->len;
+    int64_t pos = o->pos;
+    if (n && pos < o->head) {           /* the marker's place: the head goes there at the end */
+        size_t skip = (size_t)(o->head - pos) < n ? (size_t)(o->head - pos) : n;
+        p += skip;
+        n -= skip;
+        pos += (int64_t)skip;
+    }
+    while (n) {
+        ssize_t w = pwrite(o->fd, p, n, (off_t)pos);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        p += w;
+        n -= (size_t)w;
+        pos += w;
+    }
+    o->pos = o->len ? o->pos + (int64_t)o->len : o->pos;
+    o->len = 0;
+    return 0;
+}
+
+int pn_compact_write(int spool_fd, int stage_fd, const int64_t *segments, size_t count,
+                     const char *literal, int64_t sa, int64_t sb, int64_t stage_at,
+                     int64_t head)
+{
+    out_buffer o = {spool_fd, -1, malloc(OUT_LIMIT), 0, head};
+    int rc = 0;
+    if (!o.buf)
+        return ENOMEM;
+    for (size_t k = 0; k < count && !rc; k++) {
+        const int64_t *s = segments + 4 * k;
+        int64_t a = s[1], b = s[2], dest = s[3];
+        if (s[0] == SPOOL && a == dest) {       /* in place */
+            rc = flush_out(&o);
+            o.pos = -1;
+            continue;
+        }
+        if (o.pos < 0)
+            o.pos = dest;
+        int fd = spool_fd;
+        if (s[0] == SPOOL && sa <= a && b <= sb) {
+            fd = stage_fd;
+            a += stage_at - sa;
+            b += stage_at - sa;
+        }
+        while (a < b && !rc) {
+            if (o.len == OUT_LIMIT && (rc = flush_out(&o)))
+                break;
+            size_t n = (size_t)(b - a) < OUT_LIMIT - o.len ? (size_t)(b - a) : OUT_LIMIT - o.len;
+            if (s[0] == PLAN) {
+                memcpy(o.buf + o.len, literal + a, n);
+            } else {
+                ssize_t r = pread(fd, o.buf + o.len, n, (off_t)a);
+                if (r < 0) {
+                    if (errno == EINTR)
+                        continue;
+                    rc = errno;
+                    break;
+                }
+                if (r == 0) {
+                    rc = EIO;               /* the spool or the stage shrank */
+                    break;
+                }
+                n = (size_t)r;
+            }
+            o.len += n;
+            a += (int64_t)n;
+        }
+    }
+    if (!rc)
+        rc = flush_out(&o);
+    free(o.buf);
     return rc;
 }
 

@@ -19,6 +19,7 @@ them).  Each pure twin is chosen beside its own code, from these flags:
                               pn_retr_reply      popper/maildrop/render.py
   message_edits(data, at, ...)  pn_message_edits popper/maildrop/rewrite.py
   plan_spool(fd, kept, ...)     pn_compact_plan  popper/maildrop/compact.py
+  write_batch(spool_fd, ...)    pn_compact_write popper/maildrop/compact.py
   crypt(password, setting)    crypt_r            popper/auth/cryptpw.py
   crypt_gensalt()             crypt_gensalt_rn   popper/auth/unixdb.py
   getpwnam(name)              getpwnam_r         popper/auth/unixdb.py
@@ -203,6 +204,17 @@ def plan_spool(fd: int, kept, columns, uids: bytes, uid_ends, seen, headers: boo
                 plan.start, plan.total)
     finally:
         lib.pn_plan_free(plan)
+
+
+def write_batch(spool_fd: int, stage_fd: int, segments, literal: bytes, sa: int, sb: int,
+                stage_at: int, head: int) -> None:
+    """pn_compact_write: one batch's segments (array("q"), 4 ints each),
+    read in place, written into the spool (compact.py's twin); OSError
+    for a failed call or a short read."""
+    rc = lib.pn_compact_write(spool_fd, stage_fd, ffi.cast("int64_t *", ffi.from_buffer(segments)),
+                              len(segments) // 4, literal, sa, sb, stage_at, head)
+    if rc:
+        raise OSError(rc, os.strerror(rc))
 
 
 def crypt(password: bytes, setting: bytes):

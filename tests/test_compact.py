@@ -372,6 +372,9 @@ def trial(path, monkeypatch, deleted, n, fault, sticky):
     for i in deleted:
         dele[i] = 1
     with monkeypatch.context() as m:
+        # The pure writer: the injector counts Python's calls (test_faults.py
+        # injects into the C writer's, under strace).
+        m.setattr(compact, "write_batch", compact.pure_write_batch)
         inject = Injector(m, n, fault, sticky)
         reply = "+OK"
         try:
@@ -578,3 +581,55 @@ def test_the_native_planner_leaves_what_it_does_not_plan_to_the_pure_one(tmp_pat
             assert failed.value.errno == errno.EIO
     finally:
         drop.close()
+
+
+def random_pieces(rnd, spool_sizes):
+    """(spool bytes, pieces) of a random plan: messages deleted, headers
+    grown, shrunk or changed in place, the rest kept (as the test above)."""
+    offsets = [sum(spool_sizes[:i]) for i in range(len(spool_sizes) + 1)]
+    spool = os.urandom(offsets[-1])
+    pieces = []
+    for i, n in enumerate(spool_sizes):
+        if rnd.random() < 0.4:
+            continue
+        a, b = offsets[i], offsets[i + 1]
+        cut = a + min(n, 20)
+        change = rnd.random()
+        if change < 0.2:
+            pieces += [(a, cut, os.urandom(cut - a + rnd.randint(-5, 40))), (cut, b, None)]
+        elif change < 0.3:
+            pieces += [(a, cut, os.urandom(cut - a)), (cut, b, None)]
+        else:
+            pieces.append((a, b, None))
+    return spool, pieces
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(12))
+def test_the_twin_writers_compact_a_real_spool_alike(tmp_path, monkeypatch, seed):
+    """A random plan carried out on files (its stages, the marker, the cut)
+    by the C writer and by the pure one: both give the planned spool."""
+    import random
+    rnd = random.Random(seed)
+    sizes = [rnd.choice([10, 30, 200, 5000, 70000, compact.PIECE + 77])
+             for _ in range(rnd.randint(1, 40))]
+    spool, pieces = random_pieces(rnd, sizes)
+    want = expected_output(pieces, spool)
+    for writer in ("native", "pure"):
+        monkeypatch.setattr(compact, "write_batch", getattr(compact, writer + "_write_batch"))
+        d = tmp_path / writer
+        d.mkdir()
+        (d / "alice").write_bytes(spool)
+        (d / ".alice.pop").write_bytes(b"")
+        spool_fd = os.open(str(d / "alice"), os.O_RDWR)
+        temp_fd = os.open(str(d / ".alice.pop"), os.O_RDWR)
+        try:
+            first = os.pread(spool_fd, H, 0)
+            work = compact.start(spool_fd, temp_fd, Journal(str(d / ".alice.pop")),
+                                 compact.plan(pieces, first), first)
+            work.begin()
+            work.run()
+        finally:
+            os.close(spool_fd)
+            os.close(temp_fd)
+        assert (d / "alice").read_bytes() == want, writer

@@ -38,6 +38,7 @@ TWINS = {
     "retr_reply": (render, "NATIVE"),
     "message_edits": (rewrite, "NATIVE"),
     "plan_spool": (compact, "NATIVE"),
+    "write_batch": (compact, "NATIVE"),
     "crypt": (cryptpw, "NATIVE"),
     "crypt_gensalt": (unixdb, "NATIVE"),
     "getpwnam": (unixdb, "NATIVE"),

@@ -26,6 +26,9 @@ int pn_compact_plan(int fd, const int64_t *kept, size_t nkept, const int64_t *st
                     int add_status, const char *mmdf, size_t mmdf_len, const char *first,
                     size_t first_len, size_t head, int64_t piece, pn_plan *plan);
 void pn_plan_free(pn_plan *plan);
+int pn_compact_write(int spool_fd, int stage_fd, const int64_t *segments, size_t count,
+                     const char *literal, int64_t sa, int64_t sb, int64_t stage_at,
+                     int64_t head);
 """
 
 CUSTOMIZATIONS = ""

@@ -46,7 +46,7 @@ done).
 import collections
 import os
 from array import array
-from itertools import accumulate
+from itertools import accumulate, chain
 
 from popper import digests, native
 from popper.maildrop import files
@@ -295,6 +295,52 @@ class _Out:
         self.pieces, self.size, self.pos = [], 0, then
 
 
+def pure_write_batch(spool_fd: int, temp_fd: int, segments, literal: bytes, sa: int, sb: int,
+                     stage_at: int) -> None:
+    """A batch's segments (their destinations follow one another), the
+    small ones gathered into one buffer and written a few MB at a time,
+    the large ones copied in the kernel; spool bytes [sa, sb) read from
+    the stage (the temp drop at stage_at).  Nothing a batch reads is
+    written by it, so its reads may run ahead (_Window)."""
+    out = _Out(spool_fd)
+    spool, stage = _Window(spool_fd), _Window(temp_fd)
+    literal = memoryview(literal)
+    spool_view, stage_view = spool.view, stage.view
+    for src, a, b, dest in segments:
+        if src == PLAN:
+            out.at(dest)
+            out.add(literal[a:b])
+            continue
+        if a == dest:               # in place
+            out.flush(None)
+            continue
+        out.at(dest)
+        staged = sa <= a and b <= sb
+        if staged:
+            a, b = stage_at + a - sa, stage_at + b - sa
+        if b - a > SMALL_BODY:
+            out.flush(dest + b - a)
+            if dest < HEAD:         # the marker's place: the head goes there at the end
+                a += HEAD - dest
+            files.copy_range(temp_fd if staged else spool_fd, spool_fd,
+                             a, b, max(dest, HEAD))
+        else:
+            out.add((stage_view if staged else spool_view)(a, b))
+    out.flush(None)
+
+
+def native_write_batch(spool_fd: int, temp_fd: int, segments, literal: bytes, sa: int, sb: int,
+                       stage_at: int) -> None:
+    """pure_write_batch's twin: _native/compact.c reads each segment's bytes
+    straight into its buffer (none of the deleted mail between them) and
+    writes them with pwrite, large ones too."""
+    native.write_batch(spool_fd, temp_fd, array("q", chain.from_iterable(segments)), literal,
+                       sa, sb, stage_at, HEAD)
+
+
+write_batch = native_write_batch if native.NATIVE else pure_write_batch
+
+
 # --- the plan in the temporary drop ---------------------------------------------------
 
 def encode(segments, literal: bytes) -> bytes:
@@ -399,35 +445,7 @@ class Compaction:
                          self.record.tail)
 
     def _write(self, segments, sa: int, sb: int) -> None:
-        """A batch's segments (their destinations follow one another), the
-        small ones gathered into one buffer and written a few MB at a time,
-        the large ones copied in the kernel.  Nothing a batch reads is
-        written by it, so its reads may run ahead (_Window)."""
-        out = _Out(self.spool_fd)
-        spool, stage = _Window(self.spool_fd), _Window(self.temp_fd)
-        literal = memoryview(self.literal)
-        spool_view, stage_view, stage_at = spool.view, stage.view, self.stage_at
-        for src, a, b, dest in segments:
-            if src == PLAN:
-                out.at(dest)
-                out.add(literal[a:b])
-                continue
-            if a == dest:               # in place
-                out.flush(None)
-                continue
-            out.at(dest)
-            staged = sa <= a and b <= sb
-            if staged:
-                a, b = stage_at + a - sa, stage_at + b - sa
-            if b - a > SMALL_BODY:
-                out.flush(dest + b - a)
-                if dest < HEAD:         # the marker's place: the head goes there at the end
-                    a += HEAD - dest
-                files.copy_range(self.temp_fd if staged else self.spool_fd, self.spool_fd,
-                                 a, b, max(dest, HEAD))
-            else:
-                out.add((stage_view if staged else spool_view)(a, b))
-        out.flush(None)
+        write_batch(self.spool_fd, self.temp_fd, segments, self.literal, sa, sb, self.stage_at)
 
     def _progress(self, p: Progress) -> None:
         files.write_at(self.temp_fd, _slot_bytes(p, self.record.fp),

@@ -174,15 +174,13 @@ def test_growing_messages_stage_up_to_the_end():
     assert kinds == ["stage", "write"]
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_random_plans_never_overwrite_what_is_still_read(seed):
-    import random
-    rnd = random.Random(seed)
-    sizes = [rnd.choice([30, 200, 5000, 70000]) for _ in range(rnd.randint(1, 60))]
-    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+def random_pieces(rnd, spool_sizes):
+    """(spool bytes, pieces) of a random plan: messages deleted, headers
+    grown, shrunk or changed in place, the rest kept."""
+    offsets = [sum(spool_sizes[:i]) for i in range(len(spool_sizes) + 1)]
     spool = os.urandom(offsets[-1])
     pieces = []
-    for i, n in enumerate(sizes):
+    for i, n in enumerate(spool_sizes):
         if rnd.random() < 0.4:
             continue
         a, b = offsets[i], offsets[i + 1]
@@ -194,6 +192,15 @@ def test_random_plans_never_overwrite_what_is_still_read(seed):
             pieces += [(a, cut, os.urandom(cut - a)), (cut, b, None)]
         else:
             pieces.append((a, b, None))
+    return spool, pieces
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_plans_never_overwrite_what_is_still_read(seed):
+    import random
+    rnd = random.Random(seed)
+    spool, pieces = random_pieces(rnd, [rnd.choice([30, 200, 5000, 70000])
+                                         for _ in range(rnd.randint(1, 60))])
     segments, literal, start, total = compact.plan(pieces, spool[:H])
     disk = spool + bytes(max(0, total - len(spool)))
     out, _ = run_batches(segments, start, total, disk, literal)
@@ -581,27 +588,6 @@ def test_the_native_planner_leaves_what_it_does_not_plan_to_the_pure_one(tmp_pat
             assert failed.value.errno == errno.EIO
     finally:
         drop.close()
-
-
-def random_pieces(rnd, spool_sizes):
-    """(spool bytes, pieces) of a random plan: messages deleted, headers
-    grown, shrunk or changed in place, the rest kept (as the test above)."""
-    offsets = [sum(spool_sizes[:i]) for i in range(len(spool_sizes) + 1)]
-    spool = os.urandom(offsets[-1])
-    pieces = []
-    for i, n in enumerate(spool_sizes):
-        if rnd.random() < 0.4:
-            continue
-        a, b = offsets[i], offsets[i + 1]
-        cut = a + min(n, 20)
-        change = rnd.random()
-        if change < 0.2:
-            pieces += [(a, cut, os.urandom(cut - a + rnd.randint(-5, 40))), (cut, b, None)]
-        elif change < 0.3:
-            pieces += [(a, cut, os.urandom(cut - a)), (cut, b, None)]
-        else:
-            pieces.append((a, b, None))
-    return spool, pieces
 
 
 @needs_native

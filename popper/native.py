@@ -175,7 +175,7 @@ def message_edits(data: bytes, at: int, length: int, header: int, body: int,
 
 
 def plan_spool(fd: int, kept, columns, uids: bytes, uid_ends, seen, headers: bool,
-                 add_status: bool, mmdf, first: bytes, head: int, piece: int):
+               add_status: bool, mmdf, first: bytes, head: int, piece: int):
     """pn_compact_plan: (flat segments, 4 ints each; literal; start; total),
     or None where the caller plans (compact.py's twin).  kept and uid_ends
     are array("q"), columns the table's start, header, body, content_end,

@@ -560,8 +560,10 @@ def load_config_file(settings: Settings, path: str, source: str = INIT, depth: i
             raise ConfigError("Config file nesting exceeds %d; will not process config file %s"
                               % (MAX_NESTING, path))
         try:
-            with open(path, encoding="latin-1") as f:
-                text = f.read()
+            # Bytes, then latin-1 text: the decode's built-in fast path, not
+            # a text file's codec lookup (encodings.latin_1, before the greeting).
+            with open(path, "rb") as f:
+                text = f.read().decode("latin-1")
         except OSError as exc:
             raise ConfigError("Unable to open configuration file %s: %s (%d)"
                               % (path, exc.strerror, exc.errno)) from None

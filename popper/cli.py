@@ -296,7 +296,12 @@ def _not_a_directory(path, option: str):
 def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
-    problems = server.backend_problems(settings)
+    problems = []
+    if not settings.userdb:         # (check() has looked at a user database)
+        # The checks only, not the back-end (cffi, the C extension, ctypes):
+        # this runs before every inetd connection's greeting.
+        from popper.auth.checks import backend_problems
+        problems = backend_problems(settings)
     if tls_configured(settings):
         from popper.transport import tls
         problems += tls.warnings(settings)
@@ -337,6 +342,8 @@ def _tell(prog: str, settings: Settings, problems: list, priority: int = LOG_ERR
     text if usage) unless that is the client, and in syslog, where an
     administrator looks when inetd started it -- through popper's own
     syslog client, which never waits for a daemon that is not reading."""
+    if not problems and not usage:
+        return
     log = Log(prog, settings.log_facility)
     to_stderr = not _stderr_is_the_client()
     lines = ["%s: %s" % (prog, problem) if prefix else problem for problem in problems]

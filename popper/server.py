@@ -101,16 +101,6 @@ def authenticator(settings, log):
     return module.UnixAuth(settings, log)
 
 
-def backend_problems(settings) -> list:
-    """What start-up can tell will keep the back-end authenticator() picks
-    from logging users in (a user database that cannot be read is refused
-    by cli.check)."""
-    problem = (None if settings.userdb else
-               _backend(settings).service_problem(settings.pam_service) if settings.pam_service
-               else _backend(settings).shadow_problem())
-    return [problem] if problem else []
-
-
 def client_for(ip: str, settings, log) -> Client:
     """The client's name as Qpopper finds it: the reverse lookup of its IP,
     kept only if that name resolves back to the IP (unless -R)."""

@@ -68,10 +68,19 @@ def probed(mailhost, tmp_path, commands, pure: bool):
     return moments, replies
 
 
+# Each back-end: cli's start-up warnings check it before every greeting
+# (popper/auth/checks.py), which must not load it.
+BACKENDS = {"userdb": {}, "unix": {"userdb": False},
+            "pam": {"userdb": False, "extra": ["set pam-service = pop3"]}}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
 @pytest.mark.parametrize("pure", [False, True], ids=["native", "pure"])
-def test_the_greeting_imports_nothing_heavy(mailhost, tmp_path, pure):
+def test_the_greeting_imports_nothing_heavy(mailhost, tmp_path, pure, backend):
     if not pure and not popper.native.BUILT:
         pytest.skip("the C extension is not built")
+    config = BACKENDS[backend]
+    mailhost.write_config(*config.get("extra", []), userdb=config.get("userdb", True))
     moments, replies = probed(mailhost, tmp_path, ["QUIT"], pure)
     assert replies[0].startswith(b"+OK") and replies[1].startswith(b"+OK")
     (at_start,) = [sets[0] for (moment, _), sets in moments.items() if moment == "start"]

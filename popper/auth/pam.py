@@ -9,35 +9,11 @@ password.  The account must also be a Unix one (its uid and gid).
 
 A service PAM has no configuration for is not an error to PAM: it uses
 its "other" service, which may let nobody in (Debian: pam_deny) or
-everyone.  service_problem() says so at start-up.
+everyone.  checks.service_problem() says so at start-up.
 """
-
-import os
 
 from popper.auth import AuthError, libpam, passwd_account
 from popper.protocol import replies
-
-
-# Where PAM looks for a service's configuration: Linux-PAM's, OpenPAM's and
-# Solaris 11.4's directories (Linux-PAM's vendor directory too), then the
-# one file of older PAMs (Solaris 10, UnixWare, HP-UX, AIX).
-PAM_DIRS = ("/etc/pam.d", "/usr/lib/pam.d", "/usr/local/etc/pam.d")
-PAM_CONF = "/etc/pam.conf"
-
-
-def service_problem(service: str):
-    """Why PAM will not find service's own configuration, or None."""
-    if any(os.path.isfile(os.path.join(d, service)) for d in PAM_DIRS):
-        return None
-    try:
-        with open(PAM_CONF, encoding="latin-1") as f:
-            if any(line.split()[:1] == [service] for line in f):
-                return None
-    except OSError:
-        pass
-    return ('PAM service "%s": there is no %s/%s, nor a line for it in %s, so PAM uses its '
-            '"other" service: install %s/%s, or name an existing service with set '
-            "pam-service" % (service, PAM_DIRS[0], service, PAM_CONF, PAM_DIRS[0], service))
 
 
 class PamAuth:

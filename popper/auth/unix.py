@@ -33,20 +33,19 @@ that gave the right password.
 
 Run as another user than root, popper cannot read the shadow file: the
 hash of every user whose passwd entry says "x" is out of its reach.  It
-says so at start-up (shadow_problem) and in the log line of each such
+says so at start-up (checks.shadow_problem) and in the log line of each such
 failed login; the client gets the same answer after the same work.
 """
 
-import os
 import time
 
 from popper.auth import Account, AuthError, cryptpw, passwd_account, same_hash, unixdb
+from popper.auth.checks import shadow_problem
 from popper.protocol import replies
 
 DAY = 86400
 SCAN_LIMIT = 2000          # shadow entries read to find the host's method
 REFRESH = 600              # seconds the host's method is kept
-SHADOW_FILE = "/etc/shadow"  # what NSS's files module reads (Linux, Solaris, illumos)
 
 # The host's dummy and when it was found (time.monotonic()); one per process,
 # shared by every UnixAuth (a listener's preload() serves its children).
@@ -63,22 +62,6 @@ def host_dummy() -> bytes:
     if dummy is None:
         dummy = cryptpw.most_common(unixdb.passwd_hashes(SCAN_LIMIT))
     return dummy or unixdb.crypt_gensalt()
-
-
-def shadow_problem(path: str = SHADOW_FILE):
-    """Why this process cannot read the shadow passwords, or None: it can,
-    or there is no shadow file (the hashes are in passwd, NIS or LDAP)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return ("uid %d cannot read the shadow passwords (%s: %s), so no user whose passwd "
-                "entry says \"x\" can log in: run popper as root, or name another back-end "
-                "with set userdb or set pam-service"
-                % (os.geteuid(), path, exc.strerror))
-    os.close(fd)
-    return None
 
 
 def forget() -> None:

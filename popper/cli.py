@@ -26,7 +26,7 @@ import os
 import stat
 import sys
 
-from popper import __version__, server
+from popper import __version__, greeting
 from popper.log import LOG_ERR, LOG_WARNING, Log, UnsafeTraceFile, clean
 from popper.settings import ConfigError, Settings, facility, load_config_file, tls_configured
 from popper.transport import inetd
@@ -233,7 +233,7 @@ def check(settings: Settings) -> list:
     """Start-up refusals: what these settings ask for that cannot work."""
     problems = settings.not_built()
     try:
-        server.login_identity(settings)
+        greeting.login_identity(settings)
     except LookupError as exc:
         problems.append(str(exc))
     if settings.clear_text_password == 1 and not settings.apop_db:
@@ -430,6 +430,7 @@ def main(argv: list = None) -> int:
             return inetd.serve(settings, log, credentials)
     # Standalone: what sessions need is loaded once, in the listener,
     # before it listens; each session inherits it.
+    from popper import server
     from popper.transport import standalone
     server.load_session(settings, listener=True)
     # The pid file is written before popper's own listener takes a

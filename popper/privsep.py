@@ -378,7 +378,7 @@ def _login_process(conn, channel: Channel, identity, settings, log, session, log
             deadline = login_by + SLACK
             session.authenticator = AskRoot(channel, deadline)
             # With -l 2 the handshake comes first, then the greeting (run's).
-            from popper.server import implicit_tls
+            from popper.greeting import implicit_tls
             greet = None if implicit_tls(settings, tls) else []
             ended_on = run(conn, session, settings, log, first=greet, login_by=login_by, tls=tls)
             if session.state == HANDED_OFF:
@@ -430,8 +430,9 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     the client's TLS and a socketpair the session is served over (made
     before the fork: it cannot fork then); without TLS the session is
     served on the client's connection, the login process gone.
-    Called once server.serve has sent the greeting (with -l 2 the login
-    process greets, after the handshake) and loaded the session's modules;
+    Called once greeting.greet has sent the greeting (with -l 2 the login
+    process greets, after the handshake) and server.serve has loaded the
+    session's modules;
     login_by: the monotonic deadline of the login."""
     import signal
     import socket

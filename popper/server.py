@@ -1,15 +1,11 @@
-"""Putting a session together: the authenticator, the maildrop opener, the
-client's name.  The transports call serve() for each connection."""
+"""Putting a session together once greeting.greet() has greeted the client:
+the session's modules, the authenticator, the maildrop opener.  The
+transports call greet(), then serve(), for each connection."""
 
-import _socket as socket    # not socket.py before the greeting (docs/architecture.md)
 import os
-import select
 import sys
-import time
 
-from popper import __version__
-from popper.protocol import Client, replies
-from popper.settings import TLS_ALTERNATE_PORT
+from popper.greeting import implicit_tls
 from popper.transport import connection
 
 # What a session needs beyond the greeting: imported by load_session()
@@ -101,92 +97,24 @@ def authenticator(settings, log):
     return module.UnixAuth(settings, log)
 
 
-def client_for(ip: str, settings, log) -> Client:
-    """The client's name as Qpopper finds it: the reverse lookup of its IP,
-    kept only if that name resolves back to the IP (unless -R)."""
-    if ip.startswith("::ffff:") and "." in ip:
-        ip = ip[7:]
-    if not settings.reverse_lookup:
-        return Client(ip, ip)
-    try:
-        name = socket.gethostbyaddr(_ascii(ip))[0]
-    except (OSError, UnicodeError) as exc:
-        # pop_init.c: hstrerror(h_errno) and h_errno, which herror carries.
-        code = exc.errno if isinstance(exc, OSError) and exc.errno is not None else 0
-        log.debug("(v%s) Unable to get canonical name of client %s: %s (%d)"
-                  % (__version__, ip, getattr(exc, "strerror", None) or exc, code))
-        return Client(ip, ip)
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(_ascii(name), None)}
-    except (OSError, UnicodeError):
-        log.notice('Client at "%s" resolves to an unknown host name "%s"' % (ip, name))
-        return Client(ip, ip)
-    if ip not in addresses:
-        log.notice('Client address "%s" not listed for its host name "%s"' % (ip, name))
-        return Client(ip, ip)
-    return Client(name, ip)
-
-
-def _ascii(host: str):
-    """host as bytes when it is ASCII: the resolver functions encode a str
-    with the idna codec, which loads re, stringprep and unicodedata
-    before the greeting."""
-    try:
-        return host.encode("ascii")
-    except UnicodeEncodeError:
-        return host
-
-
-def local_hostname() -> str:
-    """This host's name as Qpopper takes it: gethostname(), or the
-    resolver's canonical name for it when that has no domain; found once."""
-    if not _HOSTNAME:
-        _HOSTNAME.append(_hostname())
-    return _HOSTNAME[0]
-
-
-_HOSTNAME = []
-
-
-def _hostname() -> str:
-    name = socket.gethostname()
-    if "." not in name:
-        try:
-            canonical = socket.getaddrinfo(_ascii(name), None, 0, socket.SOCK_STREAM, 0,
-                                           socket.AI_CANONNAME)[0][3]
-        except (OSError, IndexError, UnicodeError):
-            canonical = ""
-        if "." in canonical:
-            name = canonical
-    return name
-
-
-def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) -> None:
-    """One connection, start to end: in two processes when popper is root
+def serve(conn: connection.Connection, greeted, settings, log, tls=None) -> None:
+    """The rest of a connection greeting.greet() has greeted (greeted: its
+    Greeted), to its end: in two processes when popper is root
     (privsep.py), else in this one.  tls: the tls.Credentials, when TLS
     is configured."""
-    no_delay(conn.write_fd)
-    client = client_for(peer_ip, settings, log)
-    log.debug("(v%s) Servicing request from \"%s\" at %s" % (__version__, client.host, client.ip))
-    hostname = local_hostname()
-    timestamp = apop_timestamp(settings, hostname, log)
-    identity = login_identity(settings)
-    login_by = time.monotonic() + settings.login_timeout
-    # The greeting goes out first, before the session's modules are loaded
-    # (docs/architecture.md, "Start-up"), so that loading them and the fork
-    # overlap the client's round trip.  With -l 2 it follows the handshake:
-    # the login process's (or run's, in one process).
-    if not send_greeting(conn, settings, hostname, timestamp, tls):
-        return
+    # The session's modules load after the greeting (docs/architecture.md,
+    # "Start-up"), so that loading them and the fork overlap the client's
+    # round trip.
     load_session(settings)
-    if identity is None:        # one process
+    client, hostname, timestamp = greeted.client, greeted.hostname, greeted.timestamp
+    if greeted.identity is None:        # one process
         from popper.auth.gatekeeper import Gatekeeper
         from popper.protocol.session import Session
         gatekeeper = Gatekeeper(settings, authenticator(settings, log), log, hostname)
         session = Session(settings, gatekeeper, maildrop_opener(settings, log, hostname), log,
                           client, hostname, timestamp)
-        greeted = None if implicit_tls(settings, tls) else []
-        run(conn, session, settings, log, first=greeted, login_by=login_by, tls=tls)
+        first = None if implicit_tls(settings, tls) else []
+        run(conn, session, settings, log, first=first, login_by=greeted.login_by, tls=tls)
         return
 
     def serve_user(account, unread: bytes, user_conn, over_tls: bool, no_mime: bool):
@@ -203,78 +131,8 @@ def serve(conn: connection.Connection, peer_ip: str, settings, log, tls=None) ->
         return Gatekeeper(settings, authenticator(settings, log), log, hostname)
 
     from popper import privsep
-    privsep.serve(conn, identity, settings, log, client, hostname, gatekeeper, run, serve_user,
-                  login_by, timestamp, tls)
-
-
-# --- the greeting: what comes before it is paid by every inetd connection ---
-
-def login_identity(settings):
-    """(uid, gid) the login process runs as, or None when sessions are not
-    separated (popper is not root, or login-user is off).  LookupError if
-    login-user is not an account, or is root."""
-    if os.geteuid() != 0 or not settings.login_user:
-        return None
-    # The stdlib's pwd, unixdb's pure twin: asked before the greeting, this
-    # lookup of the administrator's setting does not wait for cffi's backend
-    # and the C extension (about 1.5 ms), which load with the session.
-    import pwd
-    try:        # the name's latin-1 bytes, as unixdb gives them to the C library
-        entry = pwd.getpwnam(os.fsdecode(settings.login_user.encode("latin-1")))
-    except (KeyError, ValueError, UnicodeError):
-        raise LookupError("login-user %s: no such user" % settings.login_user) from None
-    if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise LookupError("login-user %s: must not be root (uid %d, gid %d)"
-                          % (settings.login_user, entry.pw_uid, entry.pw_gid))
-    return entry.pw_uid, entry.pw_gid
-
-
-def implicit_tls(settings, tls) -> bool:
-    """-l 2: TLS from the first byte, so the login process greets."""
-    return tls is not None and settings.tls_mode == TLS_ALTERNATE_PORT
-
-
-def send_greeting(conn, settings, hostname: str, apop_timestamp, tls) -> bool:
-    """The greeting, but with -l 2 (TLS from the first byte: it follows
-    the handshake); False when it cannot be written."""
-    return implicit_tls(settings, tls) or _send(
-        conn.write_fd, replies.greeting(settings, hostname, apop_timestamp),
-        time.monotonic() + settings.timeout)
-
-
-def _send(fd: int, data: bytes, deadline: float) -> bool:
-    """Write data to the client by the deadline; False if it cannot be."""
-    view = memoryview(data)
-    while view:
-        left = deadline - time.monotonic()
-        try:
-            if left <= 0 or not select.select([], [fd], [], left)[1]:
-                return False
-            view = view[os.write(fd, view):]
-        except InterruptedError:
-            continue
-        except OSError:
-            return False
-    return True
-
-
-def apop_timestamp(settings, hostname: str, log):
-    """The greeting's <pid.time@host>, exactly when pop.auth is there and
-    this process can use it (curl and Thunderbird try APOP whenever the
-    greeting has a timestamp, and never fall back to USER/PASS); else None."""
-    if not settings.apop_db:
-        return None
-    from popper.auth import apop
-    from popper.auth.gatekeeper import admin
-    try:
-        why = apop.usable(settings.apop_db, admin(settings)[0])
-    except apop.DBError as exc:
-        why = str(exc)
-    if why:
-        if os.path.lexists(apop.names(settings.apop_db)["dir"]):
-            log.error("APOP is off for this session: %s" % why)
-        return None
-    return apop.timestamp(hostname)
+    privsep.serve(conn, greeted.identity, settings, log, client, hostname, gatekeeper, run,
+                  serve_user, greeted.login_by, timestamp, tls)
 
 
 def maildrop_opener(settings, log, hostname: str):
@@ -369,35 +227,3 @@ def run(conn, session, settings, log, first=None, pending=b"", login_by=None, tl
     """The session on conn; returns the connection it ended on (connection.run)."""
     return connection.run(conn, session, settings.timeout, log, first=first, pending=pending,
                           login_by=login_by, tls=tls)
-
-
-def no_delay(fd: int) -> None:
-    """TCP_NODELAY on a TCP connection: popper gathers its own writes (one per
-    reply), so Nagle's algorithm could only hold back a reply's last piece
-    until the client's delayed ACK, 40 ms on Linux."""
-    try:
-        sock = connection.probe_of(os.dup(fd))
-    except OSError:
-        return
-    try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-def peer_of(fd: int) -> str:
-    """The IP of the peer on a socket fd; "0.0.0.0" when fd is not a socket."""
-    try:
-        sock = connection.probe_of(os.dup(fd))
-    except OSError:
-        return "0.0.0.0"
-    try:
-        address = sock.getpeername()
-        return address[0] if isinstance(address, tuple) else "127.0.0.1"
-    except OSError:
-        return "0.0.0.0"
-    finally:
-        sock.close()

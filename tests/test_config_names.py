@@ -16,7 +16,8 @@ from popper import __version__
 from popper.auth import Account
 from popper.log import log_login_line
 from popper.maildrop import cache
-from popper.server import client_for, read_options_files
+from popper.greeting import client_for
+from popper.server import read_options_files
 from popper.settings import (
     ConfigError, QPOPPER_OPTIONS, SPOOL, USER, Settings, apply_line, load_config_file,
     temp_drop_path)

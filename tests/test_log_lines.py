@@ -296,15 +296,15 @@ def test_an_address_without_a_name_is_logged_with_h_errno(monkeypatch):
     """pop_init.c: `(v<V>) Unable to get canonical name of client <ip>:
     <hstrerror> (<h_errno>)` at DEBUG, and the IP serves as the name."""
     from conftest import RecordingLog
-    from popper import server
+    from popper import greeting
     from popper.settings import Settings
 
     def unknown(ip):
         raise socket.herror(1, "Unknown host")
-    monkeypatch.setattr(server.socket, "gethostbyaddr", unknown)
+    monkeypatch.setattr(greeting.socket, "gethostbyaddr", unknown)
     settings, log = Settings(), RecordingLog()
     settings.reverse_lookup = True
-    client = server.client_for("192.0.2.7", settings, log)
+    client = greeting.client_for("192.0.2.7", settings, log)
     assert (client.host, client.ip) == ("192.0.2.7", "192.0.2.7")
     assert log.lines == [("debug", "(v%s) Unable to get canonical name of client 192.0.2.7: "
                                    "Unknown host (1)" % __version__)]

@@ -25,7 +25,7 @@ import pytest
 
 import popper
 from conftest import ROOT, Conversation
-from popper.transport import connection
+from popper.transport import probes
 
 TARGET = sorted(
     [p for p in (ROOT / "popper").rglob("*.py") if "__pycache__" not in p.parts]
@@ -200,15 +200,15 @@ def _pair(family):
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6, socket.AF_UNIX],
                          ids=["inet", "inet6", "unix"])
 def test_socket_of_finds_the_family_the_way_python_3_6_needs(monkeypatch, family):
-    """connection.socket_of's 3.6 branch, run on this interpreter: the
+    """probes.socket_of's 3.6 branch, run on this interpreter: the
     family, and so the peer's address, come out as 3.7's fileno= gives them."""
     client, server = _pair(family)
 
     class Python36:
         version_info = (3, 6, 15)
-    monkeypatch.setattr(connection, "sys", Python36)
+    monkeypatch.setattr(probes, "sys", Python36)
     try:
-        sock = connection.socket_of(os.dup(server.fileno()))
+        sock = probes.socket_of(os.dup(server.fileno()))
         try:
             assert sock.family == family
             assert sock.getpeername() == server.getpeername()
@@ -218,7 +218,7 @@ def test_socket_of_finds_the_family_the_way_python_3_6_needs(monkeypatch, family
         r, w = os.pipe()
         try:
             with pytest.raises(OSError):
-                connection.socket_of(r)            # not a socket: an error, r still open
+                probes.socket_of(r)            # not a socket: an error, r still open
             os.fstat(r)
         finally:
             os.close(r)

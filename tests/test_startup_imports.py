@@ -22,7 +22,7 @@ from popper import deferred, server
 
 PROBE = str(ROOT / "tests" / "importprobe.py")
 
-# Loaded by the session after its greeting (server.load_session), never before.
+# Loaded by the session after its greeting (server.serve), never before.
 AFTER_GREETING = {
     "email", "email.message", "hashlib", "hmac", "_hashlib", "ssl", "getopt", "gettext", "re",
     "traceback", "ctypes", "_ctypes", "ctypes.util", "subprocess", "tempfile", "shutil",
@@ -32,7 +32,9 @@ AFTER_GREETING = {
     "popper.maildrop.scan", "popper.bulletins", "popper.bulldb", "popper.logindelay",
     "popper.transport.standalone", "popper.transport.tls", "popper.protocol.session",
     "popper.protocol.lines", "popper.extensions", "popper.privsep", "importlib", "warnings",
-    # cffi's backend and the C extension: the session's (server.login_identity asks pwd)
+    # the session's half of the start: server.serve and the session loop
+    "popper.server", "popper.transport.connection",
+    # cffi's backend and the C extension: the session's (greeting.login_identity asks pwd)
     "_cffi_backend", "popper.native", "popper._cpopper", "popper._cpam", "popper.auth.unixdb",
     # socket.py and signal.py (enum, selectors, collections), the idna codec (re, unicodedata)
     "socket", "signal", "enum", "selectors", "collections", "functools", "encodings.idna",

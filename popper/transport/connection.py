@@ -41,6 +41,7 @@ import time
 from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF, HANG_UP,
                              START_TLS, AfterSend, Pause)
 from popper.settings import TLS_ALTERNATE_PORT
+from popper.transport.probes import socket_of
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
@@ -49,52 +50,6 @@ DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 RCVTIMEO = getattr(_socket, "SO_RCVTIMEO", None) if sys.platform.startswith("linux") else None
 
 LOGGED_OUT = (AUTHORIZATION, AUTHORIZATION_PASS)     # the states login-timeout bounds
-
-
-def socket_of(fd: int):
-    """A socket object on fd, with the socket's own family, as
-    socket.socket(fileno=fd) gives from Python 3.7 on.  Python 3.6 takes
-    AF_INET unless told, and then reads only the first half of an IPv6
-    address (the peer ::1 came out as "::%<junk>"): there the family is read off
-    the socket's own address, got through an AF_UNIX object, whose address
-    buffer is the largest.  OSError if fd is not a socket (fd stays open)."""
-    import socket       # loaded with the session's modules (server.load_session)
-    if sys.version_info >= (3, 7):
-        return socket.socket(fileno=fd)
-    return socket.socket(_family(fd), socket.SOCK_STREAM, 0, fd)
-
-
-def probe_of(fd: int):
-    """socket_of's light twin for the probes made before the greeting: an
-    _socket.socket (socket.py loads enum, selectors and collections), with
-    no context manager: close() it."""
-    if sys.version_info >= (3, 7):
-        return _socket.socket(fileno=fd)
-    return _socket.socket(_family(fd), _socket.SOCK_STREAM, 0, fd)
-
-
-def _family(fd: int) -> int:
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-    try:
-        name = probe.getsockname()
-    finally:
-        probe.detach()
-    return {2: _socket.AF_INET, 4: _socket.AF_INET6}.get(
-        len(name) if isinstance(name, tuple) else 0, _socket.AF_UNIX)
-
-
-def stdin_probe():
-    """A probe_of a copy of fd 0 (closing it leaves fd 0 alone), or None
-    if fd 0 is no socket."""
-    try:
-        fd = os.dup(0)
-    except OSError:
-        return None
-    try:
-        return probe_of(fd)
-    except OSError:
-        os.close(fd)
-        return None
 
 
 class Hangup(Exception):

@@ -13,8 +13,8 @@ import os
 
 import _socket as socket    # not socket.py (docs/architecture.md, "Start-up")
 
-from popper import server
-from popper.transport.connection import Connection, stdin_probe
+from popper import greeting
+from popper.transport.probes import peer_of, stdin_probe
 
 # The same line the installed launcher sends when popper cannot even be
 # imported (packaging/launcher.py): no detail, which is for the log.
@@ -25,7 +25,12 @@ def serve(settings, log, tls=None) -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    server.serve(Connection(0, 1), server.peer_of(0), settings, log, tls)
+    greeted = greeting.greet(1, peer_of(0), settings, log, tls)
+    if greeted is not None:
+        # The session's half after the greeting (docs/architecture.md, "Start-up").
+        from popper import server
+        from popper.transport.connection import Connection
+        server.serve(Connection(0, 1), greeted, settings, log, tls)
     return 0
 
 

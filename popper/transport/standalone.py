@@ -24,9 +24,10 @@ import stat
 import time
 import traceback
 
-from popper import privsep, server
+from popper import greeting, privsep, server
 from popper.protocol import replies as R
-from popper.transport.connection import Connection, socket_of
+from popper.transport.connection import Connection
+from popper.transport.probes import socket_of
 
 DEFAULT_PORT = 110
 SD_LISTEN_FDS_START = 3
@@ -451,7 +452,9 @@ def _child(conn, address, listeners, pid_file, settings, log, tls) -> None:
             os.close(pid_file.fd)   # a session, soon the user's, keeps no handle on it
         conn.setblocking(True)      # as accept() gives it on Linux; not so everywhere
         fd = conn.fileno()
-        server.serve(Connection(fd, fd), address[0], settings, log, tls)
+        greeted = greeting.greet(fd, address[0], settings, log, tls)
+        if greeted is not None:
+            server.serve(Connection(fd, fd), greeted, settings, log, tls)
     except BaseException:
         status = 1
         log.error("session process failed: %s" % traceback.format_exc())

@@ -296,12 +296,7 @@ def _not_a_directory(path, option: str):
 def warnings(settings: Settings) -> list:
     """Start-up warnings: what will keep logins from working, as far as can
     be told before the first one (popper starts anyway)."""
-    problems = []
-    if not settings.userdb:         # (check() has looked at a user database)
-        # The checks only, not the back-end (cffi, the C extension, ctypes):
-        # this runs before every inetd connection's greeting.
-        from popper.auth.checks import backend_problems
-        problems = backend_problems(settings)
+    problems = settings.backend_problems()
     if tls_configured(settings):
         from popper.transport import tls
         problems += tls.warnings(settings)

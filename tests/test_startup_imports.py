@@ -71,7 +71,7 @@ def probed(mailhost, tmp_path, commands, pure: bool):
 
 
 # Each back-end: cli's start-up warnings check it before every greeting
-# (popper/auth/checks.py), which must not load it.
+# (Settings.backend_problems), which must not load it.
 BACKENDS = {"userdb": {}, "unix": {"userdb": False},
             "pam": {"userdb": False, "extra": ["set pam-service = pop3"]}}
 

@@ -9,7 +9,7 @@ password.  The account must also be a Unix one (its uid and gid).
 
 A service PAM has no configuration for is not an error to PAM: it uses
 its "other" service, which may let nobody in (Debian: pam_deny) or
-everyone.  checks.service_problem() says so at start-up.
+everyone.  settings.service_problem() says so at start-up.
 """
 
 from popper.auth import AuthError, libpam, passwd_account

@@ -33,15 +33,15 @@ that gave the right password.
 
 Run as another user than root, popper cannot read the shadow file: the
 hash of every user whose passwd entry says "x" is out of its reach.  It
-says so at start-up (checks.shadow_problem) and in the log line of each such
+says so at start-up (settings.shadow_problem) and in the log line of each such
 failed login; the client gets the same answer after the same work.
 """
 
 import time
 
 from popper.auth import Account, AuthError, cryptpw, passwd_account, same_hash, unixdb
-from popper.auth.checks import shadow_problem
 from popper.protocol import replies
+from popper.settings import shadow_problem
 
 DAY = 86400
 SCAN_LIMIT = 2000          # shadow entries read to find the host's method

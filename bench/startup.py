@@ -16,8 +16,10 @@ CPU time of the session's processes together.
 interpreter (`python -c` writing one line, plain, -S, -Es and -ES, the
 launcher's flags), popper in inetd mode through the installed launcher
 (packaging/launcher.py, #!python -ES) with the C extension and with the
-pure twins (POPPER_PUREPYTHON=1), and connect -> greeting of a standalone
-popper (which forks a ready process).
+pure twins (POPPER_PUREPYTHON=1), both with a user database, and with the
+C extension and the default back-end (passwd and shadow, whose start-up
+check must not load it), and connect -> greeting of a standalone popper
+(which forks a ready process).
 
 --clients N: N clients at once, each USER/PASS/STAT/RETR 1/QUIT as its
 own user on a small spool, against a standalone popper and against
@@ -67,6 +69,9 @@ def setup(base: pathlib.Path):
                         "set reverse-lookup\nset login-user = %s\n"
                         % (base / "users", spool, name))
         configs[name] = path
+    # The default back-end (passwd and shadow): only --greeting runs it.
+    configs["unix"] = base / "unix.conf"
+    configs["unix"].write_text("set spool-dir = %s\nset reverse-lookup\n" % spool)
     return spool, configs
 
 
@@ -192,6 +197,7 @@ def greeting(args, base: pathlib.Path, configs: dict) -> None:
         "bare python -ES -c": ([python, "-ES", "-c", write], env),
         "popper inetd, native": ([program, "-f", config], env),
         "popper inetd, pure": ([program, "-f", config], pure),
+        "popper inetd, Unix back-end": ([program, "-f", str(configs["unix"])], env),
     }
     port = free_port()
     server = standalone(program, python, config, port, env)
@@ -210,9 +216,11 @@ def greeting(args, base: pathlib.Path, configs: dict) -> None:
     for name, value in result.items():
         print("  %-32s %7.2f ms" % (name, value))
     for bare in ("bare python -c", "bare python -ES -c"):
-        print("  %-32s %+7.2f ms (native), %+.2f ms (pure); target <= +5" % (
-            "popper inetd - " + bare[5:], result["popper inetd, native"] - result[bare],
-            result["popper inetd, pure"] - result[bare]))
+        print("  %-32s %+7.2f ms (native), %+.2f ms (pure), %+.2f ms (Unix back-end); "
+              "target <= +5" % (
+                  "popper inetd - " + bare[5:], result["popper inetd, native"] - result[bare],
+                  result["popper inetd, pure"] - result[bare],
+                  result["popper inetd, Unix back-end"] - result[bare]))
 
 
 def client(port: int, user: bytes, start: threading.Event, results: list) -> None:

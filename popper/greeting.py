@@ -1,7 +1,8 @@
-"""What a connection does before its greeting, and all that imports:
-every inetd connection pays for it before the client hears anything
-(docs/architecture.md, "Start-up").  greet() sends the greeting; then
-server.serve() loads the session and goes on."""
+"""What a connection does before its greeting.  Every inetd connection
+pays for this module and its imports before the client hears anything
+(docs/architecture.md, "Start-up"), so it imports only what the greeting
+needs.  greet() sends the greeting; then server.serve() loads the
+session's modules and goes on."""
 
 import _socket as socket    # not socket.py (enum, selectors, collections)
 import os

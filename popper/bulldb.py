@@ -22,8 +22,8 @@ popper uses the database in the session itself.
 """
 
 import os
-import signal
-import socket
+import _signal     # not signal.py, nor socket.py (their enums: ~5 ms at each session)
+import _socket
 import struct
 import sys
 import time
@@ -155,7 +155,7 @@ def start(settings, user: str, log):
             return None
     if os.geteuid() != 0:
         return Keeper(user, database, last)
-    ours, theirs = socket.socketpair()
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:                                            # pragma: no cover (child)
         code = 1
@@ -171,8 +171,8 @@ def start(settings, user: str, log):
 
 def _keep(channel: Channel, database: Database, user: str, deadline: float) -> None:
     """The keeper: nothing but the channel open, the user's record only."""
-    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-        signal.signal(signum, signal.SIG_DFL)
+    for signum in (_signal.SIGHUP, _signal.SIGTERM, _signal.SIGINT, _signal.SIGALRM):
+        _signal.signal(signum, _signal.SIG_DFL)
     keep = channel.sock.fileno()
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):

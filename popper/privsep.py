@@ -84,6 +84,8 @@ template, name, value, ...] (the -ERR's template and fields).  Anything else, or
 session.
 """
 
+import _signal     # not signal.py, nor socket.py: their enums cost ~5 ms a session
+import _socket
 import errno
 import gc
 import os
@@ -434,11 +436,9 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     process greets, after the handshake) and server.serve has loaded the
     session's modules;
     login_by: the monotonic deadline of the login."""
-    import signal
-    import socket
     from popper.protocol.session import LoginSession
     session = LoginSession(settings, None, None, log, client, hostname, apop_timestamp)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     session_end = relay_end = None
     if tls is not None:
         from popper.transport import tls as tls_layer
@@ -459,8 +459,8 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
     deadline = login_by + SLACK
     # A SIGHUP or SIGTERM sent to popper before the login is the login
     # process's to answer (-ERR POP hangup, the sign-off): it speaks to the client.
-    saved = {sig: signal.signal(sig, lambda signum, frame: _pass_on(pid, signum))
-             for sig in (signal.SIGHUP, signal.SIGTERM)}
+    saved = {sig: _signal.signal(sig, lambda signum, frame: _pass_on(pid, signum))
+             for sig in (_signal.SIGHUP, _signal.SIGTERM)}
     account, over_tls = None, False
     try:
         account, unread, over_tls, no_mime = _check_logins(channel, deadline, settings,
@@ -476,7 +476,7 @@ def serve(conn, identity, settings, log, client, hostname, make_gatekeeper, run,
         else:
             _reap(pid, log, channel)
         for sig, handler in saved.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
     if not over_tls:
         if session_end is not None:
             session_end.close()
@@ -641,9 +641,8 @@ def _reap(pid: int, log, channel: Channel) -> None:
     channel.close()
     if not _exited(pid, deadline):
         log.error("the login process %d did not exit; killed" % pid)
-        import signal
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except OSError as exc:
             if exc.errno != errno.ESRCH:
                 raise

@@ -11,7 +11,7 @@ from popper.transport import connection
 # What a session needs beyond the greeting: imported by load_session()
 # once the greeting is out (docs/architecture.md, "Start-up").
 SESSION_MODULES = (
-    "socket", "signal", "popper.protocol.session", "popper.extensions.mangle_request", "popper.auth.sasl",
+    "popper.protocol.session", "popper.extensions.mangle_request", "popper.auth.sasl",
     "popper.auth.gatekeeper", "popper.auth.apop", "popper.logindelay", "popper.bulletins",
     "popper.bulldb", "popper.maildrop", "popper.maildrop.files", "popper.privsep")
 
@@ -23,7 +23,7 @@ SESSION_MODULES = (
 READ_AHEAD = (
     "popper.extensions.mangle", "_string", "string", "copy", "_datetime", "datetime", "locale",
     "calendar", "ipaddress", "urllib", "urllib.parse", "quopri", "uu", "html", "html.entities",
-    "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
+    "selectors", "socket", "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
     "email.encoders", "email.charset", "email.utils", "email._encoded_words", "email.header",
     "email._policybase", "email.feedparser", "email.parser", "email.iterators", "email.message",
     "email.generator", "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii",

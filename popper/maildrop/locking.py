@@ -17,8 +17,9 @@ raises LockError with Qpopper's [SYS/TEMP] text.
 import errno
 import fcntl
 import os
-import socket
 import stat
+
+import _socket     # gethostname; not socket.py (its enums: ~2 ms a session)
 import time
 
 from popper.maildrop import MaildropError
@@ -65,7 +66,7 @@ class DotLock:
         fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             try:
-                os.write(fd, ("%d@%s" % (os.getpid(), socket.gethostname())).encode())
+                os.write(fd, ("%d@%s" % (os.getpid(), _socket.gethostname())).encode())
             except OSError as exc:
                 raise self._fail("Unable to write pid into lockfile", 3, exc) from None
             finally:
@@ -128,7 +129,7 @@ class DotLock:
         finally:
             os.close(fd)
         pid, _, host = text.partition("@")
-        if not pid.isdigit() or int(pid) <= 1 or (host and host != socket.gethostname()):
+        if not pid.isdigit() or int(pid) <= 1 or (host and host != _socket.gethostname()):
             return 0
         if int(pid) == os.getpid():
             return int(pid)

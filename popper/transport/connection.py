@@ -34,6 +34,7 @@ file, EAGAIN is taken as "not ready yet" (and the reads go back to poll()).
 
 import os
 import select
+import _signal     # not signal.py, nor socket.py: their enums cost ~5 ms a session
 import _socket
 import sys
 import time
@@ -41,7 +42,7 @@ import time
 from popper.protocol import (AUTHORIZATION, AUTHORIZATION_PASS, FLUSH, HANDED_OFF, HANG_UP,
                              START_TLS, AfterSend, Pause)
 from popper.settings import TLS_ALTERNATE_PORT
-from popper.transport.probes import socket_of
+from popper.transport.probes import probe_of
 
 FLUSH_AT = 256 * 1024
 READ_SIZE = 64 * 1024
@@ -85,9 +86,8 @@ class _Signals:
             raise Hangup()
 
     def install(self):
-        import signal
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            signal.signal(sig, self.handler)
+        for sig in (_signal.SIGHUP, _signal.SIGTERM):
+            _signal.signal(sig, self.handler)
 
     def check(self):
         if self.pending:
@@ -143,7 +143,7 @@ class Connection:
                     dup = None
                 if dup is not None:
                     try:
-                        sock = socket_of(dup)
+                        sock = probe_of(dup)
                     except OSError:
                         os.close(dup)
             self._sockets[fd] = sock

@@ -9,22 +9,24 @@ import _socket
 
 
 def socket_of(fd: int):
-    """A socket object on fd, with the socket's own family, as
+    """A socket.socket on fd (a standalone listener's: accept() is
+    socket.py's), with the socket's own family, as
     socket.socket(fileno=fd) gives from Python 3.7 on.  Python 3.6 takes
     AF_INET unless told, and then reads only the first half of an IPv6
     address (the peer ::1 came out as "::%<junk>"): there the family is read off
     the socket's own address, got through an AF_UNIX object, whose address
     buffer is the largest.  OSError if fd is not a socket (fd stays open)."""
-    import socket       # loaded with the session's modules (server.load_session)
+    import socket       # the standalone listener's, which loads it once
     if sys.version_info >= (3, 7):
         return socket.socket(fileno=fd)
     return socket.socket(_family(fd), socket.SOCK_STREAM, 0, fd)
 
 
 def probe_of(fd: int):
-    """socket_of's light twin for the probes made before the greeting: an
-    _socket.socket (socket.py loads enum, selectors and collections), with
-    no context manager: close() it."""
+    """socket_of's light twin: an _socket.socket (socket.py's enums cost
+    an inetd session ~3 ms), for the probes made before the greeting and
+    for a connection's own reads and writes (connection.py); no context
+    manager: close() it."""
     if sys.version_info >= (3, 7):
         return _socket.socket(fileno=fd)
     return _socket.socket(_family(fd), _socket.SOCK_STREAM, 0, fd)

@@ -16,7 +16,7 @@ LIBRARY = os.path.dirname(os.path.dirname(popper.__file__))
 
 
 def _run(code: str, cwd) -> str:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=str(cwd),
+    result = subprocess.run([sys.executable, "-S", "-c", textwrap.dedent(code)], cwd=str(cwd),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=dict(os.environ, PYTHONPATH=LIBRARY))
     assert result.returncode == 0, result.stdout.decode()

@@ -42,27 +42,31 @@ def _family(fd: int) -> int:
         len(name) if isinstance(name, tuple) else 0, _socket.AF_UNIX)
 
 
+def probe_copy(fd: int):
+    """A probe_of a copy of fd (closing it leaves fd alone), or None if fd
+    is no socket (the copy closed)."""
+    try:
+        copy = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        return probe_of(copy)
+    except OSError:
+        os.close(copy)
+        return None
+
+
 def stdin_probe():
-    """A probe_of a copy of fd 0 (closing it leaves fd 0 alone), or None
-    if fd 0 is no socket."""
-    try:
-        fd = os.dup(0)
-    except OSError:
-        return None
-    try:
-        return probe_of(fd)
-    except OSError:
-        os.close(fd)
-        return None
+    """probe_copy(0): inetd's connection, if fd 0 is one."""
+    return probe_copy(0)
 
 
 def no_delay(fd: int) -> None:
     """TCP_NODELAY on a TCP connection: popper gathers its own writes (one per
     reply), so Nagle's algorithm could only hold back a reply's last piece
     until the client's delayed ACK, 40 ms on Linux."""
-    try:
-        sock = probe_of(os.dup(fd))
-    except OSError:
+    sock = probe_copy(fd)
+    if sock is None:
         return
     try:
         if sock.family in (_socket.AF_INET, _socket.AF_INET6):
@@ -75,9 +79,8 @@ def no_delay(fd: int) -> None:
 
 def peer_of(fd: int) -> str:
     """The IP of the peer on a socket fd; "0.0.0.0" when fd is not a socket."""
-    try:
-        sock = probe_of(os.dup(fd))
-    except OSError:
+    sock = probe_copy(fd)
+    if sock is None:
         return "0.0.0.0"
     try:
         address = sock.getpeername()

@@ -22,7 +22,7 @@ popper uses the database in the session itself.
 """
 
 import os
-import _signal     # not signal.py, nor socket.py (their enums: ~5 ms at each session)
+import _signal     # not socket.py nor signal.py (docs/architecture.md, "Start-up")
 import _socket
 import struct
 import sys

@@ -84,7 +84,7 @@ template, name, value, ...] (the -ERR's template and fields).  Anything else, or
 session.
 """
 
-import _signal     # not signal.py, nor socket.py: their enums cost ~5 ms a session
+import _signal     # not socket.py nor signal.py (docs/architecture.md, "Start-up")
 import _socket
 import errno
 import gc

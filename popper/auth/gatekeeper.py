@@ -29,7 +29,7 @@ process only hands over the name and password, or the name and digest.
 """
 
 import os
-import _socket     # gethostname; not socket.py (its enums: ~2 ms a session)
+import _socket     # not socket.py nor signal.py (docs/architecture.md, "Start-up")
 import time
 
 from popper.auth import AuthError, apop, same_hash, sasl, unixdb

@@ -14,12 +14,11 @@ with a bounded wait, and releases them in the reverse order.  A failure
 raises LockError with Qpopper's [SYS/TEMP] text.
 """
 
+import _socket     # not socket.py nor signal.py (docs/architecture.md, "Start-up")
 import errno
 import fcntl
 import os
 import stat
-
-import _socket     # gethostname; not socket.py (its enums: ~2 ms a session)
 import time
 
 from popper.maildrop import MaildropError

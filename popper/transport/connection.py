@@ -34,7 +34,7 @@ file, EAGAIN is taken as "not ready yet" (and the reads go back to poll()).
 
 import os
 import select
-import _signal     # not signal.py, nor socket.py: their enums cost ~5 ms a session
+import _signal     # not socket.py nor signal.py (docs/architecture.md, "Start-up")
 import _socket
 import sys
 import time

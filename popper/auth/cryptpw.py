@@ -15,18 +15,21 @@ _CRYPT_DATA_SIZE = 256 * 1024
 
 _lib = None
 
+# The crypt library's names as the dynamic linker finds it: libxcrypt's
+# (Linux), its compatibility build's, an unversioned one.
+SONAMES = ("libcrypt.so.1", "libcrypt.so.2", "libcrypt.so")
+
 
 def _library():
     """The crypt library, through ctypes: loaded here, for the pure twin only."""
     global _lib
     if _lib is None:
         import ctypes
-        import ctypes.util
-        for name in ("crypt", "c"):
-            path = ctypes.util.find_library(name)
-            if not path:
+        for name in _candidates():
+            try:
+                lib = ctypes.CDLL(name, use_errno=True)
+            except OSError:
                 continue
-            lib = ctypes.CDLL(path, use_errno=True)
             if hasattr(lib, "crypt_r") or hasattr(lib, "crypt"):
                 _lib = lib
                 break
@@ -35,9 +38,21 @@ def _library():
     return _lib
 
 
+def _candidates():
+    """SONAMES, then what ctypes.util finds for crypt and for c: only where
+    those are not there, for find_library imports re and subprocess and
+    runs ldconfig (or cc) each time."""
+    yield from SONAMES
+    import ctypes.util
+    for name in ("crypt", "c"):
+        path = ctypes.util.find_library(name)
+        if path:
+            yield path
+
+
 def preload() -> None:
     """The pure twin's library now, when it is the one in use (a standalone
-    listener, before it forks: find_library runs ldconfig, each time)."""
+    listener, before it forks: its sessions then load nothing)."""
     if crypt is pure_crypt:
         try:
             _library()

@@ -23,7 +23,6 @@ line) is skipped and logged; it does not hold up the others.
 import collections
 import grp
 import os
-import re
 import stat
 import time
 
@@ -31,10 +30,10 @@ from popper.maildrop import MaildropError, files
 from popper.maildrop.journal import replace_file
 from popper.maildrop.scan import is_from_line
 from popper.protocol import replies
+from popper.protocol.lines import leading_number
 
 POPBULL = ".popbull"
 MAX_BULLETIN = 1 << 22      # bytes: a bulletin is an announcement, not a mailbox
-NUMBER = re.compile(rb"[0-9]+")
 
 Bulletin = collections.namedtuple("Bulletin", "number name")
 News = collections.namedtuple("News", "maximum chunks")   # chunks: the converted bulletins
@@ -54,9 +53,10 @@ def listing(bulldir: str) -> list:
     One directory listing; OSError if it cannot be read."""
     found = []
     for name in os.listdir(os.fsencode(bulldir)):
-        match = NUMBER.match(name)
-        if match:
-            found.append(Bulletin(int(match.group()), name.decode("latin-1")))
+        text = name.decode("latin-1")
+        number = leading_number(text)
+        if number is not None:
+            found.append(Bulletin(number, text))
     found.sort(key=lambda b: b.number)
     return found
 
@@ -164,8 +164,8 @@ class PopBull:
         first = text.split("\n", 1)[0]
         if not first:
             return "empty", None
-        match = re.match(r"[0-9]+", first)
-        return ("number", int(match.group())) if match else ("invalid", None)
+        number = leading_number(first)
+        return ("invalid", None) if number is None else ("number", number)
 
     def store(self, number: int) -> None:
         """The new record, on the disk; RecordUnavailable if it cannot be."""

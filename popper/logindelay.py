@@ -22,12 +22,12 @@ the delay; it is there to stop clients that poll too often.
 """
 
 import os
-import re
 import time
 
 from popper.maildrop import MaildropError, files
 from popper.maildrop.journal import replace_file
 from popper.protocol import replies
+from popper.protocol.lines import is_number
 from popper.settings import temp_drop_path
 
 NAME = "%s.login"           # beside the temp drop: .<user>.pop.login
@@ -63,10 +63,10 @@ class LoginDelay:
             return self._ignored("unreadable: %s (%d)" % (exc.strerror, exc.errno))
         if text is None:
             return None
-        match = re.match(r"([0-9]{1,15})\n?\Z", text)
-        if not match:
+        digits = text[:-1] if text.endswith("\n") else text
+        if not (is_number(digits) and len(digits) <= 15):
             return self._ignored("not a time")
-        last = int(match.group(1))
+        last = int(digits)
         if last > now:
             return self._ignored("a time %d seconds in the future" % (last - now))
         return last

@@ -23,7 +23,10 @@ SESSION_MODULES = (
 READ_AHEAD = (
     "popper.extensions.mangle", "_string", "string", "copy", "_datetime", "datetime", "locale",
     "calendar", "ipaddress", "urllib", "urllib.parse", "quopri", "uu", "html", "html.entities",
-    "math", "selectors", "socket", "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
+    "math", "collections.abc", "functools", "enum", "copyreg", "sre_constants", "sre_parse",
+    "sre_compile", "re", "re._constants", "re._parser", "re._casefix", "re._compiler", "base64",
+    "signal", "selectors", "socket",
+    "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
     "email.encoders", "email.charset", "email.utils", "email._encoded_words", "email.header",
     "email._policybase", "email.feedparser", "email.parser", "email.iterators", "email.message",
     "email.generator", "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii",

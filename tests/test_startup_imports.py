@@ -7,11 +7,13 @@ the interpreter's files, so a late import there would fail.  The moments
 are seen from inside the real program by tests/importprobe.py.  Timings
 are bench/startup.py's; this holds the module sets, which do not vary."""
 
+import base64
 import os
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -21,6 +23,8 @@ import popper.native
 from popper import deferred, server
 
 PROBE = str(ROOT / "tests" / "importprobe.py")
+# The library the tests import popper from (the checkout, or what tox installed).
+LIBRARY = os.path.dirname(os.path.dirname(popper.native.__file__))
 
 # Loaded by the session after its greeting (server.serve), never before.
 AFTER_GREETING = {
@@ -47,16 +51,23 @@ MAIL = (b"From a@example.com Mon Jan  1 00:00:00 2001\nFrom: a@example.com\nSubj
         b"AAAA\n--b--\n\n")
 
 
-def probed(mailhost, tmp_path, commands, pure: bool):
+def probed(mailhost, tmp_path, commands, pure: bool, bare: bool = False):
     """Run one inetd session through the probe: {(moment, uid): [modules]}
     (a set per process), and the replies; a command ending in "..." has
-    a multi-line reply."""
+    a multi-line reply.  bare: without site.py, as the launcher runs popper
+    (-S: a site's .pth files may import what popper must not)."""
     out = tmp_path / "probe"
     env = dict(os.environ, IMPORT_PROBE=str(out))
     env.pop("POPPER_PUREPYTHON", None)
     if pure:
         env["POPPER_PUREPYTHON"] = "1"
-    conv = start_inetd([sys.executable, PROBE] + mailhost.command()[3:], env=env)
+    python = [sys.executable]
+    if bare:
+        python.append("-S")
+        paths = sysconfig.get_paths()
+        env["PYTHONPATH"] = os.pathsep.join(
+            [LIBRARY, paths["purelib"], paths["platlib"]] + sys.path[1:])
+    conv = start_inetd(python + [PROBE] + mailhost.command()[3:], env=env)
     replies = [conv.greeting]
     for line in commands:
         replies.append(conv.cmd(line.rstrip(".")))
@@ -139,6 +150,33 @@ def test_nothing_is_imported_after_becoming_the_user(mailhost, tmp_path, pure):
                            for s in sets])
     if sys.version_info >= (3, 7):
         assert sorted(became & {"_hashlib", "hashlib", "hmac", "traceback"}) == []
+
+
+# What a session that only logs in and downloads never imports: the
+# regular expressions and enum (base64.py imports them), signal.py, socket.py
+# -- some 3 ms of every inetd connection.  The mangler and XMIT, which need
+# them, have them read ahead (server.READ_AHEAD).
+PLAIN_SESSION_NEVER = {"re", "enum", "base64", "signal", "socket", "selectors", "email",
+                       "subprocess", "tempfile", "traceback"}
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["native", "pure"])
+def test_a_plain_session_imports_no_regular_expressions(mailhost, tmp_path, pure):
+    if not pure and not popper.native.BUILT:
+        pytest.skip("the C extension is not built")
+    mailhost.deliver(corpus.mbox_bytes(list(corpus.messages(3, seed=7))))
+    plain = base64.b64encode(b"\0alice\0secret").decode()
+    commands = ["CAPA...", "AUTH PLAIN !!!!", "AUTH PLAIN " + plain, "STAT", "LIST...",
+                "UIDL...", "RETR 1...", "TOP 2 0...", "LAST", "DELE 1", "NOOP", "QUIT"]
+    moments, replies = probed(mailhost, tmp_path, commands, pure, bare=True)
+    assert replies[2].startswith(b"-ERR") and replies[3].startswith(b"+OK"), replies
+    assert [r for r in replies[4:] if not r.startswith(b"+OK")] == [], replies
+    (at_start,) = [sets[0] for (moment, _), sets in moments.items() if moment == "start"]
+    assert sorted(at_start & PLAIN_SESSION_NEVER) == []     # else this test cannot fail
+    ends = [s for (moment, _), sets in moments.items() if moment == "end" for s in sets]
+    assert len(ends) == 1 + IS_ROOT, moments.keys()     # as root: the login process too
+    for ended in ends:
+        assert sorted(ended & PLAIN_SESSION_NEVER) == []
 
 
 @pytest.mark.root

@@ -31,8 +31,7 @@ secret is salted for a name without one).  No SASLprep: names and secrets
 are taken as their bytes (the same for ASCII ones).
 """
 
-import base64
-import binascii
+import binascii     # not base64.py, which imports re (docs/architecture.md, "Start-up")
 import os
 import time
 
@@ -75,16 +74,33 @@ def exchange(session, mechanism: str, initial):
         return end.args[0]
 
 
+BASE64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def b64decode(data: bytes) -> bytes:
+    """data decoded if it is base64 as RFC 4648 writes it (the alphabet,
+    at most two "=" to end the last group of four), else binascii.Error:
+    what base64.b64decode(data, validate=True) takes on Python 3.13."""
+    body = data.rstrip(b"=")
+    if len(data) % 4 or len(data) - len(body) > 2 or body.translate(None, BASE64):
+        raise binascii.Error("Non-base64 digit found")
+    return binascii.a2b_base64(data)
+
+
+def b64encode(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False)
+
+
 def _decode(session, text: str) -> bytes:
     try:
-        return base64.b64decode(text.encode("latin-1"), validate=True)
+        return b64decode(text.encode("latin-1"))
     except (binascii.Error, ValueError):
         raise Ended(session.err(R.AUTH_BAD_BASE64)) from None
 
 
 def _ask(session, challenge: bytes):
     """Send a challenge ("+ " and its base64), take the client's response."""
-    line = yield b"+ " + base64.b64encode(challenge) + b"\r\n"
+    line = yield b"+ " + b64encode(challenge) + b"\r\n"
     if isinstance(line, TooLong):
         raise Ended(session.err(R.LINE_TOO_LONG, count=line.discarded))
     text = line.decode("latin-1").strip(" \t")
@@ -250,9 +266,9 @@ class Scram:
         gs2_end = text.index(",", text.index(",") + 1) + 1
         self.gs2_header, self.client_first_bare = text[:gs2_end], text[gs2_end:]
         client_nonce = self.client_first_bare.split(",")[1][2:]
-        self.nonce = client_nonce + base64.b64encode(os.urandom(SCRAM_NONCE)).decode()
+        self.nonce = client_nonce + b64encode(os.urandom(SCRAM_NONCE)).decode()
         self.salt = os.urandom(SCRAM_SALT)
-        self.server_first = "r=%s,s=%s,i=%d" % (self.nonce, base64.b64encode(self.salt).decode(),
+        self.server_first = "r=%s,s=%s,i=%d" % (self.nonce, b64encode(self.salt).decode(),
                                                 SCRAM_ITERATIONS)
         self.server_signature = None
 
@@ -261,11 +277,11 @@ class Scram:
         text = client_final.decode("latin-1")
         without_proof, _, proof = text.rpartition(",p=")
         parts = without_proof.split(",")
-        binding = base64.b64encode(self.gs2_header.encode("latin-1")).decode()
+        binding = b64encode(self.gs2_header.encode("latin-1")).decode()
         if len(parts) < 2 or parts[0] != "c=" + binding or parts[1] != "r=" + self.nonce:
             raise ValueError("not this exchange's client-final-message")
         try:
-            proof = base64.b64decode(proof.encode("latin-1"), validate=True)
+            proof = b64decode(proof.encode("latin-1"))
         except (binascii.Error, ValueError):
             raise ValueError("a proof that is not base64") from None
         if len(proof) != digests.sha256().digest_size:
@@ -286,4 +302,4 @@ class Scram:
         return right
 
     def server_final(self) -> bytes:
-        return b"v=" + base64.b64encode(self.server_signature)
+        return b"v=" + b64encode(self.server_signature)

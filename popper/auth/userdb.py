@@ -32,11 +32,11 @@ worth it.
 """
 
 import os
-import re
 import time
 
 from popper.auth import Account, AuthError, cryptpw, same_hash, unixdb
 from popper.protocol import replies
+from popper.protocol.lines import is_number
 
 CRYPT_SCHEMES = ("CRYPT", "DES-CRYPT", "MD5-CRYPT", "SHA256-CRYPT", "SHA512-CRYPT",
                  "BLF-CRYPT", "BCRYPT", "YESCRYPT")
@@ -92,7 +92,7 @@ def _login_delay(extra_fields: str):
     for word in extra_fields.split():
         name, _, value = word.partition("=")
         if name == "login_delay":
-            if not re.fullmatch(r"[0-9]{1,9}", value):
+            if not (is_number(value) and len(value) <= 9):
                 raise UserDBError("login_delay needs a number of seconds")
             return int(value)
     return None

@@ -22,9 +22,9 @@ message on its stdin, for at most xmit-timeout seconds.
 
 import errno
 import os
-import re
-import signal
 import stat
+
+import _signal     # not signal.py, nor re (docs/architecture.md, "Start-up")
 
 from popper.extensions import Subcommands
 from popper.protocol import replies as R
@@ -53,7 +53,14 @@ TMPFILE = getattr(os, "O_TMPFILE", 0)
 # O_TMPFILE refused for what the kernel or the file system lacks (EISDIR: a
 # kernel older than it opening the directory), not for a missing directory.
 NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
-STALE = re.compile(r"\.xmit[a-z0-9_]{8}\Z")       # mkstemp's names with our prefix
+STALE_PREFIX = ".xmit"
+STALE_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"     # mkstemp's 8 after the prefix
+
+
+def is_stale_name(name: str) -> bool:
+    """Whether name is one mkstemp(prefix=".xmit") makes."""
+    return (len(name) == len(STALE_PREFIX) + 8 and name.startswith(STALE_PREFIX)
+            and not name[len(STALE_PREFIX):].strip(STALE_LETTERS))
 
 
 def temp_file(directory: str) -> int:
@@ -83,7 +90,7 @@ def _remove_stale(directory: str) -> None:
     following a symbolic link.  (One another session of the user is about
     to unlink loses its name a moment early: its descriptor is unharmed.)"""
     try:
-        names = [name for name in os.listdir(directory) if STALE.match(name)]
+        names = [name for name in os.listdir(directory) if is_stale_name(name)]
     except OSError:
         return
     for name in names:
@@ -170,7 +177,7 @@ def send(session, fd: int):
     try:
         status = child.wait(timeout=settings.xmit_timeout)
     except BaseException as exc:    # the deadline, or a signal ending the session
-        os.killpg(child.pid, signal.SIGKILL)
+        os.killpg(child.pid, _signal.SIGKILL)
         child.wait()
         if not isinstance(exc, subprocess.TimeoutExpired):
             raise

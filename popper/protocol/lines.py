@@ -11,6 +11,13 @@ def is_number(text: str) -> bool:
     return bool(text) and not text.strip("0123456789")
 
 
+def leading_number(text: str):
+    """The number text's leading ASCII digits make (as atol reads them), or
+    None if it does not begin with a digit."""
+    digits = text[:len(text) - len(text.lstrip("0123456789"))]
+    return int(digits) if digits else None
+
+
 class TooLong:
     """An over-long line that was thrown away: `discarded` bytes of it."""
 

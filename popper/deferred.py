@@ -12,14 +12,18 @@ imported at once.  A name that is not there (another Python) is passed
 over; a module the list misses is imported from its file as usual
 (tests/test_deferred.py holds that the list misses none)."""
 
-import importlib
-import importlib.machinery
 import marshal
 import os
 import stat
 import struct
 import sys
-from importlib._bootstrap_external import MAGIC_NUMBER  # importlib.util's, without contextlib
+
+try:    # importlib's own classes, without importing importlib (and warnings)
+    from _frozen_importlib import ModuleSpec
+    from _frozen_importlib_external import MAGIC_NUMBER, PathFinder, SourceFileLoader
+except ImportError:
+    from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
+    from importlib.util import MAGIC_NUMBER
 
 __all__ = ["read", "held", "readable_by_all"]
 
@@ -35,7 +39,7 @@ class _Held:
         if entry is None:
             return None
         spec = entry[0]
-        return importlib.machinery.ModuleSpec(
+        return ModuleSpec(
             name, self, origin=spec.origin,
             is_package=spec.submodule_search_locations is not None)
 
@@ -124,12 +128,12 @@ def read(names) -> None:
                 path = getattr(sys.modules[parent], "__path__", None)
             if path is None:
                 continue                # not there, or not a package, in this Python
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        spec = PathFinder.find_spec(name, path)
         if spec is None:
             continue
-        if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+        if not isinstance(spec.loader, SourceFileLoader):
             try:
-                importlib.import_module(name)       # a C module: now
+                __import__(name)                    # a C module: now
             except ImportError:
                 pass
             continue

@@ -23,14 +23,14 @@ SESSION_MODULES = (
 READ_AHEAD = (
     "popper.extensions.mangle", "_string", "string", "copy", "_datetime", "datetime", "locale",
     "calendar", "ipaddress", "urllib", "urllib.parse", "quopri", "uu", "html", "html.entities",
-    "math", "collections.abc", "functools", "enum", "copyreg", "sre_constants", "sre_parse",
-    "sre_compile", "re", "re._constants", "re._parser", "re._casefix", "re._compiler", "base64",
-    "signal", "selectors", "socket",
-    "email", "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime",
-    "email.encoders", "email.charset", "email.utils", "email._encoded_words", "email.header",
-    "email._policybase", "email.feedparser", "email.parser", "email.iterators", "email.message",
-    "email.generator", "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii",
-    "encodings.latin_1", "encodings.raw_unicode_escape", "encodings.cp1252",
+    "math", "collections.abc", "types", "warnings", "functools", "enum", "copyreg",
+    "sre_constants", "sre_parse", "sre_compile", "re", "re._constants", "re._parser",
+    "re._casefix", "re._compiler", "base64", "signal", "selectors", "socket", "email",
+    "email.errors", "email._parseaddr", "email.base64mime", "email.quoprimime", "email.encoders",
+    "email.charset", "email.utils", "email._encoded_words", "email.header", "email._policybase",
+    "email.feedparser", "email.parser", "email.iterators", "email.message", "email.generator",
+    "_multibytecodec", "_codecs_jp", "_codecs_iso2022", "encodings.ascii", "encodings.latin_1",
+    "encodings.raw_unicode_escape", "encodings.cp1252",
     "encodings.iso2022_jp") + tuple("encodings.iso8859_%d" % n for n in (2, 3, 4, 5, 6, 7, 8, 9,
                                                                        10, 11, 13, 15)) + (
     "_posixsubprocess", "contextlib", "weakref", "_locale", "locale", "subprocess", "fnmatch",
@@ -60,17 +60,16 @@ def load_session(settings, listener: bool = False) -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        import importlib
         from popper import extensions
         for name in SESSION_MODULES + tuple(extensions.names()):
-            importlib.import_module(name)
+            __import__(name)            # (not importlib.import_module: importlib loads warnings)
         _backend(settings)
         from popper import deferred
         if listener or not deferred.readable_by_all(READ_AHEAD):
             deferred.read(READ_AHEAD)
         if listener:
             for name in deferred.held():
-                importlib.import_module(name)   # from memory
+                __import__(name)            # from memory
     finally:
         if hasattr(gc, "freeze"):
             gc.freeze()

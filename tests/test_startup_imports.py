@@ -153,11 +153,11 @@ def test_nothing_is_imported_after_becoming_the_user(mailhost, tmp_path, pure):
 
 
 # What a session that only logs in and downloads never imports: the
-# regular expressions and enum (base64.py imports them), signal.py, socket.py
-# -- some 3 ms of every inetd connection.  The mangler and XMIT, which need
+# regular expressions and enum (base64.py imports them), signal.py, socket.py,
+# importlib and warnings -- some 3 ms of every inetd connection.  The mangler and XMIT, which need
 # them, have them read ahead (server.READ_AHEAD).
 PLAIN_SESSION_NEVER = {"re", "enum", "base64", "signal", "socket", "selectors", "email",
-                       "subprocess", "tempfile", "traceback"}
+                       "subprocess", "tempfile", "traceback", "importlib", "warnings"}
 
 
 @pytest.mark.parametrize("pure", [False, True], ids=["native", "pure"])

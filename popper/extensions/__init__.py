@@ -33,8 +33,7 @@ def _modules():
     # Imported by server.load_session() (names()), else when the first
     # session starts: they import the session's state names, and the
     # session imports this package.
-    import importlib
-    return [(name, importlib.import_module(module)) for name, module in zip(MODULES, names())]
+    return [(name, __import__(module, fromlist=["rows"])) for name, module in zip(MODULES, names())]
 
 
 def names() -> list:
